@@ -1,0 +1,159 @@
+r"""The losses of BR-MRS: the cross-modal BPR loss of its hard negatives and
+the synergy-aware BPR loss. All are computed with
+:func:`torch.nn.functional.logsigmoid`, which is finite for any score
+magnitude."""
+from typing import Sequence, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+REDUCTIONS = ('mean', 'sum', 'none')
+
+
+def _check_reduction(reduction: str) -> str:
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"Unknown reduction '{reduction}' (choose from "
+                         f"{list(REDUCTIONS)})")
+    return reduction
+
+
+def _reduce(loss: Tensor, reduction: str) -> Tensor:
+    if reduction == 'mean':
+        return loss.mean()
+    if reduction == 'sum':
+        return loss.sum()
+    return loss
+
+
+def _as_stack(name: str, scores: Union[Tensor, Sequence[Tensor]]) -> Tensor:
+    if isinstance(scores, Tensor):
+        if scores.dim() == 1:
+            return scores.unsqueeze(0)
+        return scores
+    if len(scores) == 0:
+        raise ValueError(f"'{name}' must hold at least one branch")
+    shapes = {tuple(s.shape) for s in scores}
+    if len(shapes) != 1 or len(next(iter(shapes))) != 1:
+        raise ValueError(f"'{name}' must be a sequence of [B] tensors of "
+                         f"equal size (got shapes {sorted(shapes)})")
+    return torch.stack(list(scores), dim=0)
+
+
+def bpr_loss(pos_score: Tensor, neg_score: Tensor,
+             reduction: str = 'mean') -> Tensor:
+    r"""The Bayesian Personalized Ranking loss
+    :math:`-\log \sigma(s(u, i^+) - s(u, i^-))` of ``[B]`` (or any
+    broadcastable) scores."""
+    _check_reduction(reduction)
+    if pos_score.shape != neg_score.shape:
+        raise ValueError(f"'pos_score' and 'neg_score' must have the same "
+                         f"shape (got {tuple(pos_score.shape)} and "
+                         f"{tuple(neg_score.shape)})")
+    return _reduce(-F.logsigmoid(pos_score - neg_score), reduction)
+
+
+class CrossModalBPRLoss(torch.nn.Module):
+    r"""The CHNS loss of BR-MRS, one BPR term per modality branch, each on its
+    own (cross-assigned) hard negative:
+
+    .. math::
+        \mathcal{L}_{\mathrm{chns}} = \sum_{m=1}^{M} \frac{1}{B}
+        \sum_{b=1}^{B} -\log \sigma\left(s_m(u_b, i^+_b) -
+        s_m(u_b, \mathrm{neg}_b[m])\right)
+
+    (the sum runs over the modalities, the mean over the batch).
+
+    Args:
+        reduction (str, optional): :obj:`"mean"` (mean over the batch, sum
+            over the modalities, as above), :obj:`"sum"` (sum over both) or
+            :obj:`"none"` (the ``[M, B]`` terms). (default: :obj:`"mean"`)
+
+    Shapes:
+        - **input:** :obj:`pos_scores`, :obj:`neg_scores`: sequences of
+          :math:`M` tensors of shape ``[B]`` (or ``[M, B]`` tensors)
+        - **output:** scalar, or ``[M, B]`` for :obj:`reduction="none"`
+    """
+    def __init__(self, reduction: str = 'mean'):
+        super().__init__()
+        self.reduction = _check_reduction(reduction)
+
+    def forward(self, pos_scores: Union[Tensor, Sequence[Tensor]],
+                neg_scores: Union[Tensor, Sequence[Tensor]]) -> Tensor:
+        pos = _as_stack('pos_scores', pos_scores)
+        neg = _as_stack('neg_scores', neg_scores)
+        if pos.shape != neg.shape:
+            raise ValueError(f"'pos_scores' and 'neg_scores' must have the "
+                             f"same shape (got {tuple(pos.shape)} and "
+                             f"{tuple(neg.shape)})")
+        loss = -F.logsigmoid(pos - neg)  # [M, B]
+        if self.reduction == 'mean':
+            return loss.mean(dim=1).sum()
+        return _reduce(loss, self.reduction)
+
+    def __repr__(self) -> str:
+        return f'{self.__class__.__name__}(reduction={self.reduction})'
+
+
+class SynergyBPRLoss(torch.nn.Module):
+    r"""The synergy-aware BPR loss of BR-MRS. With a (uniform) negative
+    :math:`i^-` and the margins :math:`\Delta_b = s_b(u, i^+) - s_b(u, i^-)`
+    of every branch :math:`b`,
+
+    .. math::
+        \mathcal{L}_{\mathrm{syn}} = -\log \sigma\left(\Delta_f -
+        \max_{m} \Delta_m - \theta\right), \qquad \theta > 0,
+
+    which asks the fused branch to beat the best unimodal branch by a margin
+    :math:`\theta`.
+
+    Args:
+        theta (float): The margin :math:`\theta > 0`.
+        detach_reference (bool, optional): Stop the gradient through
+            :math:`\max_m \Delta_m` (then only the fused branch is pushed; by
+            default the loss also pulls the best unimodal margin down).
+            (default: :obj:`False`)
+        reduction (str, optional): :obj:`"mean"`, :obj:`"sum"` or
+            :obj:`"none"` over the batch. (default: :obj:`"mean"`)
+
+    Shapes:
+        - **input:** :obj:`pos_fused`, :obj:`neg_fused`: ``[B]``;
+          :obj:`pos_unimodal`, :obj:`neg_unimodal`: sequences of :math:`M`
+          tensors of shape ``[B]`` (or ``[M, B]`` tensors)
+        - **output:** scalar, or ``[B]`` for :obj:`reduction="none"`
+    """
+    def __init__(self, theta: float, detach_reference: bool = False,
+                 reduction: str = 'mean'):
+        super().__init__()
+        theta = float(theta)
+        if not theta > 0 or theta != theta or theta == float('inf'):
+            raise ValueError(f"'theta' must be a finite number > 0 (got "
+                             f"{theta})")
+        self.theta = theta
+        self.detach_reference = detach_reference
+        self.reduction = _check_reduction(reduction)
+
+    def forward(self, pos_fused: Tensor, neg_fused: Tensor,
+                pos_unimodal: Union[Tensor, Sequence[Tensor]],
+                neg_unimodal: Union[Tensor, Sequence[Tensor]]) -> Tensor:
+        if pos_fused.dim() != 1 or pos_fused.shape != neg_fused.shape:
+            raise ValueError(f"'pos_fused' and 'neg_fused' must be [B] "
+                             f"tensors of equal size (got "
+                             f"{tuple(pos_fused.shape)} and "
+                             f"{tuple(neg_fused.shape)})")
+        pos = _as_stack('pos_unimodal', pos_unimodal)
+        neg = _as_stack('neg_unimodal', neg_unimodal)
+        if pos.shape != neg.shape or pos.size(1) != pos_fused.size(0):
+            raise ValueError(f"Unimodal scores must be [M, B] with B = "
+                             f"{pos_fused.size(0)} (got {tuple(pos.shape)} "
+                             f"and {tuple(neg.shape)})")
+        reference = (pos - neg).max(dim=0).values
+        if self.detach_reference:
+            reference = reference.detach()
+        delta_f = pos_fused - neg_fused
+        loss = -F.logsigmoid(delta_f - reference - self.theta)
+        return _reduce(loss, self.reduction)
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}(theta={self.theta}, '
+                f'detach_reference={self.detach_reference})')

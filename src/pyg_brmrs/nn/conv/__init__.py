@@ -1,0 +1,3 @@
+from .multimodal_lg_conv import MultiModalLGConv
+
+__all__ = ['MultiModalLGConv']

@@ -1,0 +1,217 @@
+from typing import Dict, Optional, Tuple, Union
+
+import torch
+from torch import Tensor
+from torch_geometric.nn.conv import MessagePassing
+from torch_geometric.nn.conv.gcn_conv import gcn_norm
+from torch_geometric.typing import OptTensor, SparseTensor
+
+from pyg_brmrs.utils.sparse import CSRAdjacency
+
+try:  # pragma: no cover - depends on the environment
+    import torch_sparse  # noqa: F401
+    WITH_TORCH_SPARSE = True
+except Exception:  # pragma: no cover
+    WITH_TORCH_SPARSE = False
+
+BACKENDS = ('auto', 'csr', 'torch_sparse', 'edge_index')
+
+MultiChannel = Union[Tensor, Dict[str, Tensor]]
+
+
+class MultiModalLGConv(MessagePassing):
+    r"""The Light Graph Convolution of `"LightGCN: Simplifying and Powering
+    Graph Convolution Network for Recommendation"
+    <https://arxiv.org/abs/2002.02126>`_, applied to several channels
+    (*e.g.*, an ID channel and one channel per modality) in **one** sparse
+    product:
+
+    .. math::
+        \mathbf{x}^{\prime (c)}_i = \sum_{j \in \mathcal{N}(i)}
+        \frac{e_{j,i}}{\sqrt{\deg(i)\deg(j)}} \mathbf{x}^{(c)}_j
+        \qquad \text{for every channel } c,
+
+    with :math:`\deg(i) = \sum_{j} e_{j,i}` (no self-loops are added). With
+    :obj:`normalize=False` the edge weights :math:`e_{j,i}` are used as they
+    are (*e.g.*, for the already normalised graphs of
+    :class:`~pyg_brmrs.transforms.HomogeneousKNNGraph`).
+
+    The channels are stacked into one ``[N, C * F]`` matrix, so a layer costs
+    one sparse-dense product whatever the number of channels. Three
+    interchangeable backends give the same result:
+
+    * :obj:`"csr"` (default for an :obj:`edge_index` tensor): a
+      :obj:`torch.sparse_csr` operator built once (see :obj:`cached`), whose
+      backward pass reuses a cached transpose. The edge weights are treated
+      as constants (no gradient flows into them).
+    * :obj:`"torch_sparse"`: a :class:`torch_sparse.SparseTensor` (used
+      automatically when one is passed as :obj:`edge_index`; requires the
+      optional ``torch-sparse`` package).
+    * :obj:`"edge_index"`: PyG's gather/scatter message passing (works with
+      learnable edge weights).
+
+    :obj:`"auto"` picks :obj:`"torch_sparse"` for a
+    :class:`~torch_sparse.SparseTensor` input and :obj:`"csr"` otherwise,
+    except that learnable edge weights (``edge_weight.requires_grad``) fall
+    back to :obj:`"edge_index"`.
+
+    Args:
+        normalize (bool, optional): Apply the symmetric normalisation
+            :math:`\mathbf{D}^{-1/2}\mathbf{A}\mathbf{D}^{-1/2}`.
+            (default: :obj:`True`)
+        cached (bool, optional): Cache the prepared (normalised) operator and
+            reuse it while the same :obj:`edge_index` / :obj:`edge_weight`
+            tensors are passed (transductive training on a fixed graph). A
+            different tensor object invalidates the cache.
+            (default: :obj:`False`)
+        backend (str, optional): :obj:`"auto"`, :obj:`"csr"`,
+            :obj:`"torch_sparse"` or :obj:`"edge_index"`.
+            (default: :obj:`"auto"`)
+        **kwargs (optional): Additional arguments of
+            :class:`torch_geometric.nn.conv.MessagePassing`.
+
+    Shapes:
+        - **input:**
+          node features :math:`(|\mathcal{V}|, F)`, :math:`(|\mathcal{V}|, C,
+          F)` or a dictionary of :math:`(|\mathcal{V}|, F_c)` tensors,
+          edge indices :math:`(2, |\mathcal{E}|)` or a
+          :class:`~torch_sparse.SparseTensor`,
+          edge weights :math:`(|\mathcal{E}|)` *(optional)*
+        - **output:** node features of the same shape (a dictionary with the
+          same keys for a dictionary input)
+    """
+    def __init__(self, normalize: bool = True, cached: bool = False,
+                 backend: str = 'auto', **kwargs):
+        kwargs.setdefault('aggr', 'add')
+        super().__init__(**kwargs)
+        if backend not in BACKENDS:
+            raise ValueError(f"Unknown backend '{backend}' in "
+                             f"'{self.__class__.__name__}' (choose from "
+                             f"{list(BACKENDS)})")
+        if backend == 'torch_sparse' and not WITH_TORCH_SPARSE:
+            raise ImportError("backend='torch_sparse' requires the optional "
+                              "'torch-sparse' package (pip install "
+                              "'pyg-brmrs[sparse]')")
+        self.normalize = normalize
+        self.cached = cached
+        self.backend = backend
+        self._cache_key: Optional[Tuple] = None
+        self._cache = None
+
+    def reset_parameters(self):
+        super().reset_parameters()
+        self._cache_key = None
+        self._cache = None
+
+    # ------------------------------------------------------------------
+    def forward(self, x: MultiChannel, edge_index: Union[Tensor,
+                                                          SparseTensor],
+                edge_weight: OptTensor = None) -> MultiChannel:
+        if isinstance(x, dict):
+            keys = list(x.keys())
+            sizes = [x[k].size(-1) for k in keys]
+            out = self._propagate_2d(torch.cat([x[k] for k in keys], dim=-1),
+                                     edge_index, edge_weight)
+            return dict(zip(keys, out.split(sizes, dim=-1)))
+        if x.dim() not in (2, 3):
+            raise ValueError(f"'x' must have shape [N, F] or [N, C, F] "
+                             f"(got {tuple(x.shape)})")
+        out = self._propagate_2d(x.reshape(x.size(0), -1), edge_index,
+                                 edge_weight)
+        return out.view(x.shape)
+
+    def _resolve_backend(self, edge_index, edge_weight) -> str:
+        if self.backend != 'auto':
+            return self.backend
+        if isinstance(edge_index, SparseTensor):
+            return 'torch_sparse'
+        if edge_weight is not None and edge_weight.requires_grad:
+            return 'edge_index'
+        return 'csr'
+
+    def _propagate_2d(self, x: Tensor, edge_index, edge_weight) -> Tensor:
+        num_nodes = x.size(0)
+        backend = self._resolve_backend(edge_index, edge_weight)
+        op = self._prepare(edge_index, edge_weight, num_nodes, backend,
+                           x.dtype)
+        if backend == 'csr':
+            return op.matmul(x)
+        if backend == 'torch_sparse':
+            return op.matmul(x)
+        ei, ew = op
+        # propagate_type: (x: Tensor, edge_weight: OptTensor)
+        return self.propagate(ei, x=x, edge_weight=ew)
+
+    def _prepare(self, edge_index, edge_weight, num_nodes: int, backend: str,
+                 dtype: torch.dtype):
+        key = (backend, _tensor_key(edge_index), _tensor_key(edge_weight),
+               num_nodes, dtype)
+        if self.cached and self._cache_key == key:
+            return self._cache
+
+        if isinstance(edge_index, SparseTensor):
+            if backend != 'torch_sparse':
+                raise ValueError(f"A SparseTensor 'edge_index' needs backend "
+                                 f"'torch_sparse' or 'auto' (got "
+                                 f"'{backend}')")
+            adj_t = edge_index
+            if self.normalize:
+                adj_t = gcn_norm(adj_t, None, num_nodes, add_self_loops=False,
+                                 flow=self.flow, dtype=dtype)
+            op = adj_t
+        else:
+            _check_edge_index(edge_index, edge_weight, num_nodes)
+            ew = None if edge_weight is None else edge_weight.to(dtype)
+            ei = edge_index
+            if self.normalize:
+                ei, ew = gcn_norm(edge_index, ew, num_nodes,
+                                  add_self_loops=False, flow=self.flow,
+                                  dtype=dtype)
+            if backend == 'csr':
+                op = CSRAdjacency(ei, ew, (num_nodes, num_nodes))
+            elif backend == 'torch_sparse':
+                if ew is None:
+                    ew = torch.ones(ei.size(1), device=ei.device,
+                                    dtype=dtype)
+                # adj_t[target, source] = weight:
+                op = SparseTensor(row=ei[1], col=ei[0], value=ew.detach(),
+                                  sparse_sizes=(num_nodes, num_nodes))
+            else:
+                op = (ei, ew)
+
+        if self.cached:
+            self._cache_key, self._cache = key, op
+        return op
+
+    def message(self, x_j: Tensor, edge_weight: OptTensor) -> Tensor:
+        return x_j if edge_weight is None else edge_weight.view(-1, 1) * x_j
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}(normalize={self.normalize}, '
+                f'cached={self.cached}, backend={self.backend})')
+
+
+def _tensor_key(t) -> Optional[Tuple]:
+    if t is None:
+        return None
+    if isinstance(t, Tensor):
+        return (id(t), t.data_ptr(), t._version, tuple(t.shape), t.device)
+    return (id(t), )
+
+
+def _check_edge_index(edge_index: Tensor, edge_weight: OptTensor,
+                      num_nodes: int) -> None:
+    if edge_index.dim() != 2 or edge_index.size(0) != 2:
+        raise ValueError(f"'edge_index' must have shape [2, E] (got "
+                         f"{tuple(edge_index.shape)})")
+    if edge_index.dtype != torch.long:
+        raise ValueError(f"'edge_index' must be a long tensor (got "
+                         f"{edge_index.dtype})")
+    if edge_weight is not None and edge_weight.numel() != edge_index.size(1):
+        raise ValueError(f"'edge_weight' has {edge_weight.numel()} entries "
+                         f"but 'edge_index' has {edge_index.size(1)} edges")
+    if edge_index.numel() > 0:
+        lo, hi = int(edge_index.min()), int(edge_index.max())
+        if lo < 0 or hi >= num_nodes:
+            raise ValueError(f"'edge_index' has node indices in [{lo}, {hi}] "
+                             f"but 'x' has {num_nodes} nodes")

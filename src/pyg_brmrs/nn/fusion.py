@@ -1,0 +1,122 @@
+r"""Fusion operators :math:`\varphi` that turn the unimodal representations
+:math:`\mathbf{q}^{(1)}, \dots, \mathbf{q}^{(M)}` of a node into its fused
+representation :math:`\mathbf{q}^{(f)} = \varphi(\mathbf{q}^{(1..M)})`.
+
+Every fusion takes a list of ``M`` tensors of shape ``[N, F]`` and returns
+one ``[N, F_out]`` tensor; :attr:`out_channels` gives ``F_out``. The fused
+score of BR-MRS is the dot product of the fused user and item
+representations.
+"""
+from typing import List, Sequence, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+class Fusion(torch.nn.Module):
+    r"""Base class of the fusion operators.
+
+    Args:
+        num_modalities (int): The number of unimodal inputs :math:`M`.
+        in_channels (int): The size :math:`F` of each unimodal input.
+    """
+    def __init__(self, num_modalities: int, in_channels: int):
+        super().__init__()
+        if num_modalities < 1:
+            raise ValueError(f"'num_modalities' must be >= 1 (got "
+                             f"{num_modalities})")
+        self.num_modalities = num_modalities
+        self.in_channels = in_channels
+
+    @property
+    def out_channels(self) -> int:
+        return self.in_channels
+
+    def reset_parameters(self):
+        pass
+
+    def _check(self, xs: Sequence[Tensor]) -> None:
+        if len(xs) != self.num_modalities:
+            raise ValueError(f"'{self.__class__.__name__}' expects "
+                             f"{self.num_modalities} inputs (got {len(xs)})")
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}({self.num_modalities}, '
+                f'{self.in_channels})')
+
+
+class ConcatFusion(Fusion):
+    r"""Concatenation,
+    :math:`\mathbf{q}^{(f)} = \Vert_{m=1}^{M} \mathbf{q}^{(m)}`, so that the
+    fused score is the sum of the unimodal scores,
+    :math:`s_f(u, i) = \sum_m s_m(u, i)` (``F_out = M * F``)."""
+    @property
+    def out_channels(self) -> int:
+        return self.num_modalities * self.in_channels
+
+    def forward(self, xs: Sequence[Tensor]) -> Tensor:
+        self._check(xs)
+        return torch.cat(list(xs), dim=-1)
+
+
+class MeanFusion(Fusion):
+    r"""Average, :math:`\mathbf{q}^{(f)} = \frac{1}{M} \sum_m
+    \mathbf{q}^{(m)}`: the fused score also contains the cross-modal terms
+    :math:`\langle \mathbf{p}^{(m)}, \mathbf{q}^{(m')} \rangle`."""
+    def forward(self, xs: Sequence[Tensor]) -> Tensor:
+        self._check(xs)
+        return torch.stack(list(xs), dim=0).mean(dim=0)
+
+
+class GatedFusion(Fusion):
+    r"""Node-wise gated sum,
+
+    .. math::
+        \mathbf{g} = \mathrm{softmax}\left(\mathbf{W}
+        \left[\Vert_m \mathbf{q}^{(m)}\right] + \mathbf{b}\right)
+        \in \Delta^{M}, \qquad
+        \mathbf{q}^{(f)} = M \sum_m g_m \, \mathbf{q}^{(m)},
+
+    with :math:`\mathbf{W} \in \mathbb{R}^{M \times MF}`. The gate starts
+    uniform (zero-initialised), where the fusion equals the sum of the
+    unimodal representations.
+    """
+    def __init__(self, num_modalities: int, in_channels: int):
+        super().__init__(num_modalities, in_channels)
+        self.gate = torch.nn.Linear(num_modalities * in_channels,
+                                    num_modalities)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        torch.nn.init.zeros_(self.gate.weight)
+        torch.nn.init.zeros_(self.gate.bias)
+
+    def forward(self, xs: Sequence[Tensor]) -> Tensor:
+        self._check(xs)
+        stacked = torch.stack(list(xs), dim=1)  # [N, M, F]
+        g = F.softmax(self.gate(stacked.flatten(1)), dim=-1)  # [N, M]
+        return self.num_modalities * (g.unsqueeze(-1) * stacked).sum(dim=1)
+
+
+FUSIONS = {
+    'concat': ConcatFusion,
+    'mean': MeanFusion,
+    'gated': GatedFusion,
+}
+
+
+def resolve_fusion(fusion: Union[str, Fusion], num_modalities: int,
+                   in_channels: int) -> Fusion:
+    r"""Returns a fresh fusion module for a name in :obj:`FUSIONS` (a
+    :class:`Fusion` instance is returned as is)."""
+    if isinstance(fusion, Fusion):
+        return fusion
+    if isinstance(fusion, str) and fusion in FUSIONS:
+        return FUSIONS[fusion](num_modalities, in_channels)
+    raise ValueError(f"Unknown fusion '{fusion}' (choose from "
+                     f"{sorted(FUSIONS)} or pass a 'Fusion' module)")
+
+
+def list_fusions() -> List[str]:
+    return sorted(FUSIONS)

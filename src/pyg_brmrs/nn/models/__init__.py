@@ -1,0 +1,3 @@
+from .brmrs import BRMRS
+
+__all__ = ['BRMRS']

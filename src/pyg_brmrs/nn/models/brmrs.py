@@ -1,0 +1,373 @@
+import copy
+from typing import Dict, List, Mapping, Optional, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch_geometric.data import HeteroData
+
+from pyg_brmrs.data.schema import (
+    ITEM,
+    ITEM_SIM,
+    RATES,
+    USER_SIM,
+    features,
+    modalities,
+)
+from pyg_brmrs.nn.base import FUSED, Recommender, RecOutput, ego_regularization
+from pyg_brmrs.nn.conv.multimodal_lg_conv import (
+    MultiModalLGConv,
+    _tensor_key,
+)
+from pyg_brmrs.nn.fusion import Fusion, resolve_fusion
+from pyg_brmrs.utils.sparse import CSRAdjacency, bipartite_to_homogeneous
+
+ID_MODES = ('add', 'concat', 'none')
+HOMOGENEOUS_MODES = ('mean', 'last')
+
+
+class BRMRS(Recommender):
+    r"""The BR-MRS encoder: multimodal LightGCN channels over the user–item
+    graph, preceded by propagation over the item–item and user–user graphs
+    of :class:`~pyg_brmrs.transforms.HomogeneousKNNGraph` (REARM backbone).
+
+    With modalities :math:`m = 1, \dots, M`, item features
+    :math:`\mathbf{x}^{(m)}_i \in \mathbb{R}^{F_m}`, free ID embeddings
+    :math:`\mathbf{e}_u, \mathbf{e}_i \in \mathbb{R}^d`, and the training
+    items :math:`\mathcal{N}_u` of user :math:`u`:
+
+    1. **Channels.** Channel 0 holds the ID embeddings; channel :math:`m`
+       holds :math:`\mathbf{h}^{(m)}_i = \mathbf{W}_m \mathbf{x}^{(m)}_i +
+       \mathbf{b}_m` for items and the projected modality profile
+       :math:`\mathbf{h}^{(m)}_u = \mathbf{W}'_m \frac{1}{|\mathcal{N}_u|}
+       \sum_{i \in \mathcal{N}_u} \mathbf{x}^{(m)}_i + \mathbf{b}'_m` for
+       users (computed as the mean of the projected item features, which is
+       the same by linearity and costs an :math:`F_m`-wide product over the
+       items only).
+    2. **Homogeneous graphs.** The item channels are propagated
+       :obj:`num_item_layers` times over the item–item graph,
+       :math:`\mathbf{H}_I \leftarrow \mathbf{S}_I \mathbf{H}_I`, the user
+       channels over the user–user graph; the result is the mean over the
+       layers (:obj:`homogeneous="mean"`) or the last layer
+       (:obj:`"last"`, as REARM), then every channel is
+       :math:`L_2`-normalised per node (:obj:`normalize=True`).
+    3. **LightGCN.** All :math:`1 + M` channels are propagated together over
+       the symmetric-normalised user–item graph with
+       :class:`~pyg_brmrs.nn.MultiModalLGConv` for :obj:`num_layers` layers
+       and averaged over layers :math:`0..L`, giving :math:`\mathbf{z}^{(c)}`.
+    4. **Branches.** The unimodal representations combine the modality
+       channel with the shared ID channel,
+       :math:`\mathbf{q}^{(m)}_i = \mathbf{z}^{(m)}_i + \mathbf{z}^{(0)}_i`
+       (:obj:`id_mode="add"`; :obj:`"concat"` concatenates them, :obj:`"none"`
+       drops the ID channel), likewise :math:`\mathbf{p}^{(m)}_u`; the fused
+       one is :math:`\mathbf{q}^{(f)}_i = \varphi(\mathbf{q}^{(1..M)}_i)`
+       with a pluggable :class:`~pyg_brmrs.nn.fusion.Fusion` (separate
+       instances for users and items). Scores are
+       :math:`s_b(u, i) = \langle \mathbf{p}^{(b)}_u, \mathbf{q}^{(b)}_i
+       \rangle` for :math:`b \in \{1..M, f\}`; items are ranked by
+       :math:`s_f`.
+
+    Args:
+        num_users (int): The number of users.
+        num_items (int): The number of items.
+        feature_dims (Mapping[str, int]): modality name → feature size
+            :math:`F_m` (use :meth:`from_data` to read them off a dataset).
+        embedding_dim (int, optional): The size :math:`d` of every channel.
+            (default: :obj:`64`)
+        num_layers (int, optional): LightGCN layers :math:`L` on the
+            user–item graph. (default: :obj:`2`)
+        num_item_layers (int, optional): Layers on the item–item graph
+            (:obj:`0` skips it). (default: :obj:`1`)
+        num_user_layers (int, optional): Layers on the user–user graph
+            (:obj:`0` skips it). (default: :obj:`1`)
+        fusion (str or Fusion, optional): :obj:`"concat"`, :obj:`"mean"`,
+            :obj:`"gated"` or a :class:`Fusion` module.
+            (default: :obj:`"concat"`)
+        id_mode (str, optional): How the shared ID channel enters the
+            unimodal branches: :obj:`"add"`, :obj:`"concat"` or
+            :obj:`"none"`. (default: :obj:`"add"`)
+        homogeneous (str, optional): :obj:`"mean"` or :obj:`"last"`.
+            (default: :obj:`"mean"`)
+        normalize (bool, optional): :math:`L_2`-normalise every channel
+            before the LightGCN layers. (default: :obj:`True`)
+        finetune_features (bool, optional): Make the raw item features
+            trainable parameters, initialised from :obj:`item_features`.
+            (default: :obj:`False`)
+        item_features (Mapping[str, torch.Tensor], optional): The initial
+            item features when :obj:`finetune_features=True` (filled in by
+            :meth:`from_data`). (default: :obj:`None`)
+        backend (str, optional): Sparse backend of
+            :class:`~pyg_brmrs.nn.MultiModalLGConv`. (default: :obj:`"auto"`)
+        cached (bool, optional): Cache the normalised graphs while the same
+            graph tensors are passed (transductive training).
+            (default: :obj:`True`)
+
+    Shapes:
+        - **input:** a :class:`~torch_geometric.data.HeteroData` with
+          ``data['item'][f'x_{m}']`` for every modality, the training edges
+          ``data['user', 'rates', 'item'].edge_index`` and (optionally) the
+          ``('item', 'similar', 'item')`` / ``('user', 'similar', 'user')``
+          graphs.
+        - **output:** :class:`~pyg_brmrs.nn.RecOutput` with branches
+          ``[*modalities, "fused"]``; ``extras`` holds the propagated
+          channels ``"user_channels"`` ``[U, C, d]`` and ``"item_channels"``
+          ``[I, C, d]`` (channel 0 = ID when :obj:`id_mode != "none"`).
+    """
+    def __init__(
+        self,
+        num_users: int,
+        num_items: int,
+        feature_dims: Mapping[str, int],
+        embedding_dim: int = 64,
+        num_layers: int = 2,
+        num_item_layers: int = 1,
+        num_user_layers: int = 1,
+        fusion: Union[str, Fusion] = 'concat',
+        id_mode: str = 'add',
+        homogeneous: str = 'mean',
+        normalize: bool = True,
+        finetune_features: bool = False,
+        item_features: Optional[Mapping[str, Tensor]] = None,
+        backend: str = 'auto',
+        cached: bool = True,
+    ):
+        super().__init__(num_users, num_items)
+        if len(feature_dims) < 1:
+            raise ValueError("'feature_dims' must name at least one modality")
+        for name, dim in feature_dims.items():
+            if not isinstance(dim, int) or dim < 1:
+                raise ValueError(f"Feature size of modality '{name}' must be a "
+                                 f"positive int (got {dim!r})")
+        if id_mode not in ID_MODES:
+            raise ValueError(f"Unknown id_mode '{id_mode}' (choose from "
+                             f"{list(ID_MODES)})")
+        if homogeneous not in HOMOGENEOUS_MODES:
+            raise ValueError(f"Unknown homogeneous mode '{homogeneous}' "
+                             f"(choose from {list(HOMOGENEOUS_MODES)})")
+        for name, value in [('embedding_dim', embedding_dim),
+                            ('num_layers', num_layers),
+                            ('num_item_layers', num_item_layers),
+                            ('num_user_layers', num_user_layers)]:
+            if value < (1 if name == 'embedding_dim' else 0):
+                raise ValueError(f"'{name}' must be non-negative (got "
+                                 f"{value})")
+
+        self.modalities: List[str] = sorted(feature_dims)
+        self.feature_dims = {m: int(feature_dims[m]) for m in self.modalities}
+        self.embedding_dim = embedding_dim
+        self.num_layers = num_layers
+        self.num_item_layers = num_item_layers
+        self.num_user_layers = num_user_layers
+        self.id_mode = id_mode
+        self.homogeneous = homogeneous
+        self.normalize = normalize
+        self.finetune_features = finetune_features
+
+        d = embedding_dim
+        if id_mode != 'none':
+            self.user_embedding = torch.nn.Embedding(num_users, d)
+            self.item_embedding = torch.nn.Embedding(num_items, d)
+        # One projection per modality for items and users at once: [F_m, 2d].
+        self.proj = torch.nn.ModuleDict({
+            m: torch.nn.Linear(self.feature_dims[m], 2 * d)
+            for m in self.modalities
+        })
+        self.item_features = torch.nn.ParameterDict()
+        if finetune_features:
+            if item_features is None or set(item_features) != set(
+                    self.modalities):
+                raise ValueError(
+                    "'finetune_features=True' needs 'item_features' for the "
+                    f"modalities {self.modalities} (use BRMRS.from_data)")
+            for m in self.modalities:
+                x = item_features[m]
+                if tuple(x.shape) != (num_items, self.feature_dims[m]):
+                    raise ValueError(
+                        f"'item_features[{m!r}]' must have shape "
+                        f"[{num_items}, {self.feature_dims[m]}] (got "
+                        f"{tuple(x.shape)})")
+                self.item_features[m] = torch.nn.Parameter(
+                    x.detach().clone().float())
+
+        branch_dim = 2 * d if id_mode == 'concat' else d
+        self.user_fusion = resolve_fusion(fusion, len(self.modalities),
+                                          branch_dim)
+        self.item_fusion = (copy.deepcopy(self.user_fusion) if isinstance(
+            fusion, Fusion) else resolve_fusion(fusion, len(self.modalities),
+                                                branch_dim))
+
+        self.ui_conv = MultiModalLGConv(normalize=True, cached=cached,
+                                        backend=backend)
+        self.ii_conv = MultiModalLGConv(normalize=False, cached=cached,
+                                        backend=backend)
+        self.uu_conv = MultiModalLGConv(normalize=False, cached=cached,
+                                        backend=backend)
+        self.cached = cached
+        self._graph_cache: Dict[str, Tuple] = {}
+        self.reset_parameters()
+
+    @classmethod
+    def from_data(cls, data: HeteroData, **kwargs) -> 'BRMRS':
+        r"""Builds the model with the sizes and modalities of :obj:`data`."""
+        dims = {m: int(features(data, m).size(-1)) for m in modalities(data)}
+        if kwargs.get('finetune_features') and 'item_features' not in kwargs:
+            kwargs['item_features'] = {
+                m: features(data, m)
+                for m in modalities(data)
+            }
+        return cls(int(data['user'].num_nodes), int(data[ITEM].num_nodes),
+                   dims, **kwargs)
+
+    @property
+    def num_channels(self) -> int:
+        return len(self.modalities) + (0 if self.id_mode == 'none' else 1)
+
+    @property
+    def branch_names(self) -> List[str]:
+        return self.modalities + [FUSED]
+
+    def reset_parameters(self):
+        if self.id_mode != 'none':
+            torch.nn.init.normal_(self.user_embedding.weight, std=0.1)
+            torch.nn.init.normal_(self.item_embedding.weight, std=0.1)
+        for lin in self.proj.values():
+            torch.nn.init.xavier_normal_(lin.weight)
+            torch.nn.init.zeros_(lin.bias)
+        self.user_fusion.reset_parameters()
+        self.item_fusion.reset_parameters()
+        for conv in (self.ui_conv, self.ii_conv, self.uu_conv):
+            conv.reset_parameters()
+        self._graph_cache = {}
+
+    # ------------------------------------------------------------------
+    def _cached(self, name: str, key: Tuple, build):
+        hit = self._graph_cache.get(name)
+        if self.cached and hit is not None and hit[0] == key:
+            return hit[1]
+        value = build()
+        if self.cached:
+            self._graph_cache[name] = (key, value)
+        return value
+
+    def _item_features(self, data: HeteroData, m: str) -> Tensor:
+        x = features(data, m)
+        if x.dim() != 2 or x.size(0) != self.num_items or x.size(
+                1) != self.feature_dims[m]:
+            raise ValueError(f"Features of modality '{m}' must have shape "
+                             f"[{self.num_items}, {self.feature_dims[m]}] "
+                             f"(got {tuple(x.shape)})")
+        if self.finetune_features:
+            return self.item_features[m]
+        return x
+
+    def _mean_operator(self, train_ei: Tensor) -> CSRAdjacency:
+        def build():
+            deg = torch.bincount(train_ei[0], minlength=self.num_users)
+            w = 1.0 / deg[train_ei[0]].clamp(min=1).float()
+            # target = user (row 0), source = item (row 1):
+            return CSRAdjacency(train_ei.flip(0), w,
+                                (self.num_users, self.num_items))
+
+        return self._cached('user_mean', _tensor_key(train_ei), build)
+
+    def _ui_edge_index(self, train_ei: Tensor) -> Tensor:
+        return self._cached(
+            'ui', _tensor_key(train_ei),
+            lambda: bipartite_to_homogeneous(train_ei, self.num_users))
+
+    def _homogeneous(self, x: Tensor, data: HeteroData, edge_type,
+                     num_layers: int, conv: MultiModalLGConv) -> Tensor:
+        if num_layers == 0 or edge_type not in data.edge_types:
+            return x
+        store = data[edge_type]
+        ei, ew = store.edge_index, store.get('edge_weight')
+        out = [x]
+        for _ in range(num_layers):
+            out.append(conv(out[-1], ei, ew))
+        if self.homogeneous == 'last':
+            return out[-1]
+        return torch.stack(out, dim=0).mean(dim=0)
+
+    def channels(self, data: HeteroData) -> Tuple[Tensor, Tensor]:
+        r"""Computes the propagated channels ``([U, C, d], [I, C, d])``."""
+        train_ei = data[RATES].edge_index
+        d = self.embedding_dim
+        item_ch, user_ch = [], []
+        if self.id_mode != 'none':
+            item_ch.append(self.item_embedding.weight)
+            user_ch.append(self.user_embedding.weight)
+        mean_op = self._mean_operator(train_ei)
+        for m in self.modalities:
+            x = self._item_features(data, m)
+            lin = self.proj[m]
+            h = F.linear(x.to(lin.weight.dtype), lin.weight)  # [I, 2d]
+            item_ch.append(h[:, :d] + lin.bias[:d])
+            user_ch.append(mean_op.matmul(h[:, d:]) + lin.bias[d:])
+        item_x = torch.stack(item_ch, dim=1)  # [I, C, d]
+        user_x = torch.stack(user_ch, dim=1)  # [U, C, d]
+
+        item_x = self._homogeneous(item_x, data, ITEM_SIM,
+                                   self.num_item_layers, self.ii_conv)
+        user_x = self._homogeneous(user_x, data, USER_SIM,
+                                   self.num_user_layers, self.uu_conv)
+        if self.normalize:
+            item_x = F.normalize(item_x, dim=-1)
+            user_x = F.normalize(user_x, dim=-1)
+
+        x = torch.cat([user_x, item_x], dim=0)
+        ui_ei = self._ui_edge_index(train_ei)
+        out = x
+        for _ in range(self.num_layers):
+            x = self.ui_conv(x, ui_ei)
+            out = out + x
+        out = out / (self.num_layers + 1)
+        return out[:self.num_users], out[self.num_users:]
+
+    def branches(self, channels: Tensor,
+                 fusion: torch.nn.Module) -> Dict[str, Tensor]:
+        r"""Unimodal and fused representations from ``[N, C, d]``
+        channels."""
+        reps: Dict[str, Tensor] = {}
+        offset = 0 if self.id_mode == 'none' else 1
+        for j, m in enumerate(self.modalities):
+            h = channels[:, offset + j]
+            if self.id_mode == 'add':
+                h = h + channels[:, 0]
+            elif self.id_mode == 'concat':
+                h = torch.cat([channels[:, 0], h], dim=-1)
+            reps[m] = h
+        reps[FUSED] = fusion([reps[m] for m in self.modalities])
+        return reps
+
+    def forward(self, data: HeteroData) -> RecOutput:
+        missing = [m for m in self.modalities if m not in modalities(data)]
+        if missing:
+            raise ValueError(f"The data lacks the modalities {missing} this "
+                             f"model was built for (it has "
+                             f"{modalities(data)})")
+        user_ch, item_ch = self.channels(data)
+        return RecOutput(
+            user=self.branches(user_ch, self.user_fusion),
+            item=self.branches(item_ch, self.item_fusion),
+            ranking_branch=FUSED,
+            extras={
+                'user_channels': user_ch,
+                'item_channels': item_ch
+            },
+        )
+
+    def regularization(self, users: Tensor, pos_items: Tensor,
+                       neg_items: Tensor) -> Tensor:
+        if self.id_mode == 'none':
+            return super().regularization(users, pos_items, neg_items)
+        return ego_regularization(self.user_embedding(users),
+                                  self.item_embedding(pos_items),
+                                  self.item_embedding(neg_items))
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}({self.num_users}, '
+                f'{self.num_items}, modalities={self.modalities}, '
+                f'embedding_dim={self.embedding_dim}, '
+                f'num_layers={self.num_layers}, '
+                f'fusion={self.user_fusion.__class__.__name__}, '
+                f'id_mode={self.id_mode})')

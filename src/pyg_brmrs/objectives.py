@@ -1,0 +1,303 @@
+r"""Training objectives: one mini-batch step's loss for a
+:class:`~pyg_brmrs.nn.Recommender`, with every term returned separately for
+logging.
+
+An objective is called as ``objective(model, data, users, pos_items)`` and
+returns a dictionary of scalar tensors whose key ``"loss"`` is the total to
+back-propagate; the other keys are the (unweighted) terms.
+"""
+from typing import Dict, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch_geometric.data import HeteroData
+
+from pyg_brmrs.data.schema import RATES
+from pyg_brmrs.loss import CrossModalBPRLoss, SynergyBPRLoss, bpr_loss
+from pyg_brmrs.nn.base import FUSED, Recommender, RecOutput
+from pyg_brmrs.sampling import (
+    CrossModalHardNegativeSampler,
+    UniformNegativeSampler,
+)
+
+
+class Objective:
+    r"""Base class of the objectives.
+
+    Args:
+        sampler: The negative sampler (built on the training edges).
+        reg_weight (float, optional): The weight :math:`\lambda` of the
+            model's :meth:`~pyg_brmrs.nn.Recommender.regularization`.
+            (default: :obj:`1e-4`)
+    """
+    def __init__(self, sampler, reg_weight: float = 1e-4):
+        if reg_weight < 0:
+            raise ValueError(f"'reg_weight' must be >= 0 (got {reg_weight})")
+        self.sampler = sampler
+        self.reg_weight = float(reg_weight)
+
+    def __call__(self, model: Recommender, data: HeteroData, users: Tensor,
+                 pos_items: Tensor) -> Dict[str, Tensor]:
+        raise NotImplementedError
+
+    def to(self, device) -> 'Objective':
+        self.sampler.to(device)
+        return self
+
+    @property
+    def generator(self) -> Optional[torch.Generator]:
+        return self.sampler.generator
+
+    @generator.setter
+    def generator(self, value: Optional[torch.Generator]) -> None:
+        self.sampler.generator = value
+
+    def __repr__(self) -> str:
+        return f'{self.__class__.__name__}(reg_weight={self.reg_weight})'
+
+
+class BPRObjective(Objective):
+    r"""BPR with uniform negatives on the ranking branch plus the model's
+    regularisation and its own auxiliary terms
+    (:meth:`~pyg_brmrs.nn.Recommender.auxiliary_loss`, *e.g.*, FREEDOM's
+    modality BPR):
+
+    .. math::
+        \mathcal{L} = \frac{1}{B}\sum_b -\log\sigma\left(s(u_b, i^+_b) -
+        s(u_b, i^-_b)\right) + \lambda \, \mathcal{R} + \mathcal{L}_{aux}.
+
+    Args:
+        sampler (UniformNegativeSampler): The negative sampler.
+        reg_weight (float, optional): :math:`\lambda`. (default: :obj:`1e-4`)
+    """
+    def __init__(self, sampler: UniformNegativeSampler,
+                 reg_weight: float = 1e-4):
+        super().__init__(sampler, reg_weight)
+
+    @classmethod
+    def from_data(cls, data: HeteroData, generator=None,
+                  **kwargs) -> 'BPRObjective':
+        sampler = UniformNegativeSampler(
+            data[RATES].edge_index, int(data['item'].num_nodes),
+            num_users=int(data['user'].num_nodes), generator=generator)
+        return cls(sampler, **kwargs)
+
+    def __call__(self, model: Recommender, data: HeteroData, users: Tensor,
+                 pos_items: Tensor) -> Dict[str, Tensor]:
+        out = model(data)
+        neg_items = self.sampler(users)
+        terms = {
+            'bpr': bpr_loss(out.score(users, pos_items),
+                            out.score(users, neg_items)),
+            'reg': model.regularization(users, pos_items, neg_items),
+        }
+        aux = model.auxiliary_loss(out, users, pos_items, neg_items)
+        loss = terms['bpr'] + self.reg_weight * terms['reg']
+        for name, value in aux.items():
+            terms[name] = value
+            loss = loss + value
+        terms['loss'] = loss
+        return terms
+
+
+class BRMRSObjective(Objective):
+    r"""The BR-MRS objective,
+
+    .. math::
+        \mathcal{L} = \lambda_h \mathcal{L}_{\mathrm{chns}} + \lambda_s
+        \mathcal{L}_{\mathrm{syn}} + \lambda \, \mathcal{R} + \lambda_b
+        \mathcal{L}_{\mathrm{bpr}},
+
+    where :math:`\mathcal{L}_{\mathrm{chns}}`
+    (:class:`~pyg_brmrs.loss.CrossModalBPRLoss`) trains every modality
+    branch on the negative that
+    :class:`~pyg_brmrs.sampling.CrossModalHardNegativeSampler` assigns to it,
+    :math:`\mathcal{L}_{\mathrm{syn}}`
+    (:class:`~pyg_brmrs.loss.SynergyBPRLoss`) uses an independent uniform
+    negative, and :math:`\mathcal{L}_{\mathrm{bpr}}` is an optional plain
+    BPR term on the fused branch with that uniform negative (off by
+    default). Setting :obj:`lambda_h=0` or :obj:`lambda_s=0` gives the
+    "L_syn only" / "CHNS only" ablations; a sampler with
+    :obj:`num_candidates=1` replaces the hard negatives by uniform ones.
+
+    Args:
+        sampler (CrossModalHardNegativeSampler): The CHNS sampler.
+        lambda_h (float, optional): :math:`\lambda_h`. (default: :obj:`1.0`)
+        lambda_s (float, optional): :math:`\lambda_s`. (default: :obj:`1.0`)
+        theta (float, optional): The synergy margin :math:`\theta`.
+            (default: :obj:`0.1`)
+        detach_reference (bool, optional): See
+            :class:`~pyg_brmrs.loss.SynergyBPRLoss`. (default: :obj:`False`)
+        reg_weight (float, optional): :math:`\lambda`. (default: :obj:`1e-4`)
+        bpr_weight (float, optional): :math:`\lambda_b`.
+            (default: :obj:`0.0`)
+    """
+    def __init__(self, sampler: CrossModalHardNegativeSampler,
+                 lambda_h: float = 1.0, lambda_s: float = 1.0,
+                 theta: float = 0.1, detach_reference: bool = False,
+                 reg_weight: float = 1e-4, bpr_weight: float = 0.0):
+        super().__init__(sampler, reg_weight)
+        for name, value in [('lambda_h', lambda_h), ('lambda_s', lambda_s),
+                            ('bpr_weight', bpr_weight)]:
+            if value < 0:
+                raise ValueError(f"'{name}' must be >= 0 (got {value})")
+        if lambda_h == 0 and lambda_s == 0 and bpr_weight == 0:
+            raise ValueError("At least one of 'lambda_h', 'lambda_s' and "
+                             "'bpr_weight' must be positive")
+        self.lambda_h = float(lambda_h)
+        self.lambda_s = float(lambda_s)
+        self.bpr_weight = float(bpr_weight)
+        self.chns_loss = CrossModalBPRLoss()
+        self.syn_loss = SynergyBPRLoss(theta,
+                                       detach_reference=detach_reference)
+
+    @classmethod
+    def from_data(cls, data: HeteroData, num_candidates: int = 16,
+                  assignment: str = 'cross', generator=None,
+                  **kwargs) -> 'BRMRSObjective':
+        sampler = CrossModalHardNegativeSampler(
+            data[RATES].edge_index, int(data['item'].num_nodes),
+            num_candidates=num_candidates, assignment=assignment,
+            num_users=int(data['user'].num_nodes), generator=generator)
+        return cls(sampler, **kwargs)
+
+    @staticmethod
+    def unimodal_branches(out: RecOutput):
+        return [b for b in out.branches if b != out.ranking_branch]
+
+    def __call__(self, model: Recommender, data: HeteroData, users: Tensor,
+                 pos_items: Tensor) -> Dict[str, Tensor]:
+        out = model(data)
+        names = self.unimodal_branches(out)
+        keys = names + ([FUSED] if self.sampler.assignment == 'fused' else [])
+        res = self.sampler(users, {b: out.user[b].detach()
+                                   for b in keys},
+                           {b: out.item[b].detach()
+                            for b in keys})
+        uni = res.uniform
+        fused = out.ranking_branch
+        pos = {b: out.score(users, pos_items, b) for b in names + [fused]}
+        terms: Dict[str, Tensor] = {}
+        loss = pos[fused].new_zeros(())
+        if self.lambda_h > 0:
+            terms['chns'] = self.chns_loss(
+                [pos[m] for m in names],
+                [out.score(users, res.negatives[m], m) for m in names])
+            loss = loss + self.lambda_h * terms['chns']
+        neg_uni = None
+        if self.lambda_s > 0 or self.bpr_weight > 0:
+            neg_uni = {b: out.score(users, uni, b) for b in names + [fused]}
+        if self.lambda_s > 0:
+            terms['syn'] = self.syn_loss(pos[fused], neg_uni[fused],
+                                         [pos[m] for m in names],
+                                         [neg_uni[m] for m in names])
+            loss = loss + self.lambda_s * terms['syn']
+        if self.bpr_weight > 0:
+            terms['bpr'] = bpr_loss(pos[fused], neg_uni[fused])
+            loss = loss + self.bpr_weight * terms['bpr']
+        terms['reg'] = model.regularization(users, pos_items, uni)
+        terms['loss'] = loss + self.reg_weight * terms['reg']
+        return terms
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}(lambda_h={self.lambda_h}, '
+                f'lambda_s={self.lambda_s}, theta={self.syn_loss.theta}, '
+                f'detach_reference={self.syn_loss.detach_reference}, '
+                f'reg_weight={self.reg_weight}, '
+                f'bpr_weight={self.bpr_weight}, sampler={self.sampler})')
+
+
+def info_nce(a: Tensor, b: Tensor, temperature: float = 0.2) -> Tensor:
+    r"""InfoNCE between row-aligned views ``[N, d]``:
+    :math:`-\frac{1}{N}\sum_n \log \frac{\exp(\cos(a_n, b_n)/\tau)}
+    {\sum_{n'} \exp(\cos(a_n, b_{n'})/\tau)}`."""
+    a, b = F.normalize(a, dim=-1), F.normalize(b, dim=-1)
+    logits = a @ b.t() / temperature
+    target = torch.arange(a.size(0), device=a.device)
+    return F.cross_entropy(logits, target)
+
+
+def orthogonality(a: Tensor, b: Tensor) -> Tensor:
+    r"""REARM's orthogonality ("difference") loss between two views
+    ``[N, d]``: the mean squared entry of
+    :math:`\tilde{\mathbf{A}}^{\top}\tilde{\mathbf{B}}`, where
+    :math:`\tilde{\cdot}` centres the columns and :math:`L_2`-normalises the
+    rows (norms detached, as REARM)."""
+    a = a - a.mean(dim=0, keepdim=True)
+    b = b - b.mean(dim=0, keepdim=True)
+    a = a / (a.norm(dim=1, keepdim=True).detach() + 1e-6)
+    b = b / (b.norm(dim=1, keepdim=True).detach() + 1e-6)
+    return (a.t() @ b).pow(2).mean()
+
+
+class REARMObjective(BPRObjective):
+    r"""The objective BR-MRS argues against, on the same backbone (REARM,
+    ACM MM'25): fused BPR with uniform negatives, InfoNCE alignment between
+    every pair of modality channels and an orthogonality ("difference")
+    constraint between them, on the unique users and items of the batch:
+
+    .. math::
+        \mathcal{L} = \mathcal{L}_{\mathrm{bpr}} + \lambda_{cl} \sum_{m <
+        m'} (\mathrm{NCE}_U + \mathrm{NCE}_I)(\mathbf{z}^{(m)},
+        \mathbf{z}^{(m')}) + \lambda_{orth} \sum_{m < m'} (\mathrm{O}_U +
+        \mathrm{O}_I)(\mathbf{z}^{(m)}, \mathbf{z}^{(m')}) + \lambda
+        \mathcal{R}.
+
+    The model must expose ``extras['user_channels']`` and
+    ``extras['item_channels']`` (``[N, C, d]``, as
+    :class:`~pyg_brmrs.nn.BRMRS` does); the modality channels are the last
+    :math:`M` ones.
+
+    Args:
+        sampler (UniformNegativeSampler): The negative sampler.
+        cl_weight (float, optional): :math:`\lambda_{cl}`.
+            (default: :obj:`0.01`)
+        orth_weight (float, optional): :math:`\lambda_{orth}`.
+            (default: :obj:`0.01`)
+        temperature (float, optional): InfoNCE temperature.
+            (default: :obj:`0.2`)
+        reg_weight (float, optional): :math:`\lambda`. (default: :obj:`1e-4`)
+    """
+    def __init__(self, sampler: UniformNegativeSampler,
+                 cl_weight: float = 0.01, orth_weight: float = 0.01,
+                 temperature: float = 0.2, reg_weight: float = 1e-4):
+        super().__init__(sampler, reg_weight=reg_weight)
+        if temperature <= 0:
+            raise ValueError(f"'temperature' must be > 0 (got {temperature})")
+        self.cl_weight = float(cl_weight)
+        self.orth_weight = float(orth_weight)
+        self.temperature = float(temperature)
+
+    def __call__(self, model: Recommender, data: HeteroData, users: Tensor,
+                 pos_items: Tensor) -> Dict[str, Tensor]:
+        out = model(data)
+        if 'user_channels' not in out.extras:
+            raise ValueError(f"{self.__class__.__name__} needs a model that "
+                             f"returns extras['user_channels'] / "
+                             f"['item_channels'] (e.g. BRMRS)")
+        neg_items = self.sampler(users)
+        num_mod = len(out.branches) - 1
+        uu = torch.unique(users)
+        ii = torch.unique(torch.cat([pos_items, neg_items]))
+        uc = out.extras['user_channels'][uu][:, -num_mod:]
+        ic = out.extras['item_channels'][ii][:, -num_mod:]
+        cl = uc.new_zeros(())
+        orth = uc.new_zeros(())
+        for a in range(num_mod):
+            for b in range(a + 1, num_mod):
+                cl = cl + info_nce(uc[:, a], uc[:, b], self.temperature)
+                cl = cl + info_nce(ic[:, a], ic[:, b], self.temperature)
+                orth = orth + orthogonality(uc[:, a], uc[:, b])
+                orth = orth + orthogonality(ic[:, a], ic[:, b])
+        terms = {
+            'bpr': bpr_loss(out.score(users, pos_items),
+                            out.score(users, neg_items)),
+            'cl': cl,
+            'orth': orth,
+            'reg': model.regularization(users, pos_items, neg_items),
+        }
+        terms['loss'] = (terms['bpr'] + self.cl_weight * cl +
+                         self.orth_weight * orth +
+                         self.reg_weight * terms['reg'])
+        return terms

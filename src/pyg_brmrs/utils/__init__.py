@@ -1,0 +1,3 @@
+from .sparse import CSRAdjacency, bipartite_to_homogeneous, to_csr
+
+__all__ = ['CSRAdjacency', 'bipartite_to_homogeneous', 'to_csr']

@@ -1,0 +1,122 @@
+r"""Sparse-matrix helpers shared by the layers: CSR adjacency construction and
+a sparse-dense product whose backward reuses a cached transpose."""
+import warnings
+from typing import Optional, Tuple
+
+import torch
+from torch import Tensor
+
+
+def to_csr(
+    edge_index: Tensor,
+    edge_weight: Optional[Tensor],
+    num_nodes: Tuple[int, int],
+) -> Tensor:
+    r"""Builds the sparse CSR matrix :math:`\mathbf{A}` with
+    :math:`A_{ij} = w_{ji \to}` for the edges :math:`j \to i` in
+    :obj:`edge_index` (row = target ``edge_index[1]``, column = source
+    ``edge_index[0]``), so that :math:`\mathbf{A}\mathbf{X}` aggregates the
+    messages of the sources into their targets, as PyG's
+    ``flow="source_to_target"`` does. Duplicate edges are summed.
+
+    Args:
+        edge_index (torch.Tensor): ``[2, E]`` (source, target) indices.
+        edge_weight (torch.Tensor, optional): ``[E]`` weights (default: ones).
+        num_nodes ((int, int)): ``(num_targets, num_sources)``.
+
+    Returns:
+        A ``torch.sparse_csr`` tensor of shape ``num_nodes``.
+    """
+    num_dst, num_src = num_nodes
+    src, dst = edge_index[0], edge_index[1]
+    if edge_weight is None:
+        edge_weight = torch.ones(src.numel(), device=src.device)
+    key = dst * num_src + src
+    key, perm = torch.sort(key)
+    value = edge_weight[perm]
+    # Sum duplicates:
+    unique, inverse = torch.unique_consecutive(key, return_inverse=True)
+    if unique.numel() != key.numel():
+        value = torch.zeros(unique.numel(), dtype=value.dtype,
+                            device=value.device).index_add_(0, inverse, value)
+        key = unique
+    row = torch.div(key, num_src, rounding_mode='floor')
+    col = key - row * num_src
+    counts = torch.bincount(row, minlength=num_dst)
+    crow = torch.zeros(num_dst + 1, dtype=torch.long, device=src.device)
+    crow[1:] = torch.cumsum(counts, 0)
+    with warnings.catch_warnings():  # "Sparse CSR support is in beta"
+        warnings.simplefilter('ignore', UserWarning)
+        return torch.sparse_csr_tensor(crow, col, value,
+                                       size=(num_dst, num_src),
+                                       check_invariants=False)
+
+
+class _CSRMatMul(torch.autograd.Function):
+    r"""``adj @ x`` whose backward is ``adj_t @ grad`` with a transpose that
+    was built once, instead of being rebuilt by autograd at every call."""
+    @staticmethod
+    def forward(ctx, adj: Tensor, adj_t: Tensor, x: Tensor) -> Tensor:
+        ctx.adj_t = adj_t
+        return adj @ x
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):
+        grad_x = None
+        if ctx.needs_input_grad[2]:
+            grad_x = ctx.adj_t @ grad_out.contiguous()
+        return None, None, grad_x
+
+
+class CSRAdjacency:
+    r"""A fixed sparse operator :math:`\mathbf{A}` stored as CSR together
+    with its transpose, so that both :math:`\mathbf{A}\mathbf{X}` and its
+    gradient :math:`\mathbf{A}^{\top}\mathbf{G}` are plain CSR products.
+
+    The values are constants: no gradient flows into the edge weights (use an
+    ``edge_index`` backend for learnable edge weights).
+
+    Args:
+        edge_index (torch.Tensor): ``[2, E]`` (source, target) indices.
+        edge_weight (torch.Tensor, optional): ``[E]`` weights.
+        num_nodes ((int, int)): ``(num_targets, num_sources)``.
+    """
+    def __init__(self, edge_index: Tensor, edge_weight: Optional[Tensor],
+                 num_nodes: Tuple[int, int]):
+        if edge_weight is not None:
+            edge_weight = edge_weight.detach()
+        self.size = (int(num_nodes[0]), int(num_nodes[1]))
+        self.adj = to_csr(edge_index, edge_weight, self.size)
+        self.adj_t = to_csr(edge_index.flip(0), edge_weight,
+                            (self.size[1], self.size[0]))
+
+    @property
+    def nnz(self) -> int:
+        return int(self.adj.values().numel())
+
+    def matmul(self, x: Tensor) -> Tensor:
+        r"""Returns :math:`\mathbf{A}\mathbf{X}` for a dense ``[num_sources,
+        F]`` matrix :math:`\mathbf{X}`."""
+        adj, adj_t = self.adj, self.adj_t
+        if adj.dtype != x.dtype:
+            adj, adj_t = adj.to(x.dtype), adj_t.to(x.dtype)
+        if torch.is_grad_enabled() and x.requires_grad:
+            return _CSRMatMul.apply(adj, adj_t, x)
+        return adj @ x
+
+    def to(self, device) -> 'CSRAdjacency':
+        self.adj = self.adj.to(device)
+        self.adj_t = self.adj_t.to(device)
+        return self
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}(size={self.size}, '
+                f'nnz={self.nnz})')
+
+
+def bipartite_to_homogeneous(edge_index: Tensor, num_users: int) -> Tensor:
+    r"""Turns user→item edges ``[2, E]`` into the undirected user–item graph
+    on ``num_users + num_items`` nodes (items are shifted by
+    :obj:`num_users`), with both directions: ``[2, 2E]``."""
+    user, item = edge_index[0], edge_index[1] + num_users
+    return torch.stack([torch.cat([user, item]), torch.cat([item, user])])

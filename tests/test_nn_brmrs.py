@@ -1,0 +1,235 @@
+import pytest
+import torch
+import torch.nn.functional as F
+from torch_geometric.data import HeteroData
+
+from pyg_brmrs.nn import BRMRS, ConcatFusion, GatedFusion, MeanFusion
+from pyg_brmrs.nn.fusion import resolve_fusion
+
+
+def toy_data(U=12, I=10, dims=(('image', 6), ('text', 4)), seed=0,
+             graphs=True):
+    g = torch.Generator().manual_seed(seed)
+    data = HeteroData()
+    data['user'].num_nodes = U
+    data['item'].num_nodes = I
+    for m, f in dims:
+        data['item'][f'x_{m}'] = torch.randn(I, f, generator=g)
+    ei = torch.stack([torch.randint(0, U, (40, ), generator=g),
+                      torch.randint(0, I, (40, ), generator=g)])
+    ei = torch.unique(ei, dim=1)
+    ei = ei[:, ei[0] != U - 1]  # the last user has no training item
+    data['user', 'rates', 'item'].edge_index = ei
+    if graphs:
+        for t, n in (('item', I), ('user', U)):
+            sim = torch.randint(0, n, (2, 3 * n), generator=g)
+            sim = torch.unique(sim[:, sim[0] != sim[1]], dim=1)
+            data[t, 'similar', t].edge_index = sim
+            data[t, 'similar', t].edge_weight = torch.rand(sim.size(1),
+                                                           generator=g)
+    return data
+
+
+def dense_adj(ei, w, n):
+    A = torch.zeros(n, n, dtype=torch.float64)
+    for k in range(ei.size(1)):
+        A[ei[1, k], ei[0, k]] += 1.0 if w is None else float(w[k])
+    return A
+
+
+def naive_forward(model: BRMRS, data: HeteroData):
+    """Dense re-implementation of the documented math (float64, loops)."""
+    U, I, d = model.num_users, model.num_items, model.embedding_dim
+    ei = data['user', 'rates', 'item'].edge_index
+    item_ch = [model.item_embedding.weight.double()]
+    user_ch = [model.user_embedding.weight.double()]
+    for m in model.modalities:
+        x = data['item'][f'x_{m}'].double()
+        W = model.proj[m].weight.double()
+        b = model.proj[m].bias.double()
+        item_ch.append(x @ W[:d].t() + b[:d])
+        prof = torch.zeros(U, x.size(1), dtype=torch.float64)
+        for u in range(U):
+            items = ei[1, ei[0] == u]
+            if items.numel() > 0:
+                prof[u] = x[items].mean(0)
+        user_ch.append(prof @ W[d:].t() + b[d:])
+    hi, hu = torch.stack(item_ch, 1), torch.stack(user_ch, 1)
+
+    def homo(h, et, layers):
+        A = dense_adj(data[et].edge_index, data[et].edge_weight, h.size(0))
+        outs = [h]
+        for _ in range(layers):
+            outs.append(torch.einsum('ij,jcd->icd', A, outs[-1]))
+        return outs[-1] if model.homogeneous == 'last' else torch.stack(
+            outs).mean(0)
+
+    hi = homo(hi, ('item', 'similar', 'item'), model.num_item_layers)
+    hu = homo(hu, ('user', 'similar', 'user'), model.num_user_layers)
+    hi, hu = F.normalize(hi, dim=-1), F.normalize(hu, dim=-1)
+    N = U + I
+    A = torch.zeros(N, N, dtype=torch.float64)
+    for u, i in ei.t().tolist():
+        A[u, U + i] = A[U + i, u] = 1.0
+    deg = A.sum(1)
+    dinv = torch.where(deg > 0, deg.pow(-0.5), torch.zeros_like(deg))
+    A = dinv.view(-1, 1) * A * dinv.view(1, -1)
+    x = torch.cat([hu, hi])
+    acc, cur = x.clone(), x
+    for _ in range(model.num_layers):
+        cur = torch.einsum('ij,jcd->icd', A, cur)
+        acc = acc + cur
+    z = acc / (model.num_layers + 1)
+    zu, zi = z[:U], z[U:]
+    out_u = {m: zu[:, 0] + zu[:, 1 + j] for j, m in enumerate(model.modalities)}
+    out_i = {m: zi[:, 0] + zi[:, 1 + j] for j, m in enumerate(model.modalities)}
+    return out_u, out_i
+
+
+@pytest.mark.parametrize('homogeneous', ['mean', 'last'])
+def test_forward_matches_dense_reference(homogeneous):
+    data = toy_data()
+    model = BRMRS.from_data(data, embedding_dim=5, num_layers=2,
+                            homogeneous=homogeneous).double()
+    out = model(data)
+    ref_u, ref_i = naive_forward(model, data)
+    for m in model.modalities:
+        assert torch.allclose(out.user[m], ref_u[m], atol=1e-8)
+        assert torch.allclose(out.item[m], ref_i[m], atol=1e-8)
+    # concat fusion: fused score = sum of unimodal scores
+    users, items = torch.arange(12), torch.arange(12) % 10
+    s = sum(out.score(users, items, m) for m in model.modalities)
+    assert torch.allclose(out.score(users, items), s, atol=1e-8)
+    assert out.ranking_branch == 'fused'
+    assert out.extras['user_channels'].shape == (12, 3, 5)
+
+
+@pytest.mark.parametrize('fusion,dim', [('concat', 2 * 8), ('mean', 8),
+                                        ('gated', 8)])
+@pytest.mark.parametrize('id_mode', ['add', 'concat', 'none'])
+def test_shapes_for_all_fusions_and_id_modes(fusion, dim, id_mode):
+    data = toy_data(dims=(('audio', 3), ('image', 6), ('text', 4)))
+    model = BRMRS.from_data(data, embedding_dim=8, fusion=fusion,
+                            id_mode=id_mode)
+    out = model(data)
+    assert out.branches == ['audio', 'image', 'text', 'fused']
+    branch_dim = 16 if id_mode == 'concat' else 8
+    fused_dim = (3 * branch_dim if fusion == 'concat' else branch_dim)
+    assert out.user['fused'].shape == (12, fused_dim)
+    assert out.item['image'].shape == (10, branch_dim)
+    assert out.extras['item_channels'].shape == (10, model.num_channels, 8)
+    assert model.num_channels == (3 if id_mode == 'none' else 4)
+    del dim
+
+
+def test_gradients_reach_every_parameter_and_regularization():
+    data = toy_data()
+    model = BRMRS.from_data(data, embedding_dim=4, fusion='gated')
+    out = model(data)
+    users = torch.arange(5)
+    loss = sum(out.score(users, users, b).sum() for b in out.branches)
+    loss = loss + model.regularization(users, users, users + 1)
+    loss.backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None, name
+    reg = model.regularization(torch.tensor([0, 1]), torch.tensor([2, 3]),
+                               torch.tensor([4, 5]))
+    ue, ie = model.user_embedding.weight, model.item_embedding.weight
+    expected = (ue[[0, 1]].pow(2).sum() + ie[[2, 3]].pow(2).sum() +
+                ie[[4, 5]].pow(2).sum()) / 4
+    assert torch.allclose(reg, expected)
+
+
+def test_user_profile_equals_projection_of_mean_features():
+    data = toy_data(graphs=False)
+    model = BRMRS.from_data(data, embedding_dim=4, num_layers=0,
+                            num_item_layers=0, num_user_layers=0,
+                            normalize=False).double()
+    user_ch, _ = model.channels(data)
+    ei = data['user', 'rates', 'item'].edge_index
+    x = data['item'].x_image.double()
+    lin = model.proj['image']
+    for u in range(12):
+        items = ei[1, ei[0] == u]
+        mean = x[items].mean(0) if items.numel() else torch.zeros(6).double()
+        ref = mean @ lin.weight[4:].t() + lin.bias[4:]
+        assert torch.allclose(user_ch[u, 1], ref, atol=1e-10)
+
+
+def test_backends_agree_and_cache_follows_the_graph():
+    data = toy_data()
+    torch.manual_seed(0)
+    a = BRMRS.from_data(data, embedding_dim=4, backend='csr')
+    b = BRMRS.from_data(data, embedding_dim=4, backend='edge_index')
+    b.load_state_dict(a.state_dict())
+    oa, ob = a(data), b(data)
+    for k in oa.branches:
+        assert torch.allclose(oa.user[k], ob.user[k], atol=1e-5)
+        assert torch.allclose(oa.item[k], ob.item[k], atol=1e-5)
+    # A different training graph must not reuse the cached operators:
+    other = toy_data(seed=1)
+    other['item'].x_image = data['item'].x_image
+    other['item'].x_text = data['item'].x_text
+    fresh = BRMRS.from_data(other, embedding_dim=4, cached=False)
+    fresh.load_state_dict(a.state_dict())
+    assert torch.allclose(a(other).user_emb, fresh(other).user_emb,
+                          atol=1e-5)
+
+
+def test_without_homogeneous_graphs_and_embed():
+    data = toy_data(graphs=False)
+    model = BRMRS.from_data(data, embedding_dim=4)
+    model.train()
+    out = model.embed(data)
+    assert not out.user_emb.requires_grad
+    assert model.training
+
+
+def test_finetune_features():
+    data = toy_data()
+    model = BRMRS.from_data(data, embedding_dim=4, finetune_features=True)
+    names = [n for n, _ in model.named_parameters()]
+    assert 'item_features.image' in names
+    out = model(data)
+    out.user_emb.sum().backward()
+    assert model.item_features['image'].grad is not None
+    with pytest.raises(ValueError, match='item_features'):
+        BRMRS(12, 10, {'image': 6}, finetune_features=True)
+
+
+def test_bad_arguments_and_inputs():
+    data = toy_data()
+    with pytest.raises(ValueError, match='at least one modality'):
+        BRMRS(3, 3, {})
+    with pytest.raises(ValueError, match='positive int'):
+        BRMRS(3, 3, {'image': 0})
+    with pytest.raises(ValueError, match='id_mode'):
+        BRMRS(3, 3, {'image': 2}, id_mode='mul')
+    with pytest.raises(ValueError, match='homogeneous'):
+        BRMRS(3, 3, {'image': 2}, homogeneous='sum')
+    with pytest.raises(ValueError, match='Unknown fusion'):
+        BRMRS(3, 3, {'image': 2}, fusion='attention')
+    with pytest.raises(ValueError, match='num_layers'):
+        BRMRS(3, 3, {'image': 2}, num_layers=-1)
+    model = BRMRS(12, 10, {'image': 6, 'audio': 3})
+    with pytest.raises(ValueError, match=r"lacks the modalities \['audio'\]"):
+        model(data)
+    model = BRMRS(12, 10, {'image': 5, 'text': 4})
+    with pytest.raises(ValueError, match=r'shape \[10, 5\]'):
+        model(data)
+    assert 'modalities=' in repr(model)
+
+
+def test_fusion_modules():
+    xs = [torch.randn(4, 3) for _ in range(2)]
+    assert torch.equal(ConcatFusion(2, 3)(xs), torch.cat(xs, -1))
+    assert ConcatFusion(2, 3).out_channels == 6
+    assert torch.allclose(MeanFusion(2, 3)(xs), (xs[0] + xs[1]) / 2)
+    gated = GatedFusion(2, 3)
+    # zero-initialised gate = sum of the inputs
+    assert torch.allclose(gated(xs), xs[0] + xs[1], atol=1e-6)
+    with pytest.raises(ValueError, match='expects 2 inputs'):
+        MeanFusion(2, 3)(xs[:1])
+    assert resolve_fusion(gated, 2, 3) is gated
+    with pytest.raises(ValueError, match='num_modalities'):
+        MeanFusion(0, 3)

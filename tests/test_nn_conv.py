@@ -1,0 +1,198 @@
+import pytest
+import torch
+
+from pyg_brmrs.nn import MultiModalLGConv
+from pyg_brmrs.nn.conv.multimodal_lg_conv import WITH_TORCH_SPARSE
+from pyg_brmrs.utils import CSRAdjacency, bipartite_to_homogeneous, to_csr
+
+
+def random_graph(num_nodes=30, num_edges=120, symmetric=True, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    ei = torch.randint(0, num_nodes, (2, num_edges), generator=g)
+    ei = ei[:, ei[0] != ei[1]]
+    if symmetric:
+        ei = torch.cat([ei, ei.flip(0)], dim=1)
+    ei = torch.unique(ei, dim=1)
+    w = torch.rand(ei.size(1), generator=g) + 0.1
+    if symmetric:  # same weight in both directions
+        key = torch.minimum(ei[0], ei[1]) * num_nodes + torch.maximum(
+            ei[0], ei[1])
+        w = torch.rand(int(key.max()) + 1, generator=g)[key] + 0.1
+    return ei, w
+
+
+def dense_operator(ei, w, n, normalize):
+    """A[i, j] = weight of edge j -> i, optionally D^-1/2 A D^-1/2 with
+    deg(i) = sum_j A[i, j]."""
+    A = torch.zeros(n, n, dtype=torch.float64)
+    for k in range(ei.size(1)):
+        A[ei[1, k], ei[0, k]] += 1.0 if w is None else float(w[k])
+    if normalize:
+        deg = A.sum(dim=1)
+        dinv = torch.where(deg > 0, deg.pow(-0.5), torch.zeros_like(deg))
+        A = dinv.view(-1, 1) * A * dinv.view(1, -1)
+    return A
+
+
+def available_backends():
+    out = ['csr', 'edge_index']
+    if WITH_TORCH_SPARSE:
+        out.append('torch_sparse')
+    return out
+
+
+@pytest.mark.parametrize('backend', ['csr', 'edge_index', 'torch_sparse'])
+@pytest.mark.parametrize('normalize', [True, False])
+@pytest.mark.parametrize('weighted', [True, False])
+def test_matches_dense_power_series(backend, normalize, weighted):
+    if backend not in available_backends():
+        pytest.skip('torch-sparse is not installed')
+    n, C, d, L = 30, 3, 5, 3
+    ei, w = random_graph(n)
+    w = w if weighted else None
+    A = dense_operator(ei, w, n, normalize)
+    x = torch.randn(n, C, d, dtype=torch.float64)
+    conv = MultiModalLGConv(normalize=normalize, backend=backend)
+    out, ref = x, x
+    mean_out, mean_ref = x.clone(), x.clone()
+    for _ in range(L):
+        out = conv(out, ei, w)
+        ref = torch.einsum('ij,jcd->icd', A, ref)
+        mean_out, mean_ref = mean_out + out, mean_ref + ref
+    assert out.shape == x.shape
+    assert torch.allclose(out, ref, atol=1e-10)
+    assert torch.allclose(mean_out / (L + 1), mean_ref / (L + 1), atol=1e-10)
+
+
+def test_channels_are_independent_and_match_lgconv():
+    from torch_geometric.nn import LGConv
+    n = 25
+    ei, w = random_graph(n, seed=3)
+    x = torch.randn(n, 4, 8)
+    conv = MultiModalLGConv()
+    out = conv(x, ei, w)
+    lg = LGConv()
+    for c in range(4):
+        assert torch.allclose(out[:, c], lg(x[:, c], ei, w), atol=1e-6)
+    # 2-D and dict inputs:
+    assert torch.allclose(conv(x[:, 0], ei, w), out[:, 0], atol=1e-6)
+    out_dict = conv({'a': x[:, 0], 'b': x[:, 1:].reshape(n, -1)}, ei, w)
+    assert set(out_dict) == {'a', 'b'}
+    assert torch.allclose(out_dict['a'], out[:, 0], atol=1e-6)
+    assert torch.allclose(out_dict['b'], out[:, 1:].reshape(n, -1), atol=1e-6)
+
+
+def test_directed_graph_and_gradients_agree_across_backends():
+    n = 20
+    ei, w = random_graph(n, symmetric=False, seed=5)
+    x = torch.randn(n, 2, 3, dtype=torch.float64, requires_grad=True)
+    grads, outs = [], []
+    for backend in available_backends():
+        conv = MultiModalLGConv(normalize=False, backend=backend)
+        y = conv(conv(x, ei, w), ei, w)
+        (g, ) = torch.autograd.grad((y * torch.arange(y.numel()).view_as(y)
+                                     ).sum(), x)
+        outs.append(y.detach())
+        grads.append(g)
+    for y, g in zip(outs[1:], grads[1:]):
+        assert torch.allclose(y, outs[0], atol=1e-10)
+        assert torch.allclose(g, grads[0], atol=1e-10)
+
+
+def test_csr_gradcheck_directed():
+    n = 8
+    ei, w = random_graph(n, num_edges=20, symmetric=False, seed=7)
+    conv = MultiModalLGConv(normalize=True, backend='csr')
+    x = torch.randn(n, 2, 2, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: conv(t, ei, w.double()), (x, ))
+
+
+def test_isolated_nodes_and_empty_graph():
+    n = 6
+    ei = torch.tensor([[0, 1], [1, 0]])
+    x = torch.randn(n, 2, 3)
+    out = MultiModalLGConv()(x, ei)
+    assert torch.allclose(out[2:], torch.zeros(n - 2, 2, 3))
+    assert torch.allclose(out[0], x[1]) and torch.allclose(out[1], x[0])
+    empty = torch.empty(2, 0, dtype=torch.long)
+    for backend in available_backends():
+        out = MultiModalLGConv(backend=backend)(x, empty)
+        assert torch.count_nonzero(out) == 0
+
+
+def test_cache_reuse_and_invalidation():
+    n = 10
+    ei, w = random_graph(n, seed=1)
+    conv = MultiModalLGConv(cached=True)
+    x = torch.randn(n, 4)
+    y1 = conv(x, ei, w)
+    op = conv._cache
+    y2 = conv(x, ei, w)
+    assert conv._cache is op and torch.equal(y1, y2)
+    ei2, w2 = random_graph(n, seed=2)
+    y3 = conv(x, ei2, w2)
+    assert conv._cache is not op
+    assert torch.allclose(y3, MultiModalLGConv()(x, ei2, w2))
+    conv.reset_parameters()
+    assert conv._cache is None
+
+
+def test_learnable_edge_weight_falls_back_to_edge_index():
+    n = 10
+    ei, w = random_graph(n, seed=4)
+    w = w.clone().requires_grad_()
+    x = torch.randn(n, 3)
+    out = MultiModalLGConv(normalize=False)(x, ei, w)
+    out.sum().backward()
+    assert w.grad is not None and torch.count_nonzero(w.grad) > 0
+
+
+def test_bad_inputs():
+    with pytest.raises(ValueError, match='Unknown backend'):
+        MultiModalLGConv(backend='dense')
+    conv = MultiModalLGConv()
+    x = torch.randn(5, 3)
+    with pytest.raises(ValueError, match=r'\[2, E\]'):
+        conv(x, torch.zeros(3, 4, dtype=torch.long))
+    with pytest.raises(ValueError, match='node indices'):
+        conv(x, torch.tensor([[0, 7], [7, 0]]))
+    with pytest.raises(ValueError, match='edge_weight'):
+        conv(x, torch.tensor([[0, 1], [1, 0]]), torch.ones(3))
+    with pytest.raises(ValueError, match='shape'):
+        conv(torch.randn(5, 2, 2, 2), torch.tensor([[0, 1], [1, 0]]))
+    if not WITH_TORCH_SPARSE:
+        with pytest.raises(ImportError, match='torch-sparse'):
+            MultiModalLGConv(backend='torch_sparse')
+
+
+def test_csr_helpers():
+    ei = torch.tensor([[0, 0, 2, 2], [1, 1, 0, 1]])  # duplicate 0->1
+    w = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    A = to_csr(ei, w, (3, 3)).to_dense()
+    expected = torch.zeros(3, 3)
+    expected[1, 0] = 3.0
+    expected[0, 2] = 3.0
+    expected[1, 2] = 4.0
+    assert torch.equal(A, expected)
+    op = CSRAdjacency(ei, w, (3, 3))
+    x = torch.randn(3, 2, requires_grad=True)
+    y = op.matmul(x)
+    assert torch.allclose(y, expected @ x)
+    (g, ) = torch.autograd.grad(y.sum(), x)
+    assert torch.allclose(g, expected.t() @ torch.ones(3, 2))
+    assert 'nnz=3' in repr(op)
+    h = bipartite_to_homogeneous(torch.tensor([[0, 1], [0, 2]]), num_users=2)
+    assert h.tolist() == [[0, 1, 2, 4], [2, 4, 0, 1]]
+
+
+@pytest.mark.gpu
+def test_cuda_matches_cpu():
+    if not torch.cuda.is_available():
+        pytest.skip('CUDA is not available')
+    n = 30
+    ei, w = random_graph(n)
+    x = torch.randn(n, 3, 4)
+    ref = MultiModalLGConv()(x, ei, w)
+    out = MultiModalLGConv()(x.cuda(), ei.cuda(), w.cuda())
+    assert out.device.type == 'cuda'
+    assert torch.allclose(out.cpu(), ref, atol=1e-5)
