@@ -1,0 +1,520 @@
+r"""Training with MMRec's protocol: Adam on mini-batches of training pairs,
+full-ranking validation every epoch, early stopping on validation
+Recall@20 with a patience of 20 evaluations, test metrics reported at the
+best validation epoch.
+
+.. code-block:: python
+
+    from pyg_brmrs.training import Trainer, TrainConfig
+
+    model = BRMRS.from_data(data)
+    objective = BRMRSObjective.from_data(data)
+    result = Trainer(model, objective, data, TrainConfig(output_dir='runs/x')).fit()
+    result.test          # {'recall@20': ..., 'ndcg@20': ...}
+"""
+import copy
+import itertools
+import json
+import logging
+import os
+import platform
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from torch_geometric.data import HeteroData
+
+from pyg_brmrs.data.schema import RATES, num_items
+from pyg_brmrs.evaluation import RankingEvaluator
+from pyg_brmrs.nn.base import Recommender
+from pyg_brmrs.objectives import Objective
+
+logger = logging.getLogger('pyg_brmrs')
+
+CHECKPOINT_VERSION = 1
+
+
+@dataclass
+class TrainConfig:
+    r"""The training hyper-parameters (defaults: MMRec's).
+
+    Args:
+        epochs (int): The maximum number of epochs. (default: :obj:`1000`)
+        batch_size (int): Training pairs per step. (default: :obj:`2048`)
+        lr (float): Adam learning rate. (default: :obj:`1e-3`)
+        weight_decay (float): Adam weight decay. (default: :obj:`0.0`)
+        patience (int): Evaluations without improvement of
+            :obj:`valid_metric` before stopping. (default: :obj:`20`)
+        eval_every (int): Evaluate every this many epochs.
+            (default: :obj:`1`)
+        valid_metric (str): The early-stopping / selection metric.
+            (default: :obj:`"recall@20"`)
+        ks (Sequence[int]): Cutoffs to report. (default: :obj:`(10, 20)`)
+        seed (int): Seed of Python, NumPy, torch and the trainer's generator.
+            (default: :obj:`999`)
+        device (str): :obj:`"auto"` (CUDA when available), :obj:`"cpu"`,
+            :obj:`"cuda"`, ... (default: :obj:`"auto"`)
+        eval_batch_size (int): Users ranked at once. (default: :obj:`4096`)
+        mask_valid_in_test (bool): Also mask validation items when ranking
+            for test (MMRec does not). (default: :obj:`False`)
+        output_dir (str, optional): Where ``results.json`` and the
+            checkpoints go (:obj:`None`: nothing is written).
+        checkpoint (bool): Save ``last.pt`` every epoch and ``best.pt`` at
+            every improvement into :obj:`output_dir`. (default: :obj:`True`)
+        resume (bool): Continue from ``output_dir/last.pt`` if present.
+            (default: :obj:`False`)
+        progress (bool): Show tqdm progress bars. (default: :obj:`False`)
+        max_time (float, optional): Stop after this many seconds of training
+            (the run is then marked as cut short). (default: :obj:`None`)
+        num_threads (int, optional): ``torch.set_num_threads`` on CPU.
+    """
+    epochs: int = 1000
+    batch_size: int = 2048
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    patience: int = 20
+    eval_every: int = 1
+    valid_metric: str = 'recall@20'
+    ks: Sequence[int] = (10, 20)
+    seed: int = 999
+    device: str = 'auto'
+    eval_batch_size: int = 4096
+    mask_valid_in_test: bool = False
+    output_dir: Optional[str] = None
+    checkpoint: bool = True
+    resume: bool = False
+    progress: bool = False
+    max_time: Optional[float] = None
+    num_threads: Optional[int] = None
+
+    def __post_init__(self):
+        for name in ('epochs', 'batch_size', 'patience', 'eval_every',
+                     'eval_batch_size'):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"TrainConfig.{name} must be a positive int "
+                                 f"(got {value!r})")
+        if self.lr <= 0:
+            raise ValueError(f"TrainConfig.lr must be > 0 (got {self.lr})")
+        if self.weight_decay < 0:
+            raise ValueError(f"TrainConfig.weight_decay must be >= 0 (got "
+                             f"{self.weight_decay})")
+        self.ks = tuple(int(k) for k in self.ks)
+        metric, _, k = self.valid_metric.partition('@')
+        if not k.isdigit() or int(k) not in self.ks:
+            raise ValueError(f"TrainConfig.valid_metric '{self.valid_metric}' "
+                             f"must be '<metric>@K' with K in ks={self.ks}")
+
+    def to_dict(self) -> Dict[str, Any]:
+        out = asdict(self)
+        out['ks'] = list(self.ks)
+        return out
+
+
+@dataclass
+class TrainResult:
+    r"""What :meth:`Trainer.fit` returns (and writes as ``results.json``)."""
+    best_epoch: int
+    valid: Dict[str, float]
+    test: Dict[str, float]
+    history: List[Dict[str, Any]]
+    stopped_early: bool
+    epochs_run: int
+    train_time: float
+    eval_time: float
+    config: Dict[str, Any]
+    info: Dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+    def save(self, path) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, 'w') as f:
+            json.dump(self.to_dict(), f, indent=1)
+
+
+def seed_everything(seed: int) -> None:
+    r"""Seeds Python's :mod:`random`, NumPy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == 'auto':
+        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    dev = torch.device(device)
+    if dev.type == 'cuda' and not torch.cuda.is_available():
+        raise ValueError(f"device='{device}' was asked for but CUDA is not "
+                         f"available")
+    return dev
+
+
+def environment_info() -> Dict[str, Any]:
+    r"""Versions and machine facts recorded in every results file."""
+    import torch_geometric
+
+    import pyg_brmrs
+    info = {
+        'pyg_brmrs': pyg_brmrs.__version__,
+        'torch': torch.__version__,
+        'torch_geometric': torch_geometric.__version__,
+        'python': sys.version.split()[0],
+        'platform': platform.platform(),
+        'cpu_count': os.cpu_count(),
+        'torch_threads': torch.get_num_threads(),
+        'cuda': torch.cuda.get_device_name(0)
+        if torch.cuda.is_available() else None,
+        'date': time.strftime('%Y-%m-%d %H:%M:%S %Z'),
+    }
+    return info
+
+
+class Trainer:
+    r"""Fits a :class:`~pyg_brmrs.nn.Recommender` with an
+    :class:`~pyg_brmrs.objectives.Objective` on a dataset in the schema of
+    DESIGN §2 (training edges, ``val_edge_index``, ``test_edge_index``).
+
+    Every epoch: :meth:`~pyg_brmrs.nn.Recommender.on_epoch_start`, a
+    shuffled pass over the training pairs in batches of
+    :obj:`config.batch_size` (one Adam step per batch), then (every
+    :obj:`eval_every` epochs) full-ranking validation; the test split is
+    ranked whenever validation improves, so the reported test metrics are
+    those of the best validation epoch. Training stops after
+    :obj:`patience` evaluations without improvement or :obj:`epochs`
+    epochs. All randomness (shuffling, negative sampling, stochastic graph
+    edits) comes from one :class:`torch.Generator` seeded with
+    :obj:`config.seed` and saved in the checkpoints, so an interrupted run
+    resumed from ``last.pt`` reproduces the uninterrupted one.
+
+    Args:
+        model (Recommender): The model.
+        objective (Objective): The training objective (its sampler is bound
+            to the trainer's generator).
+        data (HeteroData): The dataset.
+        config (TrainConfig, optional): Hyper-parameters.
+    """
+    def __init__(self, model: Recommender, objective: Objective,
+                 data: HeteroData, config: Optional[TrainConfig] = None):
+        self.config = config if config is not None else TrainConfig()
+        cfg = self.config
+        store = data[RATES]
+        for split in ('val_edge_index', 'test_edge_index'):
+            if split not in store or store[split].numel() == 0:
+                raise ValueError(f"The data has no '{split}' on "
+                                 f"{RATES}: the trainer needs validation "
+                                 f"and test interactions")
+        if cfg.num_threads is not None:
+            torch.set_num_threads(cfg.num_threads)
+        self.device = resolve_device(cfg.device)
+        self.data = data.to(self.device)
+        self.model = model.to(self.device)
+        self.objective = objective.to(self.device)
+        self.generator = torch.Generator(device=self.device)
+        self.objective.generator = self.generator
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr,
+                                          weight_decay=cfg.weight_decay)
+
+        store = self.data[RATES]
+        n_items = num_items(self.data)
+        self.val_evaluator = RankingEvaluator(store.edge_index,
+                                              store.val_edge_index, n_items,
+                                              ks=cfg.ks,
+                                              batch_size=cfg.eval_batch_size)
+        self.test_evaluator = RankingEvaluator(
+            store.edge_index, store.test_edge_index, n_items, ks=cfg.ks,
+            batch_size=cfg.eval_batch_size,
+            exclude_edge_index=store.val_edge_index
+            if cfg.mask_valid_in_test else None)
+        self.output_dir = Path(cfg.output_dir) if cfg.output_dir else None
+        self._reset_state()
+
+    def _reset_state(self):
+        self.epoch = 0
+        self.history: List[Dict[str, Any]] = []
+        self.best_value = -float('inf')
+        self.best_epoch = 0
+        self.best_valid: Dict[str, float] = {}
+        self.best_test: Dict[str, float] = {}
+        self.bad_evals = 0
+        self.train_time = 0.0
+        self.eval_time = 0.0
+        self.best_state: Optional[Dict[str, Any]] = None
+
+    # ------------------------------------------------------------------
+    def train_epoch(self) -> Dict[str, float]:
+        r"""One pass over the shuffled training pairs; returns the mean of
+        every loss term."""
+        cfg = self.config
+        self.model.train()
+        self.model.on_epoch_start(self.epoch, self.generator)
+        edge_index = self.data[RATES].edge_index
+        perm = torch.randperm(edge_index.size(1), generator=self.generator,
+                              device=self.device)
+        batches = perm.split(cfg.batch_size)
+        sums: Dict[str, float] = {}
+        iterator = batches
+        if cfg.progress:
+            from tqdm.auto import tqdm
+            iterator = tqdm(batches, desc=f'epoch {self.epoch}', leave=False)
+        for idx in iterator:
+            users, pos = edge_index[0, idx], edge_index[1, idx]
+            terms = self.objective(self.model, self.data, users, pos)
+            loss = terms['loss']
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"Non-finite loss {float(loss)} at epoch {self.epoch}; "
+                    f"terms: {({k: float(v) for k, v in terms.items()})}")
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            for k, v in terms.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach())
+        return {k: v / max(len(batches), 1) for k, v in sums.items()}
+
+    @torch.no_grad()
+    def evaluate(self, split: str = 'valid') -> Dict[str, float]:
+        r"""Full-ranking metrics of the current model on :obj:`split`
+        (:obj:`"valid"` or :obj:`"test"`)."""
+        if split not in ('valid', 'test'):
+            raise ValueError(f"split must be 'valid' or 'test' (got "
+                             f"'{split}')")
+        out = self.model.embed(self.data)
+        evaluator = self.val_evaluator if split == 'valid' else \
+            self.test_evaluator
+        return evaluator(out.user_emb, out.item_emb)
+
+    def fit(self) -> TrainResult:
+        r"""Runs the training loop (resuming when asked) and returns the
+        :class:`TrainResult`."""
+        cfg = self.config
+        seed_everything(cfg.seed)
+        self.generator.manual_seed(cfg.seed)
+        self._reset_state()
+        if cfg.resume:
+            if self.output_dir is None:
+                raise ValueError("TrainConfig.resume needs an output_dir")
+            last = self.output_dir / 'last.pt'
+            if last.exists():
+                self.load_checkpoint(last)
+                logger.info('Resumed from %s after epoch %d', last,
+                            self.epoch - 1)
+        stopped_early = False
+        start_wall = time.perf_counter() - self.train_time - self.eval_time
+        while self.epoch < cfg.epochs:
+            if self.bad_evals >= cfg.patience:
+                stopped_early = True
+                break
+            if cfg.max_time is not None and (time.perf_counter() -
+                                             start_wall) > cfg.max_time:
+                logger.warning('Stopping: max_time=%.0fs reached',
+                               cfg.max_time)
+                break
+            t0 = time.perf_counter()
+            losses = self.train_epoch()
+            t1 = time.perf_counter()
+            record: Dict[str, Any] = {
+                'epoch': self.epoch,
+                **losses, 'train_time': t1 - t0
+            }
+            if (self.epoch + 1) % cfg.eval_every == 0 or \
+                    self.epoch + 1 == cfg.epochs:
+                valid = self.evaluate('valid')
+                value = valid[cfg.valid_metric]
+                record['val'] = valid
+                if value > self.best_value:
+                    self.best_value = value
+                    self.best_epoch = self.epoch
+                    self.best_valid = valid
+                    self.best_test = self.evaluate('test')
+                    record['test'] = self.best_test
+                    self.bad_evals = 0
+                    self.best_state = {
+                        k: v.detach().to('cpu', copy=True)
+                        for k, v in self.model.state_dict().items()
+                    }
+                    self._save('best.pt', best=True)
+                else:
+                    self.bad_evals += 1
+                record['eval_time'] = time.perf_counter() - t1
+                self.eval_time += record['eval_time']
+            self.train_time += t1 - t0
+            self.history.append(record)
+            logger.info(self._format(record))
+            self.epoch += 1
+            self._save('last.pt')
+        if self.bad_evals >= cfg.patience:
+            stopped_early = True
+        if self.best_state is not None:
+            self.model.load_state_dict(self.best_state)
+        result = TrainResult(
+            best_epoch=self.best_epoch,
+            valid=self.best_valid,
+            test=self.best_test,
+            history=self.history,
+            stopped_early=stopped_early,
+            epochs_run=self.epoch,
+            train_time=self.train_time,
+            eval_time=self.eval_time,
+            config=cfg.to_dict(),
+            info={
+                **environment_info(),
+                'device': str(self.device),
+                'model': repr(self.model),
+                'objective': repr(self.objective),
+                'num_parameters': sum(p.numel()
+                                      for p in self.model.parameters()),
+                'epoch_time_mean': self.train_time / max(self.epoch, 1),
+            },
+        )
+        if self.output_dir is not None:
+            result.save(self.output_dir / 'results.json')
+        return result
+
+    @staticmethod
+    def _format(record: Dict[str, Any]) -> str:
+        parts = [f"epoch {record['epoch']:4d}"]
+        parts += [
+            f'{k} {v:.4f}' for k, v in record.items()
+            if k not in ('epoch', 'val', 'test') and isinstance(v, float)
+        ]
+        if 'val' in record:
+            parts.append('val ' + ' '.join(
+                f'{k} {v:.4f}' for k, v in record['val'].items()
+                if k.startswith(('recall', 'ndcg'))))
+        return ' | '.join(parts)
+
+    # ------------------------------------------------------------------
+    def state_dict(self) -> Dict[str, Any]:
+        state = {
+            'version': CHECKPOINT_VERSION,
+            'model': self.model.state_dict(),
+            'optimizer': self.optimizer.state_dict(),
+            'epoch': self.epoch,
+            'history': self.history,
+            'best_value': self.best_value,
+            'best_epoch': self.best_epoch,
+            'best_valid': self.best_valid,
+            'best_test': self.best_test,
+            'bad_evals': self.bad_evals,
+            'train_time': self.train_time,
+            'eval_time': self.eval_time,
+            'best_state': self.best_state,
+            'generator': self.generator.get_state(),
+            'torch_rng': torch.get_rng_state(),
+            'numpy_rng': np.random.get_state(),
+            'python_rng': random.getstate(),
+            'config': self.config.to_dict(),
+        }
+        if torch.cuda.is_available():
+            state['cuda_rng'] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        if state.get('version') != CHECKPOINT_VERSION:
+            raise ValueError(f"Unsupported checkpoint version "
+                             f"{state.get('version')}")
+        self.model.load_state_dict(state['model'])
+        self.optimizer.load_state_dict(state['optimizer'])
+        for key in ('epoch', 'history', 'best_value', 'best_epoch',
+                    'best_valid', 'best_test', 'bad_evals', 'train_time',
+                    'eval_time', 'best_state'):
+            setattr(self, key, state[key])
+        self.generator.set_state(state['generator'])
+        torch.set_rng_state(state['torch_rng'])
+        np.random.set_state(state['numpy_rng'])
+        random.setstate(state['python_rng'])
+        if 'cuda_rng' in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state['cuda_rng'])
+
+    def load_checkpoint(self, path) -> None:
+        self.load_state_dict(torch.load(path, map_location=self.device,
+                                        weights_only=False))
+
+    def _save(self, name: str, best: bool = False) -> None:
+        if self.output_dir is None or not self.config.checkpoint:
+            return
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        path = self.output_dir / name
+        tmp = path.with_suffix('.tmp')
+        if best:
+            torch.save({'version': CHECKPOINT_VERSION,
+                        'model': self.model.state_dict(),
+                        'epoch': self.epoch, 'valid': self.best_valid,
+                        'test': self.best_test,
+                        'config': self.config.to_dict()}, tmp)
+        else:
+            torch.save(self.state_dict(), tmp)
+        os.replace(tmp, path)
+
+
+# ----------------------------------------------------------------------
+@dataclass
+class GridResult:
+    r"""The outcome of :func:`grid_search`: every run's parameters and
+    results, and the one selected on validation."""
+    runs: List[Dict[str, Any]]
+    best_params: Dict[str, Any]
+    best: Dict[str, Any]
+    select: str
+
+    def to_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+
+def grid_search(
+    build: Callable[[Dict[str, Any]], Tuple[Recommender, Objective]],
+    grid: Dict[str, Sequence[Any]],
+    data: HeteroData,
+    config: Optional[TrainConfig] = None,
+    output_dir: Optional[str] = None,
+) -> GridResult:
+    r"""Trains one model per point of the Cartesian :obj:`grid` and selects
+    the point with the best **validation** :obj:`config.valid_metric`
+    (never the test metrics, unlike MMRec).
+
+    Args:
+        build (callable): ``params -> (model, objective)``.
+        grid (dict): parameter name → values.
+        data (HeteroData): The dataset.
+        config (TrainConfig, optional): Shared training configuration.
+        output_dir (str, optional): Each run writes to ``output_dir/run_<n>``
+            and the summary to ``output_dir/grid.json``.
+    """
+    config = config if config is not None else TrainConfig()
+    if not grid:
+        raise ValueError("'grid' must name at least one parameter")
+    names = list(grid)
+    runs = []
+    for n, values in enumerate(itertools.product(*(grid[k] for k in names))):
+        params = dict(zip(names, values))
+        cfg = copy.deepcopy(config)
+        if output_dir is not None:
+            cfg.output_dir = str(Path(output_dir) / f'run_{n}')
+        model, objective = build(params)
+        res = Trainer(model, objective, data, cfg).fit()
+        runs.append({
+            'params': params,
+            'valid': res.valid,
+            'test': res.test,
+            'best_epoch': res.best_epoch,
+            'epochs_run': res.epochs_run,
+            'train_time': res.train_time
+        })
+        logger.info('grid %s -> valid %s %.4f', params, config.valid_metric,
+                    res.valid.get(config.valid_metric, float('nan')))
+    best = max(runs, key=lambda r: r['valid'].get(config.valid_metric,
+                                                  -float('inf')))
+    result = GridResult(runs, best['params'], best, config.valid_metric)
+    if output_dir is not None:
+        Path(output_dir).mkdir(parents=True, exist_ok=True)
+        with open(Path(output_dir) / 'grid.json', 'w') as f:
+            json.dump(result.to_dict(), f, indent=1, default=str)
+    return result

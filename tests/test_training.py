@@ -1,0 +1,129 @@
+import json
+
+import pytest
+import torch
+
+from pyg_brmrs.data import make_synthetic
+from pyg_brmrs.nn import BRMRS
+from pyg_brmrs.objectives import BPRObjective, BRMRSObjective
+from pyg_brmrs.training import TrainConfig, Trainer, grid_search
+
+
+@pytest.fixture(scope='module')
+def small():
+    return make_synthetic(num_users=150, num_items=120, feature_dim=8,
+                          seed=3)
+
+
+def build(data, seed=0, **kwargs):
+    torch.manual_seed(seed)
+    model = BRMRS.from_data(data, embedding_dim=8, **kwargs)
+    objective = BRMRSObjective.from_data(data, num_candidates=4)
+    return model, objective
+
+
+def strip(history):
+    drop = ('train_time', 'eval_time')
+    return [{k: v for k, v in h.items() if k not in drop} for h in history]
+
+
+def config(**kwargs):
+    base = dict(epochs=4, batch_size=256, lr=5e-3, patience=20, seed=7,
+                device='cpu')
+    base.update(kwargs)
+    return TrainConfig(**base)
+
+
+def test_same_seed_same_result(small):
+    runs = []
+    for _ in range(2):
+        model, obj = build(small)
+        runs.append(Trainer(model, obj, small, config()).fit())
+    assert strip(runs[0].history) == strip(runs[1].history)
+    assert runs[0].test == runs[1].test
+    model, obj = build(small)
+    other = Trainer(model, obj, small, config(seed=8)).fit()
+    assert strip(other.history) != strip(runs[0].history)
+
+
+def test_resume_reproduces_uninterrupted_run(small, tmp_path):
+    model, obj = build(small)
+    full = Trainer(model, obj, small,
+                   config(epochs=6, output_dir=str(tmp_path / 'a'))).fit()
+
+    model, obj = build(small)
+    Trainer(model, obj, small,
+            config(epochs=3, output_dir=str(tmp_path / 'b'))).fit()
+    # a new process would build a fresh model and optimizer:
+    model, obj = build(small, seed=123)
+    resumed = Trainer(model, obj, small,
+                      config(epochs=6, output_dir=str(tmp_path / 'b'),
+                             resume=True)).fit()
+    assert len(resumed.history) == 6
+    assert strip(resumed.history) == strip(full.history)
+    assert resumed.test == full.test and resumed.valid == full.valid
+    assert resumed.best_epoch == full.best_epoch
+    saved = json.loads((tmp_path / 'b' / 'results.json').read_text())
+    assert saved['test'] == resumed.test
+    assert {'torch', 'pyg_brmrs', 'date', 'model'} <= set(saved['info'])
+    assert (tmp_path / 'b' / 'best.pt').exists()
+
+
+def test_early_stopping_and_best_epoch(small):
+    model, obj = build(small)
+    # a learning rate so small that nothing changes: validation never
+    # improves after the first evaluation.
+    res = Trainer(model, obj, small,
+                  config(epochs=50, lr=1e-30, patience=3)).fit()
+    assert res.stopped_early
+    assert res.best_epoch == 0
+    assert res.epochs_run == 4
+    assert 'test' in res.history[0] and 'test' not in res.history[1]
+
+
+def test_training_beats_the_untrained_model(small):
+    model, obj = build(small)
+    trainer = Trainer(model, obj, small, config(epochs=15, lr=1e-2))
+    before = trainer.evaluate('valid')['recall@20']
+    res = trainer.fit()
+    assert res.valid['recall@20'] > before + 0.05
+    # the model holds the best weights afterwards:
+    assert trainer.evaluate('valid') == res.valid
+
+
+def test_bpr_objective_and_grid_search(small, tmp_path):
+    def make(params):
+        torch.manual_seed(0)
+        model = BRMRS.from_data(small, embedding_dim=8,
+                                fusion=params['fusion'])
+        return model, BPRObjective.from_data(small)
+
+    res = grid_search(make, {'fusion': ['concat', 'mean']}, small,
+                      config(epochs=2), output_dir=str(tmp_path))
+    values = [r['valid']['recall@20'] for r in res.runs]
+    assert res.best['valid']['recall@20'] == max(values)
+    assert res.best_params == res.runs[values.index(max(values))]['params']
+    assert (tmp_path / 'grid.json').exists()
+    with pytest.raises(ValueError, match='at least one'):
+        grid_search(make, {}, small)
+
+
+def test_bad_config_and_data(small):
+    with pytest.raises(ValueError, match='batch_size'):
+        TrainConfig(batch_size=0)
+    with pytest.raises(ValueError, match='lr'):
+        TrainConfig(lr=0)
+    with pytest.raises(ValueError, match='valid_metric'):
+        TrainConfig(valid_metric='recall@50')
+    with pytest.raises(ValueError, match='resume needs an output_dir'):
+        model, obj = build(small)
+        Trainer(model, obj, small, config(resume=True)).fit()
+    data = small.clone()
+    del data['user', 'rates', 'item'].val_edge_index
+    model, obj = build(small)
+    with pytest.raises(ValueError, match="no 'val_edge_index'"):
+        Trainer(model, obj, data, config())
+    model, obj = build(small)
+    trainer = Trainer(model, obj, small, config())
+    with pytest.raises(ValueError, match='split'):
+        trainer.evaluate('train')
