@@ -1,3 +1,7 @@
+r"""Data layer of :mod:`pyg_brmrs`: the shared
+:class:`~torch_geometric.data.HeteroData` schema, readers for the MMRec and
+DiffMM folder layouts and for in-memory arrays, MMRec's split rule, a
+synthetic multimodal dataset and a PyG dataset class."""
 from .schema import (
     ITEM,
     ITEM_SIM,
@@ -11,6 +15,13 @@ from .schema import (
     num_users,
     train_edge_index,
 )
+from .validation import SPLIT_LABELS, check_data
+from .interactions import from_interactions, split_sizes
+from .split import mmrec_split, mmrec_split_sizes
+from .mmrec import read_mmrec, write_mmrec
+from .diffmm import read_diffmm
+from .synthetic import make_synthetic
+from .dataset import MMRecDataset
 
 __all__ = [
     'USER',
@@ -24,4 +35,15 @@ __all__ = [
     'num_users',
     'num_items',
     'train_edge_index',
+    'SPLIT_LABELS',
+    'check_data',
+    'from_interactions',
+    'split_sizes',
+    'mmrec_split',
+    'mmrec_split_sizes',
+    'read_mmrec',
+    'write_mmrec',
+    'read_diffmm',
+    'make_synthetic',
+    'MMRecDataset',
 ]
