@@ -1,7 +1,7 @@
 from .base import FUSED, Recommender, RecOutput
 from .conv import MultiModalLGConv
 from .fusion import ConcatFusion, Fusion, GatedFusion, MeanFusion
-from .models import BRMRS
+from .models import BPRMF, BRMRS, FREEDOM, VBPR, LightGCN
 
 __all__ = [
     'FUSED',
@@ -13,4 +13,8 @@ __all__ = [
     'MeanFusion',
     'GatedFusion',
     'BRMRS',
+    'BPRMF',
+    'LightGCN',
+    'VBPR',
+    'FREEDOM',
 ]

@@ -90,6 +90,11 @@ class CSRAdjacency:
         self.adj_t = to_csr(edge_index.flip(0), edge_weight,
                             (self.size[1], self.size[0]))
 
+    def __deepcopy__(self, memo) -> 'CSRAdjacency':
+        # A constant operator: copies of a model may share it (sparse CSR
+        # tensors cannot be deep-copied).
+        return self
+
     @property
     def nnz(self) -> int:
         return int(self.adj.values().numel())

@@ -1,0 +1,514 @@
+import math
+from typing import Dict, List, Mapping, Optional, Tuple
+
+import torch
+from torch import Tensor
+from torch_geometric.data import HeteroData
+from torch_geometric.utils import coalesce
+
+from pyg_brmrs.data.schema import ITEM, RATES, USER, features, modalities
+from pyg_brmrs.loss import bpr_loss
+from pyg_brmrs.nn.base import FUSED, Recommender, RecOutput
+from pyg_brmrs.nn.conv.multimodal_lg_conv import MultiModalLGConv, _tensor_key
+from pyg_brmrs.nn.models._common import (
+    check_bipartite,
+    check_counts,
+    check_feature_dims,
+    check_positive_int,
+)
+from pyg_brmrs.transforms._similarity import cosine_topk, normalize_similarity
+from pyg_brmrs.utils.sparse import CSRAdjacency, bipartite_to_homogeneous
+
+#: MMRec's default ``mm_image_weight`` for the modalities {image, text}.
+MMREC_MODALITY_WEIGHTS = {'image': 0.1, 'text': 0.9}
+
+
+def freedom_knn_graph(
+    xs: Mapping[str, Tensor],
+    k: int = 10,
+    modality_weights: Optional[Mapping[str, float]] = None,
+    chunk_size: int = 1024,
+) -> Tuple[Tensor, Tensor]:
+    r"""FREEDOM's frozen item–item graph (MMRec ``get_knn_adj_mat``):
+
+    .. math::
+        \mathbf{S} = \sum_m \beta_m \, \mathbf{D}_m^{-1/2} \mathbf{A}_m
+        \mathbf{D}_m^{-1/2},
+
+    where :math:`(\mathbf{A}_m)_{ij} = 1` iff :math:`j` is among the
+    :math:`k` items of largest :math:`\cos(\mathbf{x}^{(m)}_i,
+    \mathbf{x}^{(m)}_j)` (the item itself included, as MMRec's
+    :func:`torch.topk` over the full similarity row) and :math:`\mathbf{D}_m`
+    holds the row sums of :math:`\mathbf{A}_m` (:math:`k` for every item).
+    Computed :obj:`chunk_size` rows at a time with
+    :func:`pyg_brmrs.transforms._similarity.cosine_topk`, so no
+    :math:`n \times n` matrix is formed. Ties are broken by the smaller index
+    (MMRec: unspecified); an all-zero feature row has no neighbours in that
+    modality and is nobody's neighbour (MMRec: NaN similarities); a row keeps
+    :math:`\min(k, n')` neighbours among the :math:`n'` non-zero rows.
+
+    Args:
+        xs (Mapping[str, torch.Tensor]): modality → features
+            :math:`(n, F_m)`.
+        k (int): Neighbours per item and modality. (default: :obj:`10`)
+        modality_weights (Mapping[str, float], optional): :math:`\beta_m`
+            (default: :func:`default_modality_weights`).
+        chunk_size (int): Rows per similarity block. (default: :obj:`1024`)
+
+    Returns:
+        ``(edge_index, edge_weight)``: ``edge_index[1]`` is the centre item
+        :math:`i` and ``edge_index[0]`` the neighbour :math:`j`
+        (``flow="source_to_target"``, so :math:`\mathbf{h}_i = \sum_j S_{ij}
+        \mathbf{e}_j`), sorted by (target, source); a pair kept by several
+        modalities carries the sum of its weighted entries.
+    """
+    names = sorted(xs)
+    if not names:
+        raise ValueError("'xs' must hold the features of at least one "
+                         "modality")
+    weights = resolve_modality_weights(names, modality_weights)
+    sizes = {m: int(xs[m].size(0)) for m in names}
+    if len(set(sizes.values())) != 1:
+        raise ValueError(f"All modalities must have the same number of rows "
+                         f"(got {sizes})")
+    n = sizes[names[0]]
+    rows, cols, vals = [], [], []
+    for m in names:
+        if weights[m] == 0:
+            continue
+        x = xs[m].detach().float()
+        row, col, _ = cosine_topk(x, k, loop=True, chunk_size=chunk_size)
+        one = torch.ones(row.numel(), device=x.device)
+        value = normalize_similarity(row, col, one, n, 'sym')
+        rows.append(row)
+        cols.append(col)
+        vals.append(weights[m] * value)
+    device = next(iter(xs.values())).device
+    if not rows:
+        return (torch.empty(2, 0, dtype=torch.long, device=device),
+                torch.empty(0, device=device))
+    # (source = neighbour j, target = centre i):
+    edge_index = torch.stack([torch.cat(cols), torch.cat(rows)])
+    edge_index, edge_weight = coalesce(edge_index, torch.cat(vals), n,
+                                       reduce='sum', sort_by_row=False)
+    return edge_index, edge_weight
+
+
+def default_modality_weights(names: List[str]) -> Dict[str, float]:
+    r"""MMRec's :math:`\beta_{image} = 0.1, \beta_{text} = 0.9`
+    (``mm_image_weight=0.1``) for exactly the modalities
+    :obj:`{"image", "text"}`, equal weights :math:`1/M` otherwise."""
+    if sorted(names) == sorted(MMREC_MODALITY_WEIGHTS):
+        return dict(MMREC_MODALITY_WEIGHTS)
+    return {m: 1.0 / len(names) for m in names}
+
+
+def resolve_modality_weights(
+        names: List[str],
+        modality_weights: Optional[Mapping[str, float]]) -> Dict[str, float]:
+    if modality_weights is None:
+        return default_modality_weights(names)
+    if set(modality_weights) != set(names):
+        raise ValueError(f"'modality_weights' must have one entry per "
+                         f"modality {sorted(names)} (got "
+                         f"{sorted(modality_weights)})")
+    out = {}
+    for m in names:
+        w = modality_weights[m]
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or \
+                not math.isfinite(w) or w < 0:
+            raise ValueError(f"'modality_weights[{m!r}]' must be a finite "
+                             f"number >= 0 (got {w!r})")
+        out[m] = float(w)
+    if sum(out.values()) <= 0:
+        raise ValueError("'modality_weights' must have a positive entry")
+    return out
+
+
+def degree_sensitive_edge_pruning(
+    edge_index: Tensor,
+    num_users: int,
+    num_items: int,
+    dropout: float,
+    generator: Optional[torch.Generator] = None,
+) -> Tensor:
+    r"""FREEDOM's degree-sensitive edge pruning (MMRec
+    ``pre_epoch_processing``): keeps
+    :math:`K = \lfloor |\mathcal{E}| \cdot (1 - p) \rfloor` of the user→item
+    edges (Python's ``int(E * (1. - dropout))``, as MMRec), drawn **without
+    replacement** with probability proportional to
+
+    .. math::
+        w_{ui} = \frac{1}{\sqrt{\deg(u)\deg(i)}}
+
+    (degrees in the full training graph), *i.e.* edges between popular nodes
+    are dropped more often. The draw is the Efraimidis–Spirakis scheme (keep
+    the :math:`K` largest keys :math:`\log(r_e) / w_e`, :math:`r_e \sim
+    U(0, 1)`), which has exactly the distribution of
+    :func:`torch.multinomial` without replacement that MMRec calls (and no
+    :math:`2^{24}` category limit).
+
+    Args:
+        edge_index (torch.Tensor): User→item training edges ``[2, E]``.
+        num_users (int): The number of users.
+        num_items (int): The number of items.
+        dropout (float): The pruning ratio :math:`p \in [0, 1)`.
+        generator (torch.Generator, optional): The random generator; the
+            random numbers are drawn on its device. (default: :obj:`None`,
+            the global generator of the device of :obj:`edge_index`)
+
+    Returns:
+        The kept edges ``[2, K]``, in their original order.
+    """
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"'dropout' must lie in [0, 1) (got {dropout})")
+    num_edges = edge_index.size(1)
+    num_keep = int(num_edges * (1. - dropout))
+    if num_keep >= num_edges:
+        return edge_index
+    if num_keep <= 0:
+        return edge_index[:, :0]
+    deg_u = torch.bincount(edge_index[0], minlength=num_users)
+    deg_i = torch.bincount(edge_index[1], minlength=num_items)
+    weight = (deg_u[edge_index[0]] * deg_i[edge_index[1]]).double().rsqrt()
+    device = edge_index.device if generator is None else generator.device
+    rand = torch.rand(num_edges, generator=generator, device=device,
+                      dtype=torch.float64).to(edge_index.device)
+    keys = rand.log() / weight
+    kept = keys.topk(num_keep).indices.sort().values
+    return edge_index[:, kept]
+
+
+class FREEDOM(Recommender):
+    r"""The FREEDOM model from `"A Tale of Two Graphs: Freezing and Denoising
+    Graph Structures for Multimodal Recommendation"
+    <https://arxiv.org/abs/2211.06924>`_, reproducing MMRec's
+    ``src/models/freedom.py``.
+
+    1. **Frozen item–item graph** :math:`\mathbf{S}` from the raw features
+       (:func:`freedom_knn_graph`: per-modality cosine :math:`k`-NN, binary,
+       :math:`\mathbf{D}^{-1/2}\mathbf{A}\mathbf{D}^{-1/2}`, mixed with the
+       :obj:`modality_weights` :math:`\beta_m`), built once on the first
+       :meth:`forward` and cached while the same feature tensors are passed.
+       The item ID embeddings are propagated over it,
+       :math:`\mathbf{H} = \mathbf{S}^{L_s} \mathbf{E}_I`
+       (:obj:`num_layers` :math:`= L_s`).
+    2. **Denoised user–item graph.** LightGCN over the symmetric-normalised
+       user–item graph :math:`\hat{\mathbf{A}}`, mean over layers
+       :math:`0..L` (:obj:`num_ui_layers` :math:`= L`):
+       :math:`[\mathbf{Z}_U; \mathbf{Z}_I] = \frac{1}{L+1}\sum_{l=0}^{L}
+       \hat{\mathbf{A}}^l [\mathbf{E}_U; \mathbf{E}_I]`. In training mode
+       :math:`\hat{\mathbf{A}}` is the graph kept by
+       :func:`degree_sensitive_edge_pruning`, re-normalised with the kept
+       degrees; in evaluation mode it is the full training graph (MMRec's
+       ``full_sort_predict`` uses ``norm_adj``).
+    3. **Scores** :math:`s(u, i) = \langle \mathbf{z}_u, \mathbf{z}_i +
+       \mathbf{h}_i \rangle`.
+    4. **Modality BPR** (:meth:`auxiliary_loss`): with the projections
+       :math:`\mathbf{t}^{(m)}_i = \mathbf{W}_m \mathbf{x}^{(m)}_i +
+       \mathbf{b}_m \in \mathbb{R}^d` and the same negatives as the main BPR
+       term,
+
+       .. math::
+           \mathcal{L}_{mm} = \lambda \sum_m \frac{1}{B}\sum_b -\log\sigma(
+           \langle \mathbf{z}_{u_b}, \mathbf{t}^{(m)}_{i^+_b} -
+           \mathbf{t}^{(m)}_{i^-_b} \rangle).
+
+       :math:`\lambda` is :obj:`reg_weight`: in MMRec this weight multiplies
+       the modality BPR terms, it is *not* an :math:`L_2` penalty. FREEDOM
+       has no :math:`L_2` term (:meth:`regularization` is 0, so the
+       ``reg_weight`` of :class:`~pyg_brmrs.objectives.BPRObjective` has no
+       effect on it).
+
+    **Pruning schedule.** :meth:`on_epoch_start` requests a new pruned graph;
+    it is drawn (with the generator passed there) by the next
+    :meth:`forward` in training mode, so every epoch trains on one fresh
+    draw. A training-mode :meth:`forward` before any :meth:`on_epoch_start`
+    draws one with the global generator. :obj:`dropout=0` trains on the full
+    graph.
+
+    **Features.** MMRec stores the features in
+    ``nn.Embedding.from_pretrained(..., freeze=False)``, so the modality BPR
+    term *fine-tunes* them (the :math:`k`-NN graph stays the one of the
+    initial features). :obj:`finetune_features=True` (default) does the
+    same: the model holds the features as parameters (filled in by
+    :meth:`from_data`); :obj:`False` keeps them frozen and reads them from
+    the data. :meth:`reset_parameters` leaves the (possibly fine-tuned)
+    features as they are; build a new model to restore them.
+
+    **Initialisation** (MMRec): :func:`~torch.nn.init.xavier_uniform_` on
+    the user and item ID tables, PyTorch's default :class:`~torch.nn.Linear`
+    initialisation for the projections.
+
+    Args:
+        num_users (int): The number of users.
+        num_items (int): The number of items.
+        feature_dims (Mapping[str, int]): modality name → feature size
+            :math:`F_m` (use :meth:`from_data`).
+        embedding_dim (int, optional): :math:`d` (MMRec's ``embedding_size``
+            and ``feat_embed_dim``). (default: :obj:`64`)
+        num_layers (int, optional): Item–item layers :math:`L_s` (MMRec
+            ``n_mm_layers``). (default: :obj:`1`)
+        num_ui_layers (int, optional): User–item layers :math:`L` (MMRec
+            ``n_ui_layers``). (default: :obj:`2`)
+        dropout (float, optional): The edge pruning ratio :math:`p`; MMRec's
+            grid is :math:`\{0.8, 0.9\}`. (default: :obj:`0.8`)
+        knn_k (int, optional): Neighbours per item. (default: :obj:`10`)
+        modality_weights (Mapping[str, float], optional): :math:`\beta_m`;
+            :obj:`None` gives MMRec's image 0.1 / text 0.9 for {image, text}
+            and equal weights otherwise. (default: :obj:`None`)
+        reg_weight (float, optional): :math:`\lambda`; MMRec's grid is
+            :math:`\{0, 10^{-5}, 10^{-4}, 10^{-3}\}` (select on validation).
+            (default: :obj:`1e-4`)
+        finetune_features (bool, optional): Train the features through the
+            modality BPR term, as MMRec. (default: :obj:`True`)
+        item_features (Mapping[str, torch.Tensor], optional): The initial
+            features when :obj:`finetune_features=True`.
+            (default: :obj:`None`)
+        chunk_size (int, optional): Rows per block of the :math:`k`-NN
+            search. (default: :obj:`1024`)
+        cached (bool, optional): Cache the graphs while the same tensors are
+            passed. (default: :obj:`True`)
+
+    Shapes:
+        - **input:** a :class:`~torch_geometric.data.HeteroData` with
+          ``data['item'][f'x_{m}']`` :math:`(|\mathcal{I}|, F_m)` and
+          ``data['user', 'rates', 'item'].edge_index`` :math:`(2, |E|)`
+        - **output:** :class:`~pyg_brmrs.nn.RecOutput` with one branch
+          :obj:`"fused"`: users :math:`(|\mathcal{U}|, d)`, items
+          :math:`(|\mathcal{I}|, d)`; ``extras[f'x_{m}']`` are the features
+          :math:`(|\mathcal{I}|, F_m)` the modality BPR term projects.
+    """
+    def __init__(
+        self,
+        num_users: int,
+        num_items: int,
+        feature_dims: Mapping[str, int],
+        embedding_dim: int = 64,
+        num_layers: int = 1,
+        num_ui_layers: int = 2,
+        dropout: float = 0.8,
+        knn_k: int = 10,
+        modality_weights: Optional[Mapping[str, float]] = None,
+        reg_weight: float = 1e-4,
+        finetune_features: bool = True,
+        item_features: Optional[Mapping[str, Tensor]] = None,
+        chunk_size: int = 1024,
+        cached: bool = True,
+    ):
+        super().__init__(num_users, num_items)
+        self.feature_dims = check_feature_dims(feature_dims)
+        self.modalities: List[str] = list(self.feature_dims)
+        self.embedding_dim = check_positive_int('embedding_dim', embedding_dim)
+        self.num_layers = check_positive_int('num_layers', num_layers, 0)
+        self.num_ui_layers = check_positive_int('num_ui_layers',
+                                                num_ui_layers, 0)
+        self.knn_k = check_positive_int('knn_k', knn_k)
+        self.chunk_size = check_positive_int('chunk_size', chunk_size)
+        if isinstance(dropout, bool) or not 0.0 <= dropout < 1.0:
+            raise ValueError(f"'dropout' (the edge pruning ratio) must lie in "
+                             f"[0, 1) (got {dropout})")
+        if not math.isfinite(reg_weight) or reg_weight < 0:
+            raise ValueError(f"'reg_weight' must be >= 0 (got {reg_weight})")
+        self.dropout = float(dropout)
+        self.reg_weight = float(reg_weight)
+        self.modality_weights = resolve_modality_weights(
+            self.modalities, modality_weights)
+        self.finetune_features = bool(finetune_features)
+        self.cached = cached
+
+        d = embedding_dim
+        self.user_embedding = torch.nn.Embedding(num_users, d)
+        self.item_embedding = torch.nn.Embedding(num_items, d)
+        self.proj = torch.nn.ModuleDict({
+            m: torch.nn.Linear(self.feature_dims[m], d)
+            for m in self.modalities
+        })
+        self.item_features = torch.nn.ParameterDict()
+        if self.finetune_features:
+            if item_features is None or set(item_features) != set(
+                    self.modalities):
+                raise ValueError(
+                    f"'finetune_features=True' (MMRec's behaviour) needs "
+                    f"'item_features' for the modalities {self.modalities} "
+                    f"(use FREEDOM.from_data, or finetune_features=False)")
+            for m in self.modalities:
+                x = item_features[m]
+                if tuple(x.shape) != (num_items, self.feature_dims[m]):
+                    raise ValueError(
+                        f"'item_features[{m!r}]' must have shape "
+                        f"[{num_items}, {self.feature_dims[m]}] (got "
+                        f"{tuple(x.shape)})")
+                self.item_features[m] = torch.nn.Parameter(
+                    x.detach().clone().float())
+
+        self.full_conv = MultiModalLGConv(normalize=True, cached=cached,
+                                          backend='csr')
+        self.pruned_conv = MultiModalLGConv(normalize=True, cached=True,
+                                            backend='csr')
+        self._cache: Dict[str, Tuple] = {}
+        self._prune_due = True
+        self._prune_generator: Optional[torch.Generator] = None
+        self.reset_parameters()
+
+    @classmethod
+    def from_data(cls, data: HeteroData, **kwargs) -> 'FREEDOM':
+        r"""Builds the model with the sizes, modalities and (for
+        :obj:`finetune_features=True`) the features of :obj:`data`."""
+        dims = {m: int(features(data, m).size(-1)) for m in modalities(data)}
+        if kwargs.get('finetune_features', True) and \
+                'item_features' not in kwargs:
+            kwargs['item_features'] = {
+                m: features(data, m)
+                for m in modalities(data)
+            }
+        return cls(int(data[USER].num_nodes), int(data[ITEM].num_nodes), dims,
+                   **kwargs)
+
+    def reset_parameters(self):
+        torch.nn.init.xavier_uniform_(self.user_embedding.weight)
+        torch.nn.init.xavier_uniform_(self.item_embedding.weight)
+        for lin in self.proj.values():
+            lin.reset_parameters()
+        self.full_conv.reset_parameters()
+        self.pruned_conv.reset_parameters()
+        self._cache = {}
+        self._prune_due = True
+        self._prune_generator = None
+
+    # ------------------------------------------------------------------
+    def _cached(self, name: str, key: Tuple, build):
+        hit = self._cache.get(name)
+        if self.cached and hit is not None and hit[0] == key:
+            return hit[1]
+        value = build()
+        if self.cached:
+            self._cache[name] = (key, value)
+        return value
+
+    def _raw_features(self, data: HeteroData) -> Dict[str, Tensor]:
+        have = modalities(data)
+        missing = [m for m in self.modalities if m not in have]
+        if missing:
+            raise ValueError(f"The data lacks the modalities {missing} this "
+                             f"model was built for (it has {have})")
+        out = {}
+        for m in self.modalities:
+            x = features(data, m)
+            if x.dim() != 2 or tuple(x.shape) != (self.num_items,
+                                                  self.feature_dims[m]):
+                raise ValueError(f"Features of modality '{m}' must have shape "
+                                 f"[{self.num_items}, {self.feature_dims[m]}]"
+                                 f" (got {tuple(x.shape)})")
+            out[m] = x
+        return out
+
+    def item_graph(self, data: HeteroData) -> Tuple[Tensor, Tensor]:
+        r"""The frozen item–item graph ``(edge_index, edge_weight)`` of
+        :func:`freedom_knn_graph` for the features of :obj:`data`
+        (cached)."""
+        return self._item_graph(self._raw_features(data))[0]
+
+    def _item_graph(self, xs: Dict[str, Tensor]):
+        key = tuple(_tensor_key(xs[m]) for m in self.modalities)
+
+        def build():
+            ei, ew = freedom_knn_graph(xs, self.knn_k, self.modality_weights,
+                                       self.chunk_size)
+            op = CSRAdjacency(ei, ew, (self.num_items, self.num_items))
+            return (ei, ew), op
+
+        return self._cached('item', key, build)
+
+    def _full_graph(self, train_ei: Tensor) -> Tensor:
+        def build():
+            check_bipartite(train_ei, self.num_users, self.num_items)
+            return bipartite_to_homogeneous(train_ei, self.num_users)
+
+        return self._cached('full', _tensor_key(train_ei), build)
+
+    def on_epoch_start(self, epoch: int,
+                       generator: Optional[torch.Generator] = None) -> None:
+        r"""Requests a new pruned user–item graph, drawn with
+        :obj:`generator` by the next training-mode :meth:`forward`."""
+        self._prune_due = True
+        self._prune_generator = generator
+
+    @property
+    def pruned_edge_index(self) -> Optional[Tensor]:
+        r"""The user→item edges ``[2, K]`` of the current pruned graph
+        (:obj:`None` before the first draw)."""
+        hit = self._cache.get('pruned')
+        return None if hit is None else hit[1][0]
+
+    def _pruned_graph(self, train_ei: Tensor) -> Tensor:
+        key = _tensor_key(train_ei)
+        hit = self._cache.get('pruned')
+        if not self._prune_due and hit is not None and hit[0] == key:
+            return hit[1][1]
+        check_bipartite(train_ei, self.num_users, self.num_items)
+        kept = degree_sensitive_edge_pruning(train_ei, self.num_users,
+                                             self.num_items, self.dropout,
+                                             self._prune_generator)
+        homo = bipartite_to_homogeneous(kept, self.num_users)
+        self._cache['pruned'] = (key, (kept, homo))
+        self._prune_due = False
+        self._prune_generator = None
+        return homo
+
+    def forward(self, data: HeteroData) -> RecOutput:
+        check_counts(self, data)
+        xs = self._raw_features(data)
+        _, ii_op = self._item_graph(xs)
+        h = self.item_embedding.weight
+        for _ in range(self.num_layers):
+            h = ii_op.matmul(h)
+
+        train_ei = data[RATES].edge_index
+        if self.training and self.dropout > 0:
+            ui_ei, conv = self._pruned_graph(train_ei), self.pruned_conv
+        else:
+            ui_ei, conv = self._full_graph(train_ei), self.full_conv
+        x = torch.cat([self.user_embedding.weight, self.item_embedding.weight])
+        out = x
+        for _ in range(self.num_ui_layers):
+            x = conv(x, ui_ei)
+            out = out + x
+        out = out / (self.num_ui_layers + 1)
+
+        feats = (dict(self.item_features.items())
+                 if self.finetune_features else xs)
+        return RecOutput({FUSED: out[:self.num_users]},
+                         {FUSED: out[self.num_users:] + h},
+                         extras={f'x_{m}': feats[m]
+                                 for m in self.modalities})
+
+    def modality_projection(self, out: RecOutput, m: str,
+                            items: Tensor) -> Tensor:
+        r""":math:`\mathbf{t}^{(m)}_i = \mathbf{W}_m \mathbf{x}^{(m)}_i +
+        \mathbf{b}_m` ``[B, d]`` for the items :obj:`items`."""
+        lin = self.proj[m]
+        return lin(out.extras[f'x_{m}'][items].to(lin.weight.dtype))
+
+    def auxiliary_loss(self, out: RecOutput, users: Tensor, pos_items: Tensor,
+                       neg_items: Tensor) -> Dict[str, Tensor]:
+        r"""``{"modality_bpr": reg_weight * sum_m BPR_m}`` (see the class
+        description); empty when :obj:`reg_weight` is 0."""
+        if self.reg_weight == 0:
+            return {}
+        u = out.user_emb[users]
+        total = u.new_zeros(())
+        for m in self.modalities:
+            pos = (u * self.modality_projection(out, m, pos_items)).sum(-1)
+            neg = (u * self.modality_projection(out, m, neg_items)).sum(-1)
+            total = total + bpr_loss(pos, neg)
+        return {'modality_bpr': self.reg_weight * total}
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}({self.num_users}, '
+                f'{self.num_items}, modalities={self.modalities}, '
+                f'embedding_dim={self.embedding_dim}, '
+                f'num_layers={self.num_layers}, '
+                f'num_ui_layers={self.num_ui_layers}, '
+                f'dropout={self.dropout}, knn_k={self.knn_k}, '
+                f'reg_weight={self.reg_weight})')

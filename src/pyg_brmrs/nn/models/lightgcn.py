@@ -1,0 +1,175 @@
+from typing import Optional, Tuple
+
+import torch
+from torch import Tensor
+from torch_geometric.data import HeteroData
+from torch_geometric.nn.models import LightGCN as PyGLightGCN
+
+from pyg_brmrs.data.schema import ITEM, RATES, USER
+from pyg_brmrs.nn.base import FUSED, Recommender, RecOutput
+from pyg_brmrs.nn.conv.multimodal_lg_conv import MultiModalLGConv, _tensor_key
+from pyg_brmrs.nn.models._common import (
+    batch_regularization,
+    check_bipartite,
+    check_counts,
+    check_positive_int,
+    check_reg_norm,
+)
+from pyg_brmrs.utils.sparse import bipartite_to_homogeneous
+
+LIGHTGCN_BACKENDS = ('csr', 'pyg')
+
+
+class LightGCN(Recommender):
+    r"""The LightGCN model from `"LightGCN: Simplifying and Powering Graph
+    Convolution Network for Recommendation" <https://arxiv.org/abs/
+    2002.02126>`_, as a :class:`~pyg_brmrs.nn.Recommender` built on PyG's
+    :class:`torch_geometric.nn.models.LightGCN`.
+
+    On the homogeneous user–item graph with :math:`N = |\mathcal{U}| +
+    |\mathcal{I}|` nodes (items shifted by :math:`|\mathcal{U}|`, both
+    directions of every training interaction) and the free embeddings
+    :math:`\mathbf{X}^{(0)} \in \mathbb{R}^{N \times d}`,
+
+    .. math::
+        \mathbf{X}^{(l+1)} = \mathbf{D}^{-1/2} \mathbf{A} \mathbf{D}^{-1/2}
+        \mathbf{X}^{(l)}, \qquad
+        \mathbf{X} = \sum_{l=0}^{L} \alpha_l \mathbf{X}^{(l)}, \quad
+        \alpha_l = \frac{1}{L + 1},
+
+    (no self-loops) and :math:`s(u, i) = \langle \mathbf{x}_u, \mathbf{x}_i
+    \rangle`. This is MMRec's ``LightGCN`` (mean over layers :math:`0..L`).
+
+    The parameters are those of a :class:`torch_geometric.nn.models.LightGCN`
+    instance (:attr:`lightgcn`: its embedding table, users first, and its
+    layer weights :math:`\alpha_l`). Two backends compute the same thing:
+
+    * :obj:`"csr"` (default): one cached, normalised CSR operator with a
+      cached-transpose backward (:class:`~pyg_brmrs.nn.MultiModalLGConv`);
+      much faster on large graphs.
+    * :obj:`"pyg"`: PyG's own :meth:`LightGCN.get_embedding` (its
+      :class:`~torch_geometric.nn.conv.LGConv` layers re-normalise the graph
+      at every call).
+
+    **Initialisation.** PyG applies :func:`~torch.nn.init.xavier_uniform_` to
+    the whole :math:`N \times d` table; MMRec applies it to the user table
+    :math:`|\mathcal{U}| \times d` and the item table :math:`|\mathcal{I}|
+    \times d` separately (bounds :math:`\sqrt{6 / (|\mathcal{U}| + d)}` and
+    :math:`\sqrt{6 / (|\mathcal{I}| + d)}`). :meth:`reset_parameters` does
+    what MMRec does.
+
+    **Regularisation.** The ego embeddings
+    :math:`\mathbf{x}^{(0)}` of the mini-batch, :obj:`reg_norm` as in
+    :class:`~pyg_brmrs.nn.models.BPRMF` (MMRec's ``EmbLoss`` by default).
+
+    Differences from MMRec: MMRec's degree is :math:`\deg + 10^{-7}` (a
+    relative change below :math:`10^{-7}`), and it collapses duplicate
+    interactions into one edge while here they count twice (the readers of
+    :mod:`pyg_brmrs.data` reject duplicates).
+
+    Args:
+        num_users (int): The number of users.
+        num_items (int): The number of items.
+        embedding_dim (int, optional): The size :math:`d`.
+            (default: :obj:`64`)
+        num_layers (int, optional): The number of layers :math:`L`
+            (:obj:`0` gives matrix factorisation). (default: :obj:`2`)
+        backend (str, optional): :obj:`"csr"` or :obj:`"pyg"`.
+            (default: :obj:`"csr"`)
+        cached (bool, optional): Cache the homogeneous graph and its
+            normalised operator while the same training :obj:`edge_index`
+            tensor is passed. (default: :obj:`True`)
+        reg_norm (str, optional): :obj:`"frobenius"` (MMRec) or
+            :obj:`"squared"`. (default: :obj:`"frobenius"`)
+
+    Shapes:
+        - **input:** a :class:`~torch_geometric.data.HeteroData` with
+          ``data['user', 'rates', 'item'].edge_index`` :math:`(2, |E|)`
+        - **output:** :class:`~pyg_brmrs.nn.RecOutput` with one branch
+          :obj:`"fused"`: users :math:`(|\mathcal{U}|, d)`, items
+          :math:`(|\mathcal{I}|, d)`
+    """
+    def __init__(self, num_users: int, num_items: int, embedding_dim: int = 64,
+                 num_layers: int = 2, backend: str = 'csr',
+                 cached: bool = True, reg_norm: str = 'frobenius'):
+        super().__init__(num_users, num_items)
+        self.embedding_dim = check_positive_int('embedding_dim', embedding_dim)
+        self.num_layers = check_positive_int('num_layers', num_layers, 0)
+        if backend not in LIGHTGCN_BACKENDS:
+            raise ValueError(f"Unknown backend '{backend}' in "
+                             f"'{self.__class__.__name__}' (choose from "
+                             f"{list(LIGHTGCN_BACKENDS)})")
+        self.backend = backend
+        self.cached = cached
+        self.reg_norm = check_reg_norm(reg_norm)
+        self.lightgcn = PyGLightGCN(num_users + num_items, embedding_dim,
+                                    num_layers)
+        self.conv = MultiModalLGConv(normalize=True, cached=cached,
+                                     backend='csr')
+        self._graph: Optional[Tuple[Tuple, Tensor]] = None
+        self.reset_parameters()
+
+    @classmethod
+    def from_data(cls, data: HeteroData, **kwargs) -> 'LightGCN':
+        r"""Builds the model with the node counts of :obj:`data`."""
+        return cls(int(data[USER].num_nodes), int(data[ITEM].num_nodes),
+                   **kwargs)
+
+    @property
+    def embedding(self) -> torch.nn.Embedding:
+        r"""The free embeddings :math:`\mathbf{X}^{(0)}` (users first)."""
+        return self.lightgcn.embedding
+
+    def reset_parameters(self):
+        weight = self.lightgcn.embedding.weight
+        for conv in self.lightgcn.convs:
+            conv.reset_parameters()
+        # MMRec: separate xavier_uniform_ on the user and the item table.
+        torch.nn.init.xavier_uniform_(weight[:self.num_users])
+        torch.nn.init.xavier_uniform_(weight[self.num_users:])
+        self.conv.reset_parameters()
+        self._graph = None
+
+    def homogeneous_edge_index(self, edge_index: Tensor) -> Tensor:
+        r"""The ``[2, 2E]`` user–item graph on :math:`N` nodes (cached)."""
+        key = _tensor_key(edge_index)
+        if self.cached and self._graph is not None and self._graph[0] == key:
+            return self._graph[1]
+        check_bipartite(edge_index, self.num_users, self.num_items)
+        out = bipartite_to_homogeneous(edge_index, self.num_users)
+        if self.cached:
+            self._graph = (key, out)
+        return out
+
+    def node_embedding(self, edge_index: Tensor) -> Tensor:
+        r"""The final embeddings :math:`\mathbf{X}` ``[N, d]`` for the
+        user→item training edges :obj:`edge_index` ``[2, E]``."""
+        ei = self.homogeneous_edge_index(edge_index)
+        if self.backend == 'pyg':
+            return self.lightgcn.get_embedding(ei)
+        alpha = self.lightgcn.alpha
+        x = self.lightgcn.embedding.weight
+        out = x * alpha[0]
+        for i in range(self.num_layers):
+            x = self.conv(x, ei)
+            out = out + x * alpha[i + 1]
+        return out
+
+    def forward(self, data: HeteroData) -> RecOutput:
+        check_counts(self, data)
+        out = self.node_embedding(data[RATES].edge_index)
+        return RecOutput({FUSED: out[:self.num_users]},
+                         {FUSED: out[self.num_users:]})
+
+    def regularization(self, users: Tensor, pos_items: Tensor,
+                       neg_items: Tensor) -> Tensor:
+        weight = self.lightgcn.embedding.weight
+        return batch_regularization(self.reg_norm, weight[users],
+                                    weight[self.num_users + pos_items],
+                                    weight[self.num_users + neg_items])
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}({self.num_users}, '
+                f'{self.num_items}, embedding_dim={self.embedding_dim}, '
+                f'num_layers={self.num_layers}, backend={self.backend})')
+

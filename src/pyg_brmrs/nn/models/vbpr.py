@@ -1,0 +1,182 @@
+from typing import Dict, List, Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch_geometric.data import HeteroData
+
+from pyg_brmrs.data.schema import ITEM, USER, features, modalities
+from pyg_brmrs.nn.base import FUSED, Recommender, RecOutput
+from pyg_brmrs.nn.models._common import (
+    batch_regularization,
+    check_counts,
+    check_feature_dims,
+    check_positive_int,
+    check_reg_norm,
+)
+
+
+class VBPR(Recommender):
+    r"""The VBPR model from `"VBPR: Visual Bayesian Personalized Ranking from
+    Implicit Feedback" <https://arxiv.org/abs/1510.01784>`_, in MMRec's
+    version (``src/models/vbpr.py``), for any set of modalities.
+
+    With the item features of all modalities concatenated,
+    :math:`\mathbf{f}_i = [\mathbf{x}^{(1)}_i \,\Vert\, \dots \,\Vert\,
+    \mathbf{x}^{(M)}_i] \in \mathbb{R}^{F}`, :math:`F = \sum_m F_m`,
+
+    .. math::
+        \mathbf{q}_i = \left[\mathbf{e}_i \,\Vert\, \mathbf{W}\mathbf{f}_i +
+        \mathbf{b}\right] \in \mathbb{R}^{2d}, \qquad
+        \mathbf{p}_u = \left[\boldsymbol{\gamma}_u \,\Vert\,
+        \boldsymbol{\theta}_u\right] \in \mathbb{R}^{2d}, \qquad
+        s(u, i) = \langle \mathbf{p}_u, \mathbf{q}_i \rangle,
+
+    where :math:`\mathbf{e}_i \in \mathbb{R}^d` is a free item embedding,
+    :math:`\mathbf{W} \in \mathbb{R}^{d \times F}` one linear layer over the
+    concatenated features, and :math:`\mathbf{p}_u` one free
+    :math:`2d`-vector (its first half :math:`\boldsymbol{\gamma}_u` meets the
+    collaborative part, its second half :math:`\boldsymbol{\theta}_u` the
+    visual part). **Dimensions follow MMRec**: with ``embedding_size`` =
+    :obj:`embedding_dim` = :math:`d`, users are ``[U, 2d]`` and items
+    ``[I, d + d]``, so the scores are inner products in :math:`2d = 128`
+    dimensions for :math:`d = 64`. As in MMRec, there are no bias terms
+    :math:`\beta_i, \beta'^{\top}\mathbf{f}_i` of the original paper and the
+    features are not fine-tuned. (MMRec concatenates text before image; the
+    order is irrelevant, here it is the sorted modality order.)
+
+    **Initialisation** (MMRec): :func:`~torch.nn.init.xavier_uniform_` on
+    the user ``[U, 2d]`` and item ``[I, d]`` tables,
+    :func:`~torch.nn.init.xavier_normal_` on :math:`\mathbf{W}`,
+    :math:`\mathbf{b} = 0`.
+
+    **Dropout.** MMRec's ``forward`` has a dropout argument that is always 0
+    during training and evaluation; :obj:`dropout` (default :obj:`0`) applies
+    it to :math:`\mathbf{P}` and :math:`\mathbf{Q}` in training mode only.
+
+    **Regularisation** (MMRec): :meth:`regularization` penalises the *full*
+    representations of the mini-batch, :math:`\frac{1}{B}(\lVert
+    \mathbf{P}_U \rVert_F + \lVert \mathbf{Q}_{I^+} \rVert_F + \lVert
+    \mathbf{Q}_{I^-} \rVert_F)` (MMRec's ``EmbLoss`` on ``user_e, pos_e,
+    neg_e``), which includes the projected features
+    :math:`\mathbf{W}\mathbf{f}_i + \mathbf{b}` and so regularises
+    :math:`\mathbf{W}, \mathbf{b}` too. It uses the feature tensors of the
+    most recent :meth:`forward` call (the objective always calls
+    :meth:`forward` first). MMRec's grid for its weight is
+    :math:`\{2, 1, 10^{-1}, \dots, 10^{-5}\}`.
+
+    Args:
+        num_users (int): The number of users.
+        num_items (int): The number of items.
+        feature_dims (Mapping[str, int]): modality name → feature size
+            :math:`F_m` (use :meth:`from_data`).
+        embedding_dim (int, optional): :math:`d`. (default: :obj:`64`)
+        dropout (float, optional): Dropout on the representations in training
+            mode. (default: :obj:`0.0`)
+        reg_norm (str, optional): :obj:`"frobenius"` (MMRec) or
+            :obj:`"squared"`. (default: :obj:`"frobenius"`)
+
+    Shapes:
+        - **input:** a :class:`~torch_geometric.data.HeteroData` with
+          ``data['item'][f'x_{m}']`` :math:`(|\mathcal{I}|, F_m)` for every
+          modality
+        - **output:** :class:`~pyg_brmrs.nn.RecOutput` with one branch
+          :obj:`"fused"`: users :math:`(|\mathcal{U}|, 2d)`, items
+          :math:`(|\mathcal{I}|, 2d)`
+    """
+    def __init__(self, num_users: int, num_items: int,
+                 feature_dims: Mapping[str, int], embedding_dim: int = 64,
+                 dropout: float = 0.0, reg_norm: str = 'frobenius'):
+        super().__init__(num_users, num_items)
+        self.feature_dims = check_feature_dims(feature_dims)
+        self.modalities: List[str] = list(self.feature_dims)
+        self.embedding_dim = check_positive_int('embedding_dim', embedding_dim)
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"'dropout' must lie in [0, 1) (got {dropout})")
+        self.dropout = float(dropout)
+        self.reg_norm = check_reg_norm(reg_norm)
+        d = embedding_dim
+        self.user_embedding = torch.nn.Parameter(torch.empty(num_users, 2 * d))
+        self.item_embedding = torch.nn.Parameter(torch.empty(num_items, d))
+        self.item_linear = torch.nn.Linear(sum(self.feature_dims.values()), d)
+        self._features: Dict[str, Tensor] = {}
+        self.reset_parameters()
+
+    @classmethod
+    def from_data(cls, data: HeteroData, **kwargs) -> 'VBPR':
+        r"""Builds the model with the sizes and modalities of :obj:`data`."""
+        dims = {m: int(features(data, m).size(-1)) for m in modalities(data)}
+        return cls(int(data[USER].num_nodes), int(data[ITEM].num_nodes), dims,
+                   **kwargs)
+
+    def reset_parameters(self):
+        torch.nn.init.xavier_uniform_(self.user_embedding)
+        torch.nn.init.xavier_uniform_(self.item_embedding)
+        torch.nn.init.xavier_normal_(self.item_linear.weight)
+        torch.nn.init.zeros_(self.item_linear.bias)
+        self._features = {}
+
+    def project(self, xs: Mapping[str, Tensor]) -> Tensor:
+        r""":math:`\mathbf{W}\mathbf{f} + \mathbf{b}` for feature rows
+        ``{m: [n, F_m]}`` (computed per modality with the matching column
+        block of :math:`\mathbf{W}`, without materialising the
+        concatenation)."""
+        weight, out, offset = self.item_linear.weight, None, 0
+        for m in self.modalities:
+            dim = self.feature_dims[m]
+            x = xs[m].to(weight.dtype)
+            h = F.linear(x, weight[:, offset:offset + dim])
+            out = h if out is None else out + h
+            offset += dim
+        return out + self.item_linear.bias
+
+    def _item_features(self, data: HeteroData) -> Dict[str, Tensor]:
+        have = modalities(data)
+        missing = [m for m in self.modalities if m not in have]
+        if missing:
+            raise ValueError(f"The data lacks the modalities {missing} this "
+                             f"model was built for (it has {have})")
+        out = {}
+        for m in self.modalities:
+            x = features(data, m)
+            if x.dim() != 2 or tuple(x.shape) != (self.num_items,
+                                                  self.feature_dims[m]):
+                raise ValueError(f"Features of modality '{m}' must have shape "
+                                 f"[{self.num_items}, {self.feature_dims[m]}]"
+                                 f" (got {tuple(x.shape)})")
+            out[m] = x
+        return out
+
+    def forward(self, data: HeteroData) -> RecOutput:
+        check_counts(self, data)
+        self._features = self._item_features(data)
+        item = torch.cat([self.item_embedding, self.project(self._features)],
+                         dim=-1)
+        user = self.user_embedding
+        if self.dropout > 0:
+            user = F.dropout(user, self.dropout, self.training)
+            item = F.dropout(item, self.dropout, self.training)
+        return RecOutput({FUSED: user}, {FUSED: item})
+
+    def item_representation(self, items: Tensor) -> Tensor:
+        r""":math:`\mathbf{q}_i` ``[B, 2d]`` of the items :obj:`items`
+        (without dropout), from the features of the last :meth:`forward`."""
+        if not self._features:
+            raise RuntimeError(f"'{self.__class__.__name__}' needs a forward "
+                               f"pass (which records the item features) "
+                               f"before 'regularization' / "
+                               f"'item_representation'")
+        rows = {m: x[items] for m, x in self._features.items()}
+        return torch.cat([self.item_embedding[items], self.project(rows)],
+                         dim=-1)
+
+    def regularization(self, users: Tensor, pos_items: Tensor,
+                       neg_items: Tensor) -> Tensor:
+        return batch_regularization(self.reg_norm, self.user_embedding[users],
+                                    self.item_representation(pos_items),
+                                    self.item_representation(neg_items))
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}({self.num_users}, '
+                f'{self.num_items}, modalities={self.modalities}, '
+                f'embedding_dim={self.embedding_dim})')
