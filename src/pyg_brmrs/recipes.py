@@ -1,0 +1,166 @@
+r"""Named recipes: the model, objective and graph transform of every method
+the package ships, with the recommended defaults, so that the CLI, the
+examples and the benchmarks build them the same way.
+
+.. code-block:: python
+
+    from pyg_brmrs import recipes
+
+    data = recipes.prepare('brmrs', data, k_item=10)      # adds the kNN graphs
+    model, objective = recipes.build('brmrs', data, fusion='concat',
+                                     lambda_s=0.5, num_candidates=16)
+
+Every keyword is routed by name to the graph transform
+(:class:`~pyg_brmrs.transforms.HomogeneousKNNGraph`), the model constructor
+or the objective (or its sampler); an unknown name raises a
+:class:`ValueError` that lists the accepted ones.
+"""
+import inspect
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import torch
+from torch_geometric.data import HeteroData
+
+from pyg_brmrs.data.schema import ITEM_SIM, USER_SIM
+from pyg_brmrs.nn import BRMRS, FREEDOM, VBPR, BPRMF, LightGCN, Recommender
+from pyg_brmrs.objectives import (
+    BPRObjective,
+    BRMRSObjective,
+    Objective,
+    REARMObjective,
+)
+from pyg_brmrs.transforms import HomogeneousKNNGraph
+
+
+@dataclass
+class Recipe:
+    r"""How to build one method.
+
+    Attributes:
+        model (type): The :class:`~pyg_brmrs.nn.Recommender` class (built
+            with its ``from_data``).
+        objective (type): The :class:`~pyg_brmrs.objectives.Objective`
+            class (built with its ``from_data``).
+        graphs (bool): Whether the model uses the homogeneous kNN graphs.
+        defaults (dict): Recommended values of any routed keyword.
+        description (str): One line for the CLI's help.
+    """
+    model: type
+    objective: type
+    graphs: bool
+    defaults: Dict[str, Any] = field(default_factory=dict)
+    description: str = ''
+
+
+#: REARM's published Baby graph settings (item k=10, user k=40,
+#: alpha_item=0.2, alpha_user=0.4, image weight 0 for items, 0.2 for users).
+REARM_BABY_GRAPH = dict(k_item=10, k_user=40, alpha_item=0.2, alpha_user=0.4,
+                        modality_weights_item={'image': 0.0, 'text': 1.0},
+                        modality_weights_user={'image': 0.2, 'text': 0.8})
+
+RECIPES: Dict[str, Recipe] = {
+    'bprmf': Recipe(BPRMF, BPRObjective, False, dict(reg_weight=1e-4),
+                    'matrix factorisation with BPR'),
+    'lightgcn': Recipe(LightGCN, BPRObjective, False,
+                       dict(num_layers=2, reg_weight=1e-4),
+                       'LightGCN (PyG LGConv math, CSR backend)'),
+    'vbpr': Recipe(VBPR, BPRObjective, False, dict(reg_weight=1e-4),
+                   'VBPR: ID + projected content embeddings'),
+    'freedom': Recipe(FREEDOM, BPRObjective, False, {},
+                      'FREEDOM: frozen modality kNN graph + edge pruning'),
+    'rearm': Recipe(BRMRS, REARMObjective, True, dict(reg_weight=1e-4),
+                    'the BR-MRS backbone trained with REARM\'s objective '
+                    '(BPR + InfoNCE + orthogonality)'),
+    'brmrs': Recipe(BRMRS, BRMRSObjective, True, dict(reg_weight=1e-4),
+                    'BR-MRS: CHNS + synergy-aware BPR'),
+}
+
+
+def list_recipes() -> List[str]:
+    return sorted(RECIPES)
+
+
+def get_recipe(name: str) -> Recipe:
+    if name not in RECIPES:
+        raise ValueError(f"Unknown model '{name}' (choose from "
+                         f"{list_recipes()})")
+    return RECIPES[name]
+
+
+def _accepted(fn: Callable, skip=('self', 'data', 'num_users', 'num_items',
+                                  'feature_dims', 'sampler', 'generator',
+                                  'edge_index', 'kwargs')) -> List[str]:
+    return [
+        p.name for p in inspect.signature(fn).parameters.values()
+        if p.name not in skip and p.kind not in (p.VAR_POSITIONAL,
+                                                 p.VAR_KEYWORD)
+    ]
+
+
+def parameter_names(name: str) -> Dict[str, List[str]]:
+    r"""The keywords each part of recipe :obj:`name` accepts:
+    ``{'graph': [...], 'model': [...], 'objective': [...]}``."""
+    recipe = get_recipe(name)
+    objective = _accepted(recipe.objective.__init__) + [
+        p for p in _accepted(recipe.objective.from_data)
+        if p not in _accepted(recipe.objective.__init__)
+    ]
+    return {
+        'graph': _accepted(HomogeneousKNNGraph.__init__)
+        if recipe.graphs else [],
+        'model': _accepted(recipe.model.__init__),
+        'objective': objective,
+    }
+
+
+def split_params(name: str,
+                 params: Dict[str, Any]) -> Tuple[Dict, Dict, Dict]:
+    r"""Routes :obj:`params` (recipe defaults filled in) to
+    ``(graph, model, objective)`` keyword dictionaries."""
+    recipe = get_recipe(name)
+    merged = {**recipe.defaults, **params}
+    names = parameter_names(name)
+    out: Tuple[Dict, Dict, Dict] = ({}, {}, {})
+    for key, value in merged.items():
+        for slot, part in enumerate(('graph', 'model', 'objective')):
+            if key in names[part]:
+                out[slot][key] = value
+                break
+        else:
+            raise ValueError(
+                f"Unknown parameter '{key}' for model '{name}' (graph: "
+                f"{names['graph']}; model: {names['model']}; objective: "
+                f"{names['objective']})")
+    return out
+
+
+def prepare(name: str, data: HeteroData, **params) -> HeteroData:
+    r"""Adds what recipe :obj:`name` needs to :obj:`data` (the homogeneous
+    kNN graphs for :obj:`"brmrs"` and :obj:`"rearm"`), using the graph
+    keywords among :obj:`params` and ignoring the others. Returns
+    :obj:`data` (modified in place)."""
+    recipe = get_recipe(name)
+    if not recipe.graphs:
+        return data
+    graph, _, _ = split_params(name, params)
+    return HomogeneousKNNGraph(**graph)(data)
+
+
+def build(name: str, data: HeteroData,
+          generator: Optional[torch.Generator] = None,
+          **params) -> Tuple[Recommender, Objective]:
+    r"""Builds ``(model, objective)`` of recipe :obj:`name` for
+    :obj:`data`. Graph keywords are accepted (and ignored) so that one
+    parameter dictionary can be passed to :func:`prepare` and
+    :func:`build`."""
+    recipe = get_recipe(name)
+    if recipe.graphs and ITEM_SIM not in data.edge_types and \
+            USER_SIM not in data.edge_types:
+        raise ValueError(f"Model '{name}' needs the kNN graphs: call "
+                         f"recipes.prepare('{name}', data, ...) first")
+    _, model_kw, objective_kw = split_params(name, params)
+    model = recipe.model.from_data(data, **model_kw)
+    objective = recipe.objective.from_data(data, generator=generator,
+                                           **objective_kw)
+    return model, objective
