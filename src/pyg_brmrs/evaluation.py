@@ -1,0 +1,621 @@
+r"""Full-ranking evaluation in the protocol of MMRec.
+
+Every evaluated user is scored against *all* items, ``s(u, i) = <e_u, e_i>``;
+the user's training items (and optionally further pairs such as the
+validation items when scoring test) are masked with :math:`-\infty`; the
+top-:math:`K` items are compared with the user's held-out items
+:math:`P_u`. Users without a held-out item in the split are skipped (they are
+neither scored nor counted). With :math:`h_j \in \{0, 1\}` the relevance of
+rank :math:`j` (1-based) and :math:`H_K = \sum_{j \le K} h_j`:
+
+.. math::
+    \mathrm{Recall@}K &= H_K / |P_u| \\
+    \mathrm{Precision@}K &= H_K / K \\
+    \mathrm{NDCG@}K &= \frac{\sum_{j \le K} h_j / \log_2(j + 1)}
+        {\sum_{j \le \min(|P_u|, K)} 1 / \log_2(j + 1)} \\
+    \mathrm{MAP@}K &= \frac{1}{\min(|P_u|, K)} \sum_{j \le K} h_j \,
+        \frac{H_j}{j} \\
+    \mathrm{Hit@}K &= [H_K > 0]
+
+averaged over the evaluated users. These are the definitions of MMRec's
+``utils/metrics.py`` and of :mod:`torch_geometric.metrics`
+(:class:`~torch_geometric.metrics.LinkPredRecall`,
+:class:`~torch_geometric.metrics.LinkPredNDCG`,
+:class:`~torch_geometric.metrics.LinkPredPrecision`,
+:class:`~torch_geometric.metrics.LinkPredMAP`,
+:class:`~torch_geometric.metrics.LinkPredHitRatio`); the tests check the
+agreement. The metrics are computed here from one hit matrix instead of
+through those classes because the hit matrix is built once for all metrics
+and cutoffs, stays on the device and needs no host synchronisation per batch.
+
+A masked item never counts as a hit, even when :math:`K` exceeds the number
+of unmasked items (masked items then fill the tail of the ranking), while
+:math:`|P_u|` counts every held-out pair of :math:`u` (as MMRec's
+``pos_len``), so a held-out pair that is also masked can never be retrieved.
+
+.. note::
+
+    Ties. The ranking is :meth:`torch.topk` on the scores, as in MMRec. The
+    order among items with *exactly* equal scores is not specified by PyTorch
+    and may differ between devices and versions; with continuous embeddings
+    ties have probability zero. Any tie order gives a valid ranking.
+"""
+import operator
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+from torch import Tensor
+
+METRICS = ('recall', 'ndcg', 'precision', 'map', 'hit')
+DEFAULT_METRICS = ('recall', 'ndcg', 'precision', 'map')
+
+
+# Input checks ################################################################
+
+def _check_edge_index(edge_index: Tensor, name: str) -> Tensor:
+    if not isinstance(edge_index, Tensor):
+        raise TypeError(f"'{name}' must be a torch.Tensor of shape [2, E] "
+                        f"(got {type(edge_index).__name__})")
+    if edge_index.dim() != 2 or edge_index.size(0) != 2:
+        raise ValueError(f"'{name}' must have shape [2, E] "
+                         f"(got {list(edge_index.size())})")
+    if edge_index.dtype.is_floating_point or edge_index.dtype == torch.bool \
+            or edge_index.is_complex():
+        raise ValueError(f"'{name}' must hold integer ids "
+                         f"(got dtype {edge_index.dtype})")
+    edge_index = edge_index.long()
+    if edge_index.numel() > 0 and int(edge_index.min()) < 0:
+        raise ValueError(f"'{name}' holds negative ids "
+                         f"(min {int(edge_index.min())})")
+    return edge_index
+
+
+def _check_item_range(edge_index: Tensor, num_items: int, name: str):
+    if edge_index.numel() > 0 and int(edge_index[1].max()) >= num_items:
+        raise ValueError(f"'{name}' holds item id {int(edge_index[1].max())} "
+                         f"but there are only {num_items} items")
+
+
+def _check_emb(emb: Tensor, name: str) -> Tensor:
+    if not isinstance(emb, Tensor):
+        raise TypeError(f"'{name}' must be a torch.Tensor "
+                        f"(got {type(emb).__name__})")
+    if emb.dim() != 2:
+        raise ValueError(f"'{name}' must have shape [N, d] "
+                         f"(got {list(emb.size())})")
+    if not emb.dtype.is_floating_point:
+        raise ValueError(f"'{name}' must be a floating point tensor "
+                         f"(got dtype {emb.dtype})")
+    # One reduction as the fast path; the sum of finite values is finite
+    # unless it overflows, in which case the exact check decides.
+    if not bool(torch.isfinite(emb.sum())) \
+            and not bool(torch.isfinite(emb).all()):
+        raise ValueError(f"'{name}' holds NaN or infinite values")
+    return emb.detach()
+
+
+def _check_pair(user_emb: Tensor, item_emb: Tensor, prefix: str = ''):
+    user_emb = _check_emb(user_emb, prefix + 'user_emb')
+    item_emb = _check_emb(item_emb, prefix + 'item_emb')
+    if user_emb.size(1) != item_emb.size(1):
+        raise ValueError(f"'{prefix}user_emb' and '{prefix}item_emb' must "
+                         f"have the same embedding size (got "
+                         f"{user_emb.size(1)} and {item_emb.size(1)})")
+    if user_emb.device != item_emb.device:
+        raise ValueError(f"'{prefix}user_emb' and '{prefix}item_emb' must be "
+                         f"on the same device (got {user_emb.device} and "
+                         f"{item_emb.device})")
+    if user_emb.dtype != item_emb.dtype:
+        item_emb = item_emb.to(user_emb.dtype)
+    return user_emb, item_emb
+
+
+def _positive_int(value, name: str) -> int:
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        out = operator.index(value)
+    except TypeError:
+        out = 0
+    if out <= 0:
+        raise ValueError(f"'{name}' must be a positive integer "
+                         f"(got {value!r})")
+    return out
+
+
+def _check_ks(ks: Union[int, Sequence[int]]) -> Tuple[int, ...]:
+    if not isinstance(ks, (list, tuple, range)) and not (
+            isinstance(ks, Tensor) and ks.dim() == 1):
+        ks = (ks, )
+    if len(ks) == 0:
+        raise ValueError("'ks' must hold at least one cutoff")
+    return tuple(sorted({_positive_int(k, 'ks') for k in ks}))
+
+
+def _check_metrics(metrics: Union[str, Sequence[str]]) -> Tuple[str, ...]:
+    if isinstance(metrics, str):
+        metrics = (metrics, )
+    metrics = tuple(m.lower() for m in metrics)
+    unknown = [m for m in metrics if m not in METRICS]
+    if len(metrics) == 0 or unknown:
+        raise ValueError(f"'metrics' must be a non-empty subset of {METRICS} "
+                         f"(got unknown {unknown or list(metrics)})")
+    return metrics
+
+
+def _float_dtype(device: torch.device) -> torch.dtype:
+    return torch.float32 if device.type == 'mps' else torch.float64
+
+
+# Ranking plan ################################################################
+
+class _RankingPlan:
+    r"""Precomputed masks for ranking the (distinct) users :obj:`users` in
+    batches of :obj:`batch_size` rows.
+
+    Row :obj:`p` of the ranking belongs to user ``users[p]``. The masked pairs
+    of all rows are stored, grouped by batch, as flat offsets
+    ``(p - batch_start) * num_items + item`` into the batch's score matrix
+    (:obj:`mask_flat`; the slice of batch :obj:`b` is
+    ``mask_ptr[b]:mask_ptr[b + 1]``). At most one sort (none for pairs that
+    are already sorted by user), no loop over users.
+    """
+    def __init__(self, users: Tensor, mask_edge_index: Tensor, num_items: int,
+                 batch_size: int):
+        batch_size = _positive_int(batch_size, 'batch_size')
+        device = users.device
+        self.users = users
+        self.num_items = num_items
+        self.batch_size = batch_size
+        num_rows = users.numel()
+
+        local = _lookup_table(users, mask_edge_index[0])[mask_edge_index[0]]
+        col = mask_edge_index[1]
+        keep = local >= 0  # Pairs of users that are not ranked are dropped.
+        if not bool(keep.all()):
+            local, col = local[keep], col[keep]
+        if not _is_sorted(local):  # Skipped for inputs sorted by user.
+            local, perm = torch.sort(local)
+            col = col[perm]
+        batch = torch.div(local, batch_size, rounding_mode='floor')
+        self.mask_flat = (local - batch * batch_size) * num_items + col
+        bounds = list(range(0, num_rows, batch_size)) + [num_rows]
+        self.bounds: List[int] = bounds
+        # Whether `users` is a contiguous id range (then batches are slices):
+        self.offset: Optional[int] = None
+        if num_rows > 0 and int(users[-1]) - int(users[0]) == num_rows - 1 \
+                and _is_sorted(users):
+            self.offset = int(users[0])
+        self.mask_ptr: List[int] = torch.searchsorted(
+            batch, torch.arange(len(bounds), device=device)).tolist()
+
+    @property
+    def num_batches(self) -> int:
+        return len(self.bounds) - 1
+
+    def to(self, device: torch.device) -> '_RankingPlan':
+        self.users = self.users.to(device)
+        self.mask_flat = self.mask_flat.to(device)
+        return self
+
+    def topk(self, user_emb: Tensor, item_emb: Tensor,
+             k: int) -> Tuple[Tensor, Tensor]:
+        r"""Returns the scores and item ids ``[num_rows, min(k, num_items)]``
+        of the top-:math:`k` unmasked items (masked items score
+        :math:`-\infty`), one :meth:`torch.topk` per batch."""
+        kk = min(k, self.num_items)
+        num_rows = self.users.numel()
+        values = user_emb.new_empty((num_rows, kk))
+        index = torch.empty((num_rows, kk), dtype=torch.long,
+                            device=user_emb.device)
+        buf = user_emb.new_empty((min(self.batch_size, num_rows),
+                                  self.num_items))
+        item_t = item_emb.t()
+        for b in range(self.num_batches):
+            start, end = self.bounds[b], self.bounds[b + 1]
+            scores = buf[:end - start]
+            if self.offset is not None:
+                batch_emb = user_emb[self.offset + start:self.offset + end]
+            else:
+                batch_emb = user_emb[self.users[start:end]]
+            torch.mm(batch_emb, item_t, out=scores)
+            mask = self.mask_flat[self.mask_ptr[b]:self.mask_ptr[b + 1]]
+            scores.view(-1).index_fill_(0, mask, float('-inf'))
+            torch.topk(scores, kk, dim=1,
+                       out=(values[start:end], index[start:end]))
+        return values, index
+
+
+def _is_sorted(x: Tensor) -> bool:
+    return x.numel() < 2 or bool((x[1:] >= x[:-1]).all())
+
+
+def _lookup_table(users: Tensor, *others: Tensor) -> Tensor:
+    r"""A dense table mapping a user id to its row in :obj:`users` (distinct
+    ids), :obj:`-1` for ids not in :obj:`users`; large enough for every id in
+    :obj:`others`."""
+    size = max([int(t.max()) + 1 for t in (users, ) + others
+                if t.numel() > 0] + [0])
+    table = torch.full((size, ), -1, dtype=torch.long, device=users.device)
+    table[users] = torch.arange(users.numel(), device=users.device)
+    return table
+
+
+def _mask_edge_index(train_edge_index: Optional[Tensor],
+                     exclude_edge_index: Optional[Tensor],
+                     num_items: int, device) -> Tensor:
+    parts = []
+    for name, ei in (('train_edge_index', train_edge_index),
+                     ('exclude_edge_index', exclude_edge_index)):
+        if ei is not None:
+            ei = _check_edge_index(ei, name)
+            _check_item_range(ei, num_items, name)
+            parts.append(ei.to(device))
+    if not parts:
+        return torch.empty((2, 0), dtype=torch.long, device=device)
+    return torch.cat(parts, dim=1)
+
+
+def topk_items(
+    user_emb: Tensor,
+    item_emb: Tensor,
+    users: Optional[Tensor],
+    k: int,
+    *,
+    train_edge_index: Optional[Tensor] = None,
+    exclude_edge_index: Optional[Tensor] = None,
+    batch_size: int = 4096,
+) -> Tensor:
+    r"""Returns the top-:math:`k` items of every user in :obj:`users` under
+    the score ``user_emb[u] @ item_emb.T``, with the user's pairs in
+    :obj:`train_edge_index` and :obj:`exclude_edge_index` masked.
+
+    Args:
+        user_emb (torch.Tensor): User embeddings ``[num_users, d]``.
+        item_emb (torch.Tensor): Item embeddings ``[num_items, d]``.
+        users (torch.Tensor, optional): User ids ``[B]`` (duplicates allowed).
+            :obj:`None` ranks for all users.
+        k (int): The number of items per user.
+        train_edge_index (torch.Tensor, optional): Pairs ``[2, E]`` (row 0
+            users, row 1 items) that are never recommended.
+        exclude_edge_index (torch.Tensor, optional): Further pairs to mask.
+        batch_size (int, optional): Users scored at once; memory is
+            ``batch_size * num_items`` scores. (default: :obj:`4096`)
+
+    Returns:
+        A long tensor ``[B, k]`` of item ids in descending score order. An
+        entry is :obj:`-1` where the rank falls on a masked item, *i.e.* only
+        when :obj:`k` exceeds the number of unmasked items of that user (or
+        :obj:`num_items`). Ties follow :meth:`torch.topk` (unspecified order).
+    """
+    user_emb, item_emb = _check_pair(user_emb, item_emb)
+    k = _positive_int(k, 'k')
+    device = user_emb.device
+    num_items = item_emb.size(0)
+    if users is None:
+        users = torch.arange(user_emb.size(0), device=device)
+    else:
+        if not isinstance(users, Tensor) or users.dim() != 1 \
+                or users.dtype.is_floating_point:
+            raise ValueError("'users' must be a 1-D tensor of user ids")
+        users = users.long().to(device)
+        if users.numel() > 0 and (int(users.min()) < 0 or int(users.max())
+                                  >= user_emb.size(0)):
+            raise ValueError(f"'users' holds ids outside [0, "
+                             f"{user_emb.size(0)})")
+    mask = _mask_edge_index(train_edge_index, exclude_edge_index, num_items,
+                            device)
+    out = torch.full((users.numel(), k), -1, dtype=torch.long, device=device)
+    if users.numel() == 0 or num_items == 0:
+        return out
+    # Rank every distinct user once, then expand to the requested rows:
+    distinct, inverse = torch.unique(users, return_inverse=True)
+    plan = _RankingPlan(distinct, mask, num_items, batch_size)
+    out[:, :min(k, num_items)] = _ranked_items(plan, user_emb, item_emb,
+                                               k)[inverse]
+    return out
+
+
+def _ranked_items(plan: _RankingPlan, user_emb: Tensor, item_emb: Tensor,
+                  k: int) -> Tensor:
+    r"""The top-:math:`k` item ids ``[num_rows, min(k, num_items)]`` of the
+    rows of :obj:`plan`, :obj:`-1` where a rank falls on a masked item."""
+    with torch.no_grad():
+        values, index = plan.topk(user_emb, item_emb, k)
+    return index.masked_fill_(values == float('-inf'), -1)
+
+
+# Evaluator ###################################################################
+
+class RankingEvaluator:
+    r"""Full-ranking top-:math:`K` evaluation (MMRec protocol, see the module
+    docstring for the definitions), with the masks and labels precomputed
+    once, so that it can be called every epoch with new embeddings.
+
+    .. code-block:: python
+
+        evaluator = RankingEvaluator(train_edge_index, val_edge_index,
+                                     num_items, ks=(10, 20))
+        for epoch in range(num_epochs):
+            ...  # train
+            # user_emb [num_users, d], item_emb [num_items, d]:
+            out = evaluator(user_emb, item_emb)
+            # {'recall@10': 0.0412, 'recall@20': 0.0655, 'ndcg@10': ..., ...}
+
+    Args:
+        train_edge_index (torch.Tensor): Training pairs ``[2, E_train]`` (row 0
+            users, row 1 items); masked from the ranking.
+        eval_edge_index (torch.Tensor): Held-out pairs ``[2, E_eval]``; the
+            users appearing here are the evaluated users, their items the
+            positives :math:`P_u`. Must not contain duplicate pairs.
+        num_items (int): The number of items.
+        ks (int or Sequence[int], optional): The cutoffs. (default:
+            :obj:`(10, 20)`)
+        metrics (Sequence[str], optional): A subset of ``'recall'``,
+            ``'ndcg'``, ``'precision'``, ``'map'``, ``'hit'``. (default:
+            :obj:`('recall', 'ndcg', 'precision', 'map')`)
+        batch_size (int, optional): Users scored at once; peak extra memory
+            is ``batch_size * num_items`` scores. Results do not depend on it.
+            (default: :obj:`4096`)
+        exclude_edge_index (torch.Tensor, optional): Further pairs to mask,
+            *e.g.*, the validation pairs when scoring test (MMRec does not;
+            default :obj:`None`).
+
+    The precomputed tensors live on the device of :obj:`eval_edge_index` and
+    are moved (once, then cached) to the device of the embeddings.
+    """
+    def __init__(
+        self,
+        train_edge_index: Tensor,
+        eval_edge_index: Tensor,
+        num_items: int,
+        ks: Union[int, Sequence[int]] = (10, 20),
+        *,
+        metrics: Sequence[str] = DEFAULT_METRICS,
+        batch_size: int = 4096,
+        exclude_edge_index: Optional[Tensor] = None,
+    ):
+        num_items = _positive_int(num_items, 'num_items')
+        self.num_items = num_items
+        self.ks = _check_ks(ks)
+        self.metrics = _check_metrics(metrics)
+        self.batch_size = batch_size = _positive_int(batch_size, 'batch_size')
+
+        eval_edge_index = _check_edge_index(eval_edge_index,
+                                            'eval_edge_index')
+        _check_item_range(eval_edge_index, num_items, 'eval_edge_index')
+        if eval_edge_index.size(1) == 0:
+            raise ValueError("'eval_edge_index' is empty: there is no user "
+                             "to evaluate")
+        device = eval_edge_index.device
+        mask = _mask_edge_index(train_edge_index, exclude_edge_index,
+                                num_items, device)
+        self.max_user = max(int(eval_edge_index[0].max()),
+                            int(mask[0].max()) if mask.numel() else 0)
+
+        # Evaluated users (sorted) and their positives, as sorted keys
+        # `row * num_items + item`:
+        row = eval_edge_index[0]
+        count = torch.bincount(row)
+        users = (count > 0).nonzero().view(-1)
+        local = _lookup_table(users)[row]
+        keys = local * num_items + eval_edge_index[1]
+        if not _is_sorted(keys):
+            keys, _ = torch.sort(keys)
+        dup = keys[1:] == keys[:-1]
+        if bool(dup.any()):
+            key = int(keys[1:][dup][0])
+            raise ValueError(f"'eval_edge_index' holds duplicate pairs, e.g. "
+                             f"(user {int(users[key // num_items])}, item "
+                             f"{key % num_items})")
+        self.pos_keys = keys
+        self.pos_count = count[users]
+        self.plan = _RankingPlan(users, mask, num_items, batch_size)
+
+    @classmethod
+    def from_data(cls, data, split: str = 'val',
+                  ks: Union[int, Sequence[int]] = (10, 20), *,
+                  exclude_val: bool = False,
+                  **kwargs) -> 'RankingEvaluator':
+        r"""Builds the evaluator of a :class:`~torch_geometric.data.HeteroData`
+        in the schema of :mod:`pyg_brmrs.data`: masks
+        ``data['user', 'rates', 'item'].edge_index`` and ranks against
+        ``.val_edge_index`` (:obj:`split='val'`) or ``.test_edge_index``
+        (:obj:`split='test'`). :obj:`exclude_val=True` also masks the
+        validation pairs when scoring test (MMRec does not). Further keyword
+        arguments go to :class:`RankingEvaluator`."""
+        from pyg_brmrs.data.schema import ITEM, RATES
+        if split not in ('val', 'test'):
+            raise ValueError(f"'split' must be 'val' or 'test' (got "
+                             f"'{split}')")
+        store = data[RATES]
+        attr = f'{split}_edge_index'
+        if getattr(store, attr, None) is None:
+            raise ValueError(f"data{list(RATES)} has no '{attr}'")
+        if exclude_val:
+            if split != 'test':
+                raise ValueError("'exclude_val=True' needs split='test'")
+            if 'exclude_edge_index' in kwargs:
+                raise ValueError("pass either 'exclude_val' or "
+                                 "'exclude_edge_index'")
+            kwargs['exclude_edge_index'] = store.val_edge_index
+        return cls(store.edge_index, getattr(store, attr),
+                   int(data[ITEM].num_nodes), ks, **kwargs)
+
+    @property
+    def users(self) -> Tensor:
+        r"""The evaluated user ids (sorted), ``[num_eval_users]``."""
+        return self.plan.users
+
+    @property
+    def num_users(self) -> int:
+        r"""The number of evaluated users."""
+        return self.plan.users.numel()
+
+    def _to(self, device: torch.device):
+        if self.pos_keys.device != device:
+            self.plan.to(device)
+            self.pos_keys = self.pos_keys.to(device)
+            self.pos_count = self.pos_count.to(device)
+
+    def hit_matrix(self, user_emb: Tensor, item_emb: Tensor,
+                   k: Optional[int] = None) -> Tensor:
+        r"""Returns the boolean hit matrix ``[num_eval_users, k]``
+        (:obj:`k` defaults to ``max(ks)``): entry :math:`(u, j)` tells whether
+        the item at rank :math:`j + 1` of user ``users[u]`` is held out."""
+        user_emb, item_emb = _check_pair(user_emb, item_emb)
+        if item_emb.size(0) != self.num_items:
+            raise ValueError(f"'item_emb' has {item_emb.size(0)} rows but the "
+                             f"evaluator was built for {self.num_items} items")
+        if user_emb.size(0) <= self.max_user:
+            raise ValueError(f"'user_emb' has {user_emb.size(0)} rows but the "
+                             f"edge indices hold user id {self.max_user}")
+        k = max(self.ks) if k is None else _positive_int(k, 'k')
+        self._to(user_emb.device)
+        with torch.no_grad():
+            values, index = self.plan.topk(user_emb, item_emb, k)
+            rows = torch.arange(self.num_users, device=user_emb.device)
+            key = index + (rows * self.num_items).view(-1, 1)
+            j = torch.searchsorted(self.pos_keys, key)
+            j.clamp_(max=self.pos_keys.numel() - 1)
+            hits = (self.pos_keys[j] == key) & (values != float('-inf'))
+        if hits.size(1) < k:  # `k > num_items`: ranks past the end miss.
+            hits = torch.cat([hits, hits.new_zeros(
+                (hits.size(0), k - hits.size(1)))], dim=1)
+        return hits
+
+    def per_user(self, user_emb: Tensor,
+                 item_emb: Tensor) -> Dict[str, Tensor]:
+        r"""Returns the per-user metrics: ``{'user': [U], 'recall@20': [U],
+        ...}`` over the evaluated users (for significance tests)."""
+        hits = self.hit_matrix(user_emb, item_emb)
+        out: Dict[str, Tensor] = {'user': self.users.clone()}
+        out.update(_metrics_from_hits(hits, self.pos_count, self.ks,
+                                      self.metrics))
+        return out
+
+    def __call__(
+        self,
+        user_emb: Tensor,
+        item_emb: Tensor,
+        return_per_user: bool = False,
+    ) -> Union[Dict[str, float], Tuple[Dict[str, float], Dict[str, Tensor]]]:
+        r"""Evaluates embeddings ``user_emb`` ``[num_users, d]`` and
+        ``item_emb`` ``[num_items, d]``.
+
+        Returns:
+            A dict ``{'recall@10': float, ...}`` (metric-major, ascending
+            :math:`K`); with :obj:`return_per_user=True` a tuple of that dict
+            and :meth:`per_user`'s dict.
+        """
+        per_user = self.per_user(user_emb, item_emb)
+        names = [name for name in per_user if name != 'user']
+        if names:
+            means = torch.stack([per_user[name] for name in names]).mean(1)
+            values = means.tolist()
+        else:
+            values = []
+        out = dict(zip(names, values))
+        if return_per_user:
+            return out, per_user
+        return out
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}(num_users={self.num_users}, '
+                f'num_items={self.num_items}, ks={self.ks}, '
+                f'metrics={self.metrics})')
+
+
+def _metrics_from_hits(hits: Tensor, pos_count: Tensor, ks: Sequence[int],
+                       metrics: Sequence[str]) -> Dict[str, Tensor]:
+    r"""Per-user metrics ``{'recall@10': [U], ...}`` from a hit matrix
+    ``[U, max(ks)]`` and the number of held-out items ``[U]`` of every
+    user, vectorised over users and cutoffs."""
+    device = hits.device
+    dtype = _float_dtype(device)
+    h = hits.to(dtype)
+    rank = torch.arange(1, h.size(1) + 1, device=device, dtype=dtype)
+    k = torch.tensor(ks, device=device)
+    col = k - 1
+    cum_hits = h.cumsum(1)
+    hits_k = cum_hits[:, col]  # [U, len(ks)]
+    n_pos = pos_count.to(dtype).view(-1, 1)
+    n_rel = torch.minimum(pos_count.view(-1, 1), k)  # min(|P_u|, K)
+    out: Dict[str, Tensor] = {}
+    for metric in metrics:
+        if metric == 'recall':
+            value = hits_k / n_pos
+        elif metric == 'precision':
+            value = hits_k / k.to(dtype)
+        elif metric == 'hit':
+            value = (hits_k > 0).to(dtype)
+        elif metric == 'ndcg':
+            discount = 1.0 / torch.log2(rank + 1)
+            dcg = (h * discount).cumsum(1)[:, col]
+            value = dcg / discount.cumsum(0)[n_rel - 1]
+        else:  # 'map'
+            value = (h * cum_hits / rank).cumsum(1)[:, col] / n_rel.to(dtype)
+        for j, kk in enumerate(ks):
+            out[f'{metric}@{kk}'] = value[:, j].contiguous()
+    return out
+
+
+def full_ranking_metrics(
+    user_emb: Tensor,
+    item_emb: Tensor,
+    train_edge_index: Tensor,
+    eval_edge_index: Tensor,
+    ks: Union[int, Sequence[int]] = (10, 20),
+    *,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    batch_size: int = 4096,
+    exclude_edge_index: Optional[Tensor] = None,
+    return_per_user: bool = False,
+) -> Union[Dict[str, float], Tuple[Dict[str, float], Dict[str, Tensor]]]:
+    r"""Full-ranking top-:math:`K` metrics in the protocol of MMRec (see the
+    module docstring for the definitions): scores ``user_emb @ item_emb.T``
+    over all items, the training items of every user masked, users with no
+    pair in :obj:`eval_edge_index` skipped, averaged over evaluated users.
+
+    A one-shot wrapper around :class:`RankingEvaluator`; build the evaluator
+    once when evaluating repeatedly (*e.g.*, every epoch).
+
+    Args:
+        user_emb (torch.Tensor): User embeddings ``[num_users, d]``.
+        item_emb (torch.Tensor): Item embeddings ``[num_items, d]``; everything
+            runs on their device.
+        train_edge_index (torch.Tensor): Training pairs ``[2, E_train]``
+            (masked).
+        eval_edge_index (torch.Tensor): Held-out pairs ``[2, E_eval]``.
+        ks (int or Sequence[int], optional): Cutoffs. (default:
+            :obj:`(10, 20)`)
+        metrics (Sequence[str], optional): Subset of ``'recall'``, ``'ndcg'``,
+            ``'precision'``, ``'map'``, ``'hit'``.
+        batch_size (int, optional): Users scored at once. (default:
+            :obj:`4096`)
+        exclude_edge_index (torch.Tensor, optional): Further pairs to mask,
+            *e.g.*, validation pairs when scoring test. (default: :obj:`None`,
+            as MMRec)
+        return_per_user (bool, optional): Also return the per-user values
+            ``{'user': [U], 'recall@20': [U], ...}``. (default: :obj:`False`)
+
+    Returns:
+        ``{'recall@10': float, 'recall@20': float, 'ndcg@10': ..., ...}``
+        (metric-major, ascending :math:`K`); with :obj:`return_per_user=True`
+        a tuple of that dict and the per-user dict.
+
+    The ranking is :meth:`torch.topk` per batch of users, as in MMRec: among
+    exactly equal scores the order is unspecified (see the module note).
+    """
+    user_emb, item_emb = _check_pair(user_emb, item_emb)
+    evaluator = RankingEvaluator(
+        train_edge_index.to(user_emb.device)
+        if isinstance(train_edge_index, Tensor) else train_edge_index,
+        eval_edge_index.to(user_emb.device)
+        if isinstance(eval_edge_index, Tensor) else eval_edge_index,
+        item_emb.size(0), ks, metrics=metrics, batch_size=batch_size,
+        exclude_edge_index=exclude_edge_index)
+    return evaluator(user_emb, item_emb, return_per_user=return_per_user)
+
+
+__all__ = ['RankingEvaluator', 'full_ranking_metrics', 'topk_items']
