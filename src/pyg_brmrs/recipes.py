@@ -15,6 +15,7 @@ Every keyword is routed by name to the graph transform
 or the objective (or its sampler); an unknown name raises a
 :class:`ValueError` that lists the accepted ones.
 """
+import copy
 import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -75,6 +76,67 @@ RECIPES: Dict[str, Recipe] = {
     'brmrs': Recipe(BRMRS, BRMRSObjective, True, dict(reg_weight=1e-4),
                     'BR-MRS: CHNS + synergy-aware BPR'),
 }
+
+
+#: Recommended per-dataset settings (``dataset -> recipe -> keywords``) for
+#: the Amazon datasets of the paper, used by ``pyg-brmrs train --preset`` and
+#: ``examples/amazon_*.py``. They start from REARM's published per-dataset
+#: commands (github.com/MrShouxingMa/REARM, README.md), mapped to our names:
+#: ``item_knn_k -> k_item``, ``user_knn_k -> k_user``,
+#: ``ii_co_weight -> alpha_item``, ``uu_co_weight -> alpha_user``,
+#: ``i_mm_image_weight -> modality_weights_item = {'image': w, 'text': 1 - w}``
+#: (likewise ``u_mm_image_weight -> modality_weights_user``),
+#: ``num_layer -> num_layers`` (LightGCN layers on the user-item graph),
+#: ``n_ii_layers -> num_item_layers``, ``n_uu_layers -> num_user_layers``
+#: and, for the REARM objective only, ``cl_loss_weight -> cl_weight``,
+#: ``diff_loss_weight -> orth_weight``, ``cl_tmp -> temperature``. REARM's
+#: optimiser settings (AdamW, lr 5e-5, weight decay = its ``reg_weight``) are
+#: *not* carried over: every recipe is trained with the MMRec protocol of
+#: :class:`~pyg_brmrs.training.TrainConfig` (Adam, lr 1e-3, batch 2048). The
+#: baselines keep their recipe defaults (no per-dataset entry).
+DATASET_DEFAULTS: Dict[str, Dict[str, Dict[str, Any]]] = {
+    'baby': {
+        'brmrs': dict(REARM_BABY_GRAPH, num_layers=4, num_item_layers=1,
+                      num_user_layers=1),
+        'rearm': dict(REARM_BABY_GRAPH, num_layers=4, num_item_layers=1,
+                      num_user_layers=1, cl_weight=5e-6, orth_weight=5e-5,
+                      temperature=0.6),
+    },
+    'sports': {
+        'brmrs': dict(k_item=5, k_user=25, alpha_item=0.2, alpha_user=0.9,
+                      modality_weights_item={'image': 0.2, 'text': 0.8},
+                      modality_weights_user={'image': 0.0, 'text': 1.0},
+                      num_layers=5, num_item_layers=2, num_user_layers=2),
+        'rearm': dict(k_item=5, k_user=25, alpha_item=0.2, alpha_user=0.9,
+                      modality_weights_item={'image': 0.2, 'text': 0.8},
+                      modality_weights_user={'image': 0.0, 'text': 1.0},
+                      num_layers=5, num_item_layers=2, num_user_layers=2,
+                      cl_weight=1e-3, orth_weight=5e-4, temperature=1.5),
+    },
+    'clothing': {
+        'brmrs': dict(k_item=10, k_user=45, alpha_item=0.1, alpha_user=0.7,
+                      modality_weights_item={'image': 0.1, 'text': 0.9},
+                      modality_weights_user={'image': 0.1, 'text': 0.9},
+                      num_layers=4, num_item_layers=1, num_user_layers=1),
+        'rearm': dict(k_item=10, k_user=45, alpha_item=0.1, alpha_user=0.7,
+                      modality_weights_item={'image': 0.1, 'text': 0.9},
+                      modality_weights_user={'image': 0.1, 'text': 0.9},
+                      num_layers=4, num_item_layers=1, num_user_layers=1,
+                      cl_weight=1e-6, orth_weight=1e-5, temperature=0.03),
+    },
+}
+
+
+def dataset_defaults(dataset: str, model: str) -> Dict[str, Any]:
+    r"""The recommended keywords of recipe :obj:`model` on :obj:`dataset`
+    (a key of :obj:`DATASET_DEFAULTS`, case-insensitive); an empty dict for
+    a recipe without per-dataset settings. Returns a deep copy."""
+    get_recipe(model)
+    key = dataset.lower()
+    if key not in DATASET_DEFAULTS:
+        raise ValueError(f"No recommended settings for dataset '{dataset}' "
+                         f"(known: {sorted(DATASET_DEFAULTS)})")
+    return copy.deepcopy(DATASET_DEFAULTS[key].get(model, {}))
 
 
 def list_recipes() -> List[str]:
@@ -138,8 +200,9 @@ def split_params(name: str,
 def prepare(name: str, data: HeteroData, **params) -> HeteroData:
     r"""Adds what recipe :obj:`name` needs to :obj:`data` (the homogeneous
     kNN graphs for :obj:`"brmrs"` and :obj:`"rearm"`), using the graph
-    keywords among :obj:`params` and ignoring the others. Returns
-    :obj:`data` (modified in place)."""
+    keywords among :obj:`params` and ignoring the others. Returns the
+    transformed data (PyG transforms work on a shallow copy: use the returned
+    object)."""
     recipe = get_recipe(name)
     if not recipe.graphs:
         return data

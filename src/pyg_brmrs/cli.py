@@ -1,0 +1,598 @@
+r"""The ``pyg-brmrs`` command: ``train``, ``evaluate``, ``grid`` and
+``report``. A thin layer over :mod:`pyg_brmrs.experiment` (running) and
+:mod:`pyg_brmrs.report` (tables); see ``pyg-brmrs <command> --help``.
+
+:func:`main` returns :obj:`0` on success; invalid input (unknown model or
+parameter, malformed ``key=value``, missing files) ends with a one-line
+``pyg-brmrs <command>: error: ...`` on stderr and :class:`SystemExit` with
+code :obj:`2`, as :mod:`argparse` does for its own errors (``--debug``
+shows the traceback instead).
+"""
+import argparse
+import json
+import logging
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+import torch
+
+from pyg_brmrs import __version__, experiment, recipes, report
+from pyg_brmrs.data import modalities, split_sizes
+from pyg_brmrs.training import TrainConfig
+
+PROG = 'pyg-brmrs'
+
+DESCRIPTION = """\
+BR-MRS (synergy-aware multimodal recommendation with cross-modal hard
+negatives) and its baselines, trained and evaluated with MMRec's protocol
+(full ranking, early stopping on validation Recall@20, test at the best
+validation epoch, hyper-parameters selected on validation only)."""
+
+EPILOG = """\
+examples:
+  pyg-brmrs train --model brmrs --synthetic --epochs 50 --subsets
+  pyg-brmrs train --model brmrs --data data/baby --preset baby \\
+      --param fusion=mean --param lambda_s=0.5 --output-dir runs/baby-brmrs
+  pyg-brmrs evaluate --run-dir runs/baby-brmrs
+  pyg-brmrs grid --model brmrs --data data/baby --grid theta=0.05,0.1,0.2
+  pyg-brmrs report runs/*/results.json --out table1.md
+
+models (--model):
+""" + '\n'.join(f'  {n:9s} {recipes.get_recipe(n).description}'
+                for n in recipes.list_recipes())
+
+
+class CLIError(ValueError):
+    r"""Invalid command-line input."""
+
+
+# ----------------------------------------------------------------------
+# Parsing helpers
+def parse_value(text: str) -> Any:
+    r"""A ``--param``/``--grid`` value: JSON when it parses
+    (``0.5``, ``true``, ``{"image": 0.1}``), Python's ``True``/``False``/
+    ``None``, else the string itself."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return {'True': True, 'False': False, 'None': None}.get(text, text)
+
+
+def split_key_value(text: str, option: str) -> List[str]:
+    key, sep, value = text.partition('=')
+    key = key.strip()
+    if not sep or not key.isidentifier():
+        raise CLIError(f"{option} expects key=value with a parameter name as "
+                       f"key (got '{text}')")
+    if value == '':
+        raise CLIError(f"{option} {key}= has no value")
+    return [key, value]
+
+
+def split_top_level(text: str) -> List[str]:
+    r"""Splits :obj:`text` at the commas outside brackets, braces and
+    quotes: ``'1,{"a":1,"b":2}'`` → ``['1', '{"a":1,"b":2}']``."""
+    parts, depth, quote, start = [], 0, None, 0
+    for n, ch in enumerate(text):
+        if quote:
+            if ch == quote:
+                quote = None
+        elif ch in '"\'':
+            quote = ch
+        elif ch in '[{(':
+            depth += 1
+        elif ch in ']})':
+            depth -= 1
+        elif ch == ',' and depth == 0:
+            parts.append(text[start:n])
+            start = n + 1
+    parts.append(text[start:])
+    return parts
+
+
+def parse_params(items: Optional[Sequence[str]]) -> Dict[str, Any]:
+    r"""``['fusion=mean', 'lambda_s=0.5']`` → ``{'fusion': 'mean',
+    'lambda_s': 0.5}``."""
+    out: Dict[str, Any] = {}
+    for item in items or []:
+        key, value = split_key_value(item, '--param')
+        if key in out:
+            raise CLIError(f"--param {key} is given twice")
+        out[key] = parse_value(value)
+    return out
+
+
+def parse_grid(items: Optional[Sequence[str]]) -> Dict[str, List[Any]]:
+    r"""``['theta=0.05,0.1', 'fusion=concat,mean']`` → ``{'theta': [0.05,
+    0.1], 'fusion': ['concat', 'mean']}`` (commas inside JSON values do not
+    split)."""
+    out: Dict[str, List[Any]] = {}
+    for item in items or []:
+        key, value = split_key_value(item, '--grid')
+        if key in out:
+            raise CLIError(f"--grid {key} is given twice")
+        values = [v.strip() for v in split_top_level(value)]
+        if any(v == '' for v in values):
+            raise CLIError(f"--grid {key}={value} has an empty value")
+        out[key] = [parse_value(v) for v in values]
+    return out
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not an integer")
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1 (got {value})")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number")
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0 (got {value})")
+    return value
+
+
+def _ks(text: str) -> List[int]:
+    try:
+        ks = [int(k) for k in text.split(',')]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a comma-separated "
+                                         f"list of cutoffs such as 10,20")
+    if any(k < 1 for k in ks):
+        raise argparse.ArgumentTypeError(f"cutoffs must be >= 1 (got {text})")
+    return ks
+
+
+# ----------------------------------------------------------------------
+# The parser
+def _data_options(parser: argparse.ArgumentParser,
+                  required: bool = True) -> None:
+    group = parser.add_argument_group(
+        'data' + ('' if required else
+                  ' (default: the source stored in results.json)'))
+    src = group.add_mutually_exclusive_group()
+    src.add_argument('--data', metavar='PATH',
+                     help='dataset folder: MMRec layout (<name>.inter, '
+                     '<modality>_feat.npy) or DiffMM layout (trnMat.pkl, '
+                     'valMat.pkl, tstMat.pkl, <modality>_feat.npy)')
+    src.add_argument('--synthetic', action='store_true',
+                     help='use make_synthetic() (planted unique/synergy '
+                     'users; no download needed)')
+    group.add_argument('--format', choices=['mmrec', 'diffmm'],
+                       help='layout of --data (default: detected from the '
+                       'files)')
+    group.add_argument('--name', help='MMRec dataset name, i.e. the '
+                       '<name>.inter file (default: the folder name)')
+    group.add_argument('--synthetic-users', type=_positive_int,
+                       metavar='N', help='users of --synthetic '
+                       '(default: 1000)')
+    group.add_argument('--synthetic-items', type=_positive_int,
+                       metavar='N', help='items of --synthetic '
+                       '(default: 800)')
+
+
+def _model_options(parser: argparse.ArgumentParser,
+                   required: bool = True) -> None:
+    group = parser.add_argument_group('model')
+    group.add_argument('--model', choices=recipes.list_recipes(),
+                       required=required,
+                       help='the recipe to train' + (
+                           '' if required else
+                           ' (default: the one stored in results.json)'))
+    group.add_argument('--param', action='append', metavar='KEY=VALUE',
+                       help='a recipe keyword (repeatable), routed to the '
+                       'graph transform, the model or the objective; the '
+                       'value is parsed as JSON when possible, e.g. '
+                       '--param fusion=mean --param lambda_s=0.5 '
+                       '--param modality_weights_item=\'{"image":0.1,'
+                       '"text":0.9}\'')
+    group.add_argument('--preset', choices=sorted(recipes.DATASET_DEFAULTS),
+                       help='start from the recommended settings for this '
+                       'dataset (recipes.DATASET_DEFAULTS; --param '
+                       'overrides them)')
+
+
+def _training_options(parser: argparse.ArgumentParser) -> None:
+    d = TrainConfig()
+    group = parser.add_argument_group('training (defaults: MMRec\'s)')
+    group.add_argument('--epochs', type=_positive_int, default=d.epochs,
+                       help=f'maximum epochs (default: {d.epochs})')
+    group.add_argument('--batch-size', type=_positive_int,
+                       default=d.batch_size,
+                       help=f'training pairs per step (default: '
+                       f'{d.batch_size})')
+    group.add_argument('--lr', type=_positive_float, default=d.lr,
+                       help=f'Adam learning rate (default: {d.lr})')
+    group.add_argument('--weight-decay', type=float, default=d.weight_decay,
+                       help=f'Adam weight decay (default: {d.weight_decay})')
+    group.add_argument('--patience', type=_positive_int, default=d.patience,
+                       help='early stopping: evaluations without a better '
+                       f'validation Recall@20 (default: {d.patience})')
+    group.add_argument('--eval-every', type=_positive_int,
+                       default=d.eval_every,
+                       help=f'validate every N epochs (default: '
+                       f'{d.eval_every})')
+    group.add_argument('--seed', type=int, default=d.seed,
+                       help=f'seeds Python, NumPy and torch before the model '
+                       f'is built (default: {d.seed})')
+    group.add_argument('--device', default=d.device,
+                       help='auto (CUDA when available), cpu, cuda, cuda:1, '
+                       '... (default: auto)')
+    group.add_argument('--output-dir', metavar='DIR',
+                       help='where results.json and the checkpoints go')
+    group.add_argument('--resume', action='store_true',
+                       help='continue from DIR/last.pt if present')
+    group.add_argument('--progress', action='store_true',
+                       help='show tqdm progress bars')
+    group.add_argument('--max-time', type=_positive_float, metavar='SECONDS',
+                       help='stop training after this many seconds')
+    group.add_argument('--threads', type=_positive_int, metavar='N',
+                       help='torch CPU threads (default: torch\'s)')
+
+
+def _common_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('-q', '--quiet', action='store_true',
+                        help='no per-epoch log lines')
+    parser.add_argument('--debug', action='store_true',
+                        help='show the traceback of errors')
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG, description=DESCRIPTION, epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--version', action='version',
+                        version=f'{PROG} {__version__}')
+    sub = parser.add_subparsers(dest='command', metavar='COMMAND')
+
+    train = sub.add_parser(
+        'train', help='train one model and report test metrics at the best '
+        'validation epoch',
+        description='Trains one recipe with early stopping on validation '
+        'Recall@20 and reports the test metrics at the best validation '
+        'epoch. Writes results.json (config, history, metrics, the run '
+        'record that `evaluate --run-dir` needs) and the checkpoints best.pt '
+        'and last.pt to --output-dir.',
+        epilog='example: pyg-brmrs train --model brmrs --synthetic '
+        '--epochs 50 --subsets --plots')
+    _model_options(train)
+    _data_options(train)
+    _training_options(train)
+    group = train.add_argument_group('analysis')
+    group.add_argument('--subsets', action='store_true',
+                       help='also compute the synergy / unique / degradation '
+                       'subsets of the test pairs for the best model (models '
+                       'with unimodal branches) and store them in '
+                       'results.json under "subsets"')
+    group.add_argument('--subsets-k', type=_positive_int, default=20,
+                       metavar='K', help='cutoff of --subsets (default: 20)')
+    group.add_argument('--plots', action='store_true',
+                       help='write curves.png (and subsets.png with '
+                       '--subsets) to the output folder; needs matplotlib')
+    _common_options(train)
+    train.set_defaults(func=cmd_train)
+
+    ev = sub.add_parser(
+        'evaluate', help='validation and test metrics of a checkpoint',
+        description='Rebuilds the model of a checkpoint and prints its '
+        'validation and test metrics. With --run-dir (or a checkpoint next '
+        'to a results.json written by `train`/`grid`) nothing else is '
+        'needed; otherwise give --model, --param and the data options.',
+        epilog='example: pyg-brmrs evaluate --run-dir runs/baby-brmrs '
+        '--subsets')
+    group = ev.add_argument_group('checkpoint')
+    group.add_argument('--run-dir', metavar='DIR',
+                       help='a folder written by `train` (uses DIR/best.pt '
+                       'unless --checkpoint names another file)')
+    group.add_argument('--checkpoint', metavar='FILE',
+                       help='best.pt (weights at the best validation epoch) '
+                       'or last.pt (the latest epoch); a bare name is looked '
+                       'up in --run-dir')
+    group.add_argument('--device', default=None,
+                       help='override the run\'s device')
+    group.add_argument('--subsets', action='store_true',
+                       help='also print the synergy subsets of the test '
+                       'pairs')
+    group.add_argument('--subsets-k', type=_positive_int, default=20,
+                       metavar='K', help='cutoff of --subsets (default: 20)')
+    group.add_argument('--out', metavar='FILE.json',
+                       help='also write the metrics as JSON')
+    _model_options(ev, required=False)
+    _data_options(ev, required=False)
+    _common_options(ev)
+    ev.set_defaults(func=cmd_evaluate)
+
+    gr = sub.add_parser(
+        'grid', help='grid search, selected on validation only',
+        description='Trains one run per point of the Cartesian product of '
+        'the --grid values (on top of --preset/--param) and selects the '
+        'point with the best VALIDATION Recall@20 (unlike MMRec, which '
+        'picks the best test score). Writes DIR/run_<n>/ and DIR/grid.json.',
+        epilog='example: pyg-brmrs grid --model brmrs --synthetic --epochs '
+        '30 --grid theta=0.05,0.1 --grid fusion=concat,mean')
+    gr.add_argument('--grid', action='append', metavar='KEY=V1,V2,...',
+                    required=True,
+                    help='values of one parameter (repeatable); values are '
+                    'JSON when possible, commas inside JSON objects do not '
+                    'split')
+    _model_options(gr)
+    _data_options(gr)
+    _training_options(gr)
+    _common_options(gr)
+    gr.set_defaults(func=cmd_grid)
+
+    rp = sub.add_parser(
+        'report', help='markdown tables from results files',
+        description='Renders results.json files into a markdown table '
+        'shaped like the paper\'s Table 1 (rows = models, columns = R@10 '
+        'R@20 N@10 N@20 per dataset; mean ± std over seeds) or, with '
+        '--ablation, Table 2 (rows = variants, plus the U_m / U_syn / U_r '
+        'subsets when stored).',
+        epilog='example: pyg-brmrs report "runs/**/results.json" --out '
+        'table1.md')
+    rp.add_argument('inputs', nargs='+', metavar='PATH',
+                    help='results.json files, run folders (searched '
+                    'recursively) or glob patterns (quote them)')
+    rp.add_argument('--ablation', action='store_true',
+                    help='Table 2 layout: rows in input order, subsets '
+                    'columns')
+    rp.add_argument('--ks', type=_ks, default=[10, 20],
+                    help='cutoffs (default: 10,20)')
+    rp.add_argument('--split', choices=['test', 'valid'], default='test',
+                    help='Table 1 only: report test (default) or validation '
+                    'metrics')
+    rp.add_argument('--digits', type=_positive_int, default=4,
+                    help='decimals (default: 4)')
+    rp.add_argument('--out', metavar='FILE.md',
+                    help='write the table here instead of stdout')
+    rp.add_argument('--debug', action='store_true',
+                    help='show the traceback of errors')
+    rp.set_defaults(func=cmd_report, quiet=True)
+    return parser
+
+
+# ----------------------------------------------------------------------
+# Building blocks
+def data_source(args) -> experiment.DataSource:
+    if args.synthetic:
+        return experiment.DataSource('synthetic',
+                                     num_users=args.synthetic_users,
+                                     num_items=args.synthetic_items)
+    if not args.data:
+        raise CLIError('give a dataset: --data PATH or --synthetic')
+    folder = Path(args.data).expanduser()
+    if not folder.is_dir():
+        raise CLIError(f"data folder '{args.data}' does not exist")
+    fmt = args.format
+    if fmt is None:
+        if any(folder.glob('*.inter')):
+            fmt = 'mmrec'
+        elif (folder / 'trnMat.pkl').is_file():
+            fmt = 'diffmm'
+        else:
+            raise CLIError(f"'{args.data}' holds neither an MMRec dataset "
+                           f"(<name>.inter + <modality>_feat.npy) nor a "
+                           f"DiffMM one (trnMat.pkl, valMat.pkl, tstMat.pkl "
+                           f"+ <modality>_feat.npy)")
+    return experiment.DataSource(fmt, path=str(folder), name=args.name)
+
+
+def model_params(args) -> Dict[str, Any]:
+    params: Dict[str, Any] = {}
+    if args.preset:
+        params.update(recipes.dataset_defaults(args.preset, args.model))
+    params.update(parse_params(args.param))
+    recipes.split_params(args.model, params)  # unknown names fail here
+    return params
+
+
+def train_config(args, output_dir: Optional[str]) -> TrainConfig:
+    return TrainConfig(epochs=args.epochs, batch_size=args.batch_size,
+                       lr=args.lr, weight_decay=args.weight_decay,
+                       patience=args.patience, eval_every=args.eval_every,
+                       seed=args.seed, device=args.device,
+                       output_dir=output_dir, resume=args.resume,
+                       progress=args.progress, max_time=args.max_time,
+                       num_threads=args.threads)
+
+
+def describe(source: experiment.DataSource, data) -> str:
+    n_train, n_valid, n_test = split_sizes(data)
+    return (f"{source.dataset}: {data['user'].num_nodes} users, "
+            f"{data['item'].num_nodes} items, modalities "
+            f"{modalities(data)}, {n_train}/{n_valid}/{n_test} "
+            f"train/valid/test interactions")
+
+
+@contextmanager
+def _logging(quiet: bool):
+    logger = logging.getLogger('pyg_brmrs')
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter('%(message)s'))
+    old_level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+
+
+# ----------------------------------------------------------------------
+# Commands
+def cmd_train(args) -> int:
+    params = model_params(args)
+    source = data_source(args)
+    out = args.output_dir or str(
+        Path('runs') / f'{source.dataset}-{args.model}-seed{args.seed}')
+    config = train_config(args, out)
+    if args.threads:  # before the graphs are built, not only for training
+        torch.set_num_threads(args.threads)
+    data = source.load()
+    print(f'{args.model} on {describe(source, data)}')
+    shown = json.dumps(params, default=str) if params else 'recipe defaults'
+    print(f'parameters: {shown}; output: {out}')
+    res = experiment.run(args.model, data, params, config, source=source,
+                         subsets=args.subsets, subsets_k=args.subsets_k)
+    if args.plots:
+        write_plots(res, Path(out), args.model)
+    print()
+    print(report.summary_table([res.to_dict()]))
+    if args.subsets:
+        print('test subsets: ' + report.subsets_line(
+            res.subsets.to_dict() if res.subsets else None))
+    stop = 'early stop' if res.result.stopped_early else 'epoch limit'
+    print(f'({stop}; test metrics at the best validation epoch '
+          f'{res.result.best_epoch}) results: {Path(out) / "results.json"}')
+    return 0
+
+
+def write_plots(res: experiment.RunResult, folder: Path, label: str) -> None:
+    try:
+        from pyg_brmrs.plotting import (
+            plot_synergy_subsets,
+            plot_training_curves,
+        )
+        files = [plot_training_curves(res.to_dict(), folder / 'curves.png',
+                                      title=label)]
+        if res.subsets is not None:
+            files.append(plot_synergy_subsets({label: res.subsets},
+                                              folder / 'subsets.png'))
+        print('plots: ' + ', '.join(str(f) for f in files))
+    except ImportError as e:
+        print(f'--plots skipped: {e}')
+
+
+def cmd_evaluate(args) -> int:
+    if not args.run_dir and not args.checkpoint:
+        raise CLIError('give --run-dir DIR or --checkpoint FILE')
+    if args.run_dir:
+        run_dir = Path(args.run_dir)
+        if not run_dir.is_dir():
+            raise CLIError(f"run folder '{args.run_dir}' does not exist")
+        ckpt = run_dir / (args.checkpoint or 'best.pt')
+        if args.checkpoint and Path(args.checkpoint).is_file() and \
+                not ckpt.is_file():
+            ckpt = Path(args.checkpoint)
+    else:
+        ckpt = Path(args.checkpoint)
+    if not ckpt.is_file():
+        raise CLIError(f"checkpoint '{ckpt}' does not exist")
+    spec = None
+    if args.model:
+        spec = experiment.run_spec(args.model, model_params(args),
+                                   data_source(args))
+    elif args.param or args.preset or args.data or args.synthetic:
+        raise CLIError('--param/--preset/--data/--synthetic need --model '
+                       '(without them the run record in results.json is used)')
+    restored = experiment.restore(ckpt, spec, device=args.device)
+    metrics = restored.evaluate()
+    epoch = restored.checkpoint.get('epoch')
+    when = ''
+    if epoch is not None:
+        when = (f' (after {epoch} epochs)' if 'optimizer' in
+                restored.checkpoint else f' (best validation epoch {epoch})')
+    print(f"{restored.spec['model']} on {restored.spec.get('dataset')}, "
+          f"checkpoint {ckpt}{when}")
+    print(report.metrics_table(metrics))
+    stored = ckpt.parent / 'results.json'
+    if spec is None and ckpt.name == 'best.pt' and stored.is_file():
+        test = experiment.load_results(stored)['test']
+        diff = max((abs(test[k] - metrics['test'][k])
+                    for k in test if k in metrics['test']), default=0.0)
+        print(f'stored test metrics reproduced (max |diff| {diff:.2e})'
+              if diff < 1e-5 else
+              f'WARNING: differs from the stored test metrics by up to '
+              f'{diff:.4g}')
+    out: Dict[str, Any] = dict(metrics, checkpoint=str(ckpt), epoch=epoch)
+    if args.subsets:
+        sub = restored.subsets(k=args.subsets_k)
+        out['subsets'] = sub.to_dict() if sub else None
+        print('test subsets: ' + report.subsets_line(out['subsets']))
+    if args.out:
+        experiment.write_json(out, args.out)
+        print(f'metrics: {args.out}')
+    return 0
+
+
+def cmd_grid(args) -> int:
+    grid = parse_grid(args.grid)
+    params = model_params(args)
+    explicit = parse_params(args.param)
+    for key in grid:  # a searched parameter overrides the preset's value
+        if key not in explicit:
+            params.pop(key, None)
+    recipes.split_params(args.model, {**params,
+                                      **{k: v[0] for k, v in grid.items()}})
+    source = data_source(args)
+    out = args.output_dir or str(Path('runs') /
+                                 f'grid-{source.dataset}-{args.model}')
+    config = train_config(args, None)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    data = source.load()
+    print(f'{args.model} on {describe(source, data)}')
+    print(f'fixed parameters: {json.dumps(params, default=str)}; grid: '
+          f'{json.dumps(grid, default=str)}; output: {out}')
+    res = experiment.grid(args.model, data, params, grid, config,
+                          source=source, output_dir=out)
+    print()
+    print(report.grid_table(res.to_dict()))
+    print(f'\nselected on validation {res.select} only (test metrics are '
+          f'shown, never used for the selection): '
+          f'{json.dumps(res.best_params, default=str)} -> test R@20 '
+          f"{res.best['test'].get('recall@20', float('nan')):.4f}, N@20 "
+          f"{res.best['test'].get('ndcg@20', float('nan')):.4f}")
+    print(f'runs: {out}/run_<n>/, summary: {Path(out) / "grid.json"}')
+    return 0
+
+
+def cmd_report(args) -> int:
+    records = report.collect(args.inputs)
+    if args.ablation:
+        table = report.ablation_table(records, ks=args.ks,
+                                      digits=args.digits)
+    else:
+        table = report.results_table(records, ks=args.ks, split=args.split,
+                                     digits=args.digits)
+    if args.out:
+        path = Path(args.out)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(table + '\n')
+        print(f'{len(records)} runs -> {path}')
+    else:
+        print(table)
+    return 0
+
+
+# ----------------------------------------------------------------------
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    r"""Entry point of ``pyg-brmrs``; :obj:`argv` defaults to
+    ``sys.argv[1:]``."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        with _logging(args.quiet):
+            return args.func(args)
+    except (ValueError, FileNotFoundError, TypeError) as e:
+        if args.debug:
+            raise
+        message = ' '.join(str(e).split()) or type(e).__name__
+        print(f'{PROG} {args.command}: error: {message}', file=sys.stderr)
+        raise SystemExit(2)
+
+
+if __name__ == '__main__':  # pragma: no cover
+    sys.exit(main())
