@@ -1,0 +1,6 @@
+r"""Graph transforms on the :mod:`pyg_brmrs` HeteroData schema."""
+from .homogeneous_knn_graph import HomogeneousKNNGraph
+
+__all__ = [
+    'HomogeneousKNNGraph',
+]
