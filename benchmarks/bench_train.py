@@ -39,6 +39,9 @@ from _common import (  # noqa: E402
 #: (the issue's reference numbers).
 MMREC_EPOCH_S = {'freedom': 16.9, 'lightgcn': 3.35}
 
+#: extra rows: alias -> (recipe, parameters)
+ALIASES = {'brmrs_bf16': ('brmrs', {'projection_dtype': 'bfloat16'})}
+
 BABY_GRAPH = dict(k_item=10, k_user=40, alpha_item=0.2, alpha_user=0.4,
                   modality_weights_item={'image': 0.0, 'text': 1.0},
                   modality_weights_user={'image': 0.2, 'text': 0.8})
@@ -162,7 +165,8 @@ def main(argv=None):
                         default='baby')
     parser.add_argument('--models', nargs='+',
                         default=['bprmf', 'lightgcn', 'vbpr', 'freedom',
-                                 'rearm', 'brmrs'])
+                                 'rearm', 'brmrs', 'brmrs_bf16'],
+                        help=f'recipes, or aliases {sorted(ALIASES)}')
     parser.add_argument('--backends', nargs='+', default=None,
                         help='sparse backends to compare (lightgcn/brmrs)')
     parser.add_argument('--num-candidates', type=int, default=None)
@@ -181,14 +185,18 @@ def main(argv=None):
                     f'../shared/data/INDEX.md or set PYG_BRMRS_DATA)')
     info = machine_info(args.device)
     rows = []
-    for name in args.models:
+    for label in args.models:
+        name, extra = ALIASES.get(label, (label, {}))
         params = dict(BABY_GRAPH) if name in ('brmrs', 'rearm') else {}
         if args.dataset == 'tiktok' and name in ('brmrs', 'rearm'):
             params = {}
+        params.update(extra)
         if name == 'brmrs' and args.num_candidates is not None:
             params['num_candidates'] = args.num_candidates
         backends = args.backends if (args.backends and name in (
             'lightgcn', 'brmrs', 'rearm')) else [None]
+        if name != 'lightgcn':
+            backends = [b for b in backends if b != 'pyg']
         for backend in backends:
             p = dict(params)
             if backend is not None:
@@ -196,8 +204,9 @@ def main(argv=None):
             try:
                 res = bench_model(name, data, p, args, device)
             except ImportError as e:
-                print(f'{name} [{backend}]: skipped ({e})')
+                print(f'{label} [{backend}]: skipped ({e})')
                 continue
+            res['model'] = label
             rows.append(res)
             print(f"{name:9s} {res['backend']:12s} epoch "
                   f"{res['epoch_s']:.3f}s (propagation "

@@ -2,10 +2,12 @@ import math
 
 import pytest
 import torch
+
 from torch_geometric.data import HeteroData
 from torch_geometric.nn.models import LightGCN as PyGLightGCN
 
 from pyg_brmrs.nn import BPRMF, FREEDOM, VBPR, LightGCN, RecOutput
+from pyg_brmrs.nn.conv.multimodal_lg_conv import WITH_TORCH_SPARSE
 from pyg_brmrs.nn.models.freedom import (
     default_modality_weights,
     degree_sensitive_edge_pruning,
@@ -129,8 +131,11 @@ def test_mf_xavier_normal_init():
 # LightGCN
 # ---------------------------------------------------------------------------
 @pytest.mark.parametrize('L', [0, 1, 3])
-@pytest.mark.parametrize('backend', ['csr', 'pyg'])
+@pytest.mark.parametrize('backend', ['csr', 'edge_index', 'torch_sparse',
+                                     'pyg'])
 def test_lightgcn_matches_dense(backend, L):
+    if backend == 'torch_sparse' and not WITH_TORCH_SPARSE:
+        pytest.skip('torch-sparse is not installed')
     data = toy_data()
     model = LightGCN.from_data(data, embedding_dim=5, num_layers=L,
                                backend=backend)
@@ -223,7 +228,7 @@ def test_vbpr_matches_dense_and_mmrec_dims():
 
     users, pos, neg = torch.tensor([0, 1, 4]), torch.tensor([2, 3, 3]), \
         torch.tensor([5, 0, 8])
-    reg = model.regularization(users, pos, neg)
+    reg = model.regularization(users, pos, neg, out)
     ref = frobenius_reg(out.user_emb[users], out.item_emb[pos],
                         out.item_emb[neg])
     assert math.isclose(float(reg.detach()), ref, rel_tol=1e-5)
@@ -242,7 +247,7 @@ def test_vbpr_init_dropout_and_single_modality():
     model.train()
     c = model(data)
     assert (c.user_emb == 0).any()
-    with pytest.raises(RuntimeError, match='forward pass'):
+    with pytest.raises(ValueError, match="forward output 'out'"):
         VBPR.from_data(data).regularization(torch.tensor([0]),
                                             torch.tensor([0]),
                                             torch.tensor([1]))

@@ -90,7 +90,7 @@ class BPRObjective(Objective):
         terms = {
             'bpr': bpr_loss(out.score(users, pos_items),
                             out.score(users, neg_items)),
-            'reg': model.regularization(users, pos_items, neg_items),
+            'reg': model.regularization(users, pos_items, neg_items, out),
         }
         aux = model.auxiliary_loss(out, users, pos_items, neg_items)
         loss = terms['bpr'] + self.reg_weight * terms['reg']
@@ -196,7 +196,7 @@ class BRMRSObjective(Objective):
         if self.bpr_weight > 0:
             terms['bpr'] = bpr_loss(pos[fused], neg_uni[fused])
             loss = loss + self.bpr_weight * terms['bpr']
-        terms['reg'] = model.regularization(users, pos_items, uni)
+        terms['reg'] = model.regularization(users, pos_items, uni, out)
         terms['loss'] = loss + self.reg_weight * terms['reg']
         return terms
 
@@ -295,7 +295,7 @@ class REARMObjective(BPRObjective):
                             out.score(users, neg_items)),
             'cl': cl,
             'orth': orth,
-            'reg': model.regularization(users, pos_items, neg_items),
+            'reg': model.regularization(users, pos_items, neg_items, out),
         }
         terms['loss'] = (terms['bpr'] + self.cl_weight * cl +
                          self.orth_weight * orth +

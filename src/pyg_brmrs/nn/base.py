@@ -95,12 +95,15 @@ class Recommender(torch.nn.Module):
         raise NotImplementedError
 
     def regularization(self, users: Tensor, pos_items: Tensor,
-                       neg_items: Tensor) -> Tensor:
+                       neg_items: Tensor,
+                       out: Optional[RecOutput] = None) -> Tensor:
         r"""The squared :math:`L_2` norm of the free (ego) embeddings of a
         mini-batch, averaged over the batch:
         :math:`\frac{1}{2B}\sum_b (\lVert \mathbf{e}_{u_b} \rVert^2 +
         \lVert \mathbf{e}_{i^+_b} \rVert^2 + \lVert \mathbf{e}_{i^-_b}
-        \rVert^2)`. The default has no free embeddings and returns 0."""
+        \rVert^2)`. :obj:`out` is the forward output of the same step (for
+        models that regularise computed representations, *e.g.* VBPR). The
+        default has no free embeddings and returns 0."""
         return users.new_zeros((), dtype=torch.float)
 
     def auxiliary_loss(self, out: RecOutput, users: Tensor, pos_items: Tensor,

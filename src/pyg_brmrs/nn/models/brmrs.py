@@ -23,6 +23,26 @@ from pyg_brmrs.nn.fusion import Fusion, resolve_fusion
 from pyg_brmrs.utils.sparse import CSRAdjacency, bipartite_to_homogeneous
 
 ID_MODES = ('add', 'concat', 'none')
+
+
+def layer_mean(conv: MultiModalLGConv, x: Tensor, edge_index: Tensor,
+               edge_weight: Optional[Tensor], num_layers: int,
+               last: bool = False) -> Tensor:
+    r"""LightGCN's layer combination :math:`\frac{1}{L+1}\sum_{l=0}^{L}
+    \mathbf{A}^l \mathbf{x}` (or :math:`\mathbf{A}^L \mathbf{x}` with
+    :obj:`last=True`), accumulated in place to spare memory traffic."""
+    if num_layers == 0:
+        return x
+    h, acc = x, None
+    for _ in range(num_layers):
+        h = conv(h, edge_index, edge_weight)
+        if not last:
+            acc = h + x if acc is None else acc.add_(h)
+    if last:
+        return h
+    return acc.mul_(1.0 / (num_layers + 1))
+
+
 HOMOGENEOUS_MODES = ('mean', 'last')
 
 
@@ -98,6 +118,11 @@ class BRMRS(Recommender):
             :meth:`from_data`). (default: :obj:`None`)
         backend (str, optional): Sparse backend of
             :class:`~pyg_brmrs.nn.MultiModalLGConv`. (default: :obj:`"auto"`)
+        projection_dtype (torch.dtype, optional): Run the feature projections
+            in this dtype (*e.g.* :obj:`torch.bfloat16`, about 4x faster for
+            4096-d features on CPUs with AMX and on tensor-core GPUs); the
+            result is cast back to float32. The features are cast once and
+            cached. (default: :obj:`None`, float32)
         cached (bool, optional): Cache the normalised graphs while the same
             graph tensors are passed (transductive training).
             (default: :obj:`True`)
@@ -127,6 +152,7 @@ class BRMRS(Recommender):
         homogeneous: str = 'mean',
         normalize: bool = True,
         finetune_features: bool = False,
+        projection_dtype: Optional[torch.dtype] = None,
         item_features: Optional[Mapping[str, Tensor]] = None,
         backend: str = 'auto',
         cached: bool = True,
@@ -162,6 +188,14 @@ class BRMRS(Recommender):
         self.homogeneous = homogeneous
         self.normalize = normalize
         self.finetune_features = finetune_features
+        if isinstance(projection_dtype, str):
+            projection_dtype = getattr(torch, projection_dtype, None)
+        if projection_dtype is not None and not (
+                isinstance(projection_dtype, torch.dtype)
+                and projection_dtype.is_floating_point):
+            raise ValueError(f"'projection_dtype' must be a floating torch "
+                             f"dtype (got {projection_dtype!r})")
+        self.projection_dtype = projection_dtype
 
         d = embedding_dim
         if id_mode != 'none':
@@ -260,6 +294,17 @@ class BRMRS(Recommender):
             return self.item_features[m]
         return x
 
+    def _project(self, x: Tensor, lin: torch.nn.Linear, m: str) -> Tensor:
+        dtype = self.projection_dtype
+        if dtype is None or dtype == lin.weight.dtype:
+            return F.linear(x.to(lin.weight.dtype), lin.weight)
+        if self.finetune_features:
+            xc = x.to(dtype)
+        else:
+            xc = self._cached(f'features_{m}', (_tensor_key(x), dtype),
+                              lambda: x.detach().to(dtype))
+        return F.linear(xc, lin.weight.to(dtype)).to(lin.weight.dtype)
+
     def _mean_operator(self, train_ei: Tensor) -> CSRAdjacency:
         def build():
             deg = torch.bincount(train_ei[0], minlength=self.num_users)
@@ -280,13 +325,8 @@ class BRMRS(Recommender):
         if num_layers == 0 or edge_type not in data.edge_types:
             return x
         store = data[edge_type]
-        ei, ew = store.edge_index, store.get('edge_weight')
-        out = [x]
-        for _ in range(num_layers):
-            out.append(conv(out[-1], ei, ew))
-        if self.homogeneous == 'last':
-            return out[-1]
-        return torch.stack(out, dim=0).mean(dim=0)
+        return layer_mean(conv, x, store.edge_index, store.get('edge_weight'),
+                          num_layers, last=self.homogeneous == 'last')
 
     def channels(self, data: HeteroData) -> Tuple[Tensor, Tensor]:
         r"""Computes the propagated channels ``([U, C, d], [I, C, d])``."""
@@ -300,7 +340,7 @@ class BRMRS(Recommender):
         for m in self.modalities:
             x = self._item_features(data, m)
             lin = self.proj[m]
-            h = F.linear(x.to(lin.weight.dtype), lin.weight)  # [I, 2d]
+            h = self._project(x, lin, m)  # [I, 2d]
             item_ch.append(h[:, :d] + lin.bias[:d])
             user_ch.append(mean_op.matmul(h[:, d:]) + lin.bias[d:])
         item_x = torch.stack(item_ch, dim=1)  # [I, C, d]
@@ -315,12 +355,8 @@ class BRMRS(Recommender):
             user_x = F.normalize(user_x, dim=-1)
 
         x = torch.cat([user_x, item_x], dim=0)
-        ui_ei = self._ui_edge_index(train_ei)
-        out = x
-        for _ in range(self.num_layers):
-            x = self.ui_conv(x, ui_ei)
-            out = out + x
-        out = out / (self.num_layers + 1)
+        out = layer_mean(self.ui_conv, x, self._ui_edge_index(train_ei), None,
+                         self.num_layers)
         return out[:self.num_users], out[self.num_users:]
 
     def branches(self, channels: Tensor,
@@ -357,7 +393,8 @@ class BRMRS(Recommender):
         )
 
     def regularization(self, users: Tensor, pos_items: Tensor,
-                       neg_items: Tensor) -> Tensor:
+                       neg_items: Tensor,
+                       out: Optional[RecOutput] = None) -> Tensor:
         if self.id_mode == 'none':
             return super().regularization(users, pos_items, neg_items)
         return ego_regularization(self.user_embedding(users),

@@ -17,7 +17,7 @@ from pyg_brmrs.nn.models._common import (
 )
 from pyg_brmrs.utils.sparse import bipartite_to_homogeneous
 
-LIGHTGCN_BACKENDS = ('csr', 'pyg')
+LIGHTGCN_BACKENDS = ('csr', 'torch_sparse', 'edge_index', 'pyg')
 
 
 class LightGCN(Recommender):
@@ -42,11 +42,15 @@ class LightGCN(Recommender):
 
     The parameters are those of a :class:`torch_geometric.nn.models.LightGCN`
     instance (:attr:`lightgcn`: its embedding table, users first, and its
-    layer weights :math:`\alpha_l`). Two backends compute the same thing:
+    layer weights :math:`\alpha_l`). The backends compute the same thing:
 
     * :obj:`"csr"` (default): one cached, normalised CSR operator with a
       cached-transpose backward (:class:`~pyg_brmrs.nn.MultiModalLGConv`);
       much faster on large graphs.
+    * :obj:`"torch_sparse"`, :obj:`"edge_index"`: the other backends of
+      :class:`~pyg_brmrs.nn.MultiModalLGConv` (a cached
+      :class:`torch_sparse.SparseTensor`, or gather/scatter message passing
+      on the cached normalised edges).
     * :obj:`"pyg"`: PyG's own :meth:`LightGCN.get_embedding` (its
       :class:`~torch_geometric.nn.conv.LGConv` layers re-normalise the graph
       at every call).
@@ -74,7 +78,8 @@ class LightGCN(Recommender):
             (default: :obj:`64`)
         num_layers (int, optional): The number of layers :math:`L`
             (:obj:`0` gives matrix factorisation). (default: :obj:`2`)
-        backend (str, optional): :obj:`"csr"` or :obj:`"pyg"`.
+        backend (str, optional): :obj:`"csr"`, :obj:`"torch_sparse"`,
+            :obj:`"edge_index"` or :obj:`"pyg"`.
             (default: :obj:`"csr"`)
         cached (bool, optional): Cache the homogeneous graph and its
             normalised operator while the same training :obj:`edge_index`
@@ -104,8 +109,9 @@ class LightGCN(Recommender):
         self.reg_norm = check_reg_norm(reg_norm)
         self.lightgcn = PyGLightGCN(num_users + num_items, embedding_dim,
                                     num_layers)
-        self.conv = MultiModalLGConv(normalize=True, cached=cached,
-                                     backend='csr')
+        self.conv = MultiModalLGConv(
+            normalize=True, cached=cached,
+            backend='csr' if backend == 'pyg' else backend)
         self._graph: Optional[Tuple[Tuple, Tensor]] = None
         self.reset_parameters()
 
@@ -162,7 +168,8 @@ class LightGCN(Recommender):
                          {FUSED: out[self.num_users:]})
 
     def regularization(self, users: Tensor, pos_items: Tensor,
-                       neg_items: Tensor) -> Tensor:
+                       neg_items: Tensor,
+                       out: Optional[RecOutput] = None) -> Tensor:
         weight = self.lightgcn.embedding.weight
         return batch_regularization(self.reg_norm, weight[users],
                                     weight[self.num_users + pos_items],

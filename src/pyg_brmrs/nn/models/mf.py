@@ -1,3 +1,5 @@
+from typing import Optional
+
 import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
@@ -71,7 +73,8 @@ class BPRMF(Recommender):
                          {FUSED: self.item_embedding.weight})
 
     def regularization(self, users: Tensor, pos_items: Tensor,
-                       neg_items: Tensor) -> Tensor:
+                       neg_items: Tensor,
+                       out: Optional[RecOutput] = None) -> Tensor:
         return batch_regularization(self.reg_norm,
                                     self.user_embedding(users),
                                     self.item_embedding(pos_items),

@@ -1,4 +1,4 @@
-from typing import Dict, List, Mapping
+from typing import Dict, List, Mapping, Optional
 
 import torch
 import torch.nn.functional as F
@@ -99,7 +99,6 @@ class VBPR(Recommender):
         self.user_embedding = torch.nn.Parameter(torch.empty(num_users, 2 * d))
         self.item_embedding = torch.nn.Parameter(torch.empty(num_items, d))
         self.item_linear = torch.nn.Linear(sum(self.feature_dims.values()), d)
-        self._features: Dict[str, Tensor] = {}
         self.reset_parameters()
 
     @classmethod
@@ -114,7 +113,6 @@ class VBPR(Recommender):
         torch.nn.init.xavier_uniform_(self.item_embedding)
         torch.nn.init.xavier_normal_(self.item_linear.weight)
         torch.nn.init.zeros_(self.item_linear.bias)
-        self._features = {}
 
     def project(self, xs: Mapping[str, Tensor]) -> Tensor:
         r""":math:`\mathbf{W}\mathbf{f} + \mathbf{b}` for feature rows
@@ -149,8 +147,8 @@ class VBPR(Recommender):
 
     def forward(self, data: HeteroData) -> RecOutput:
         check_counts(self, data)
-        self._features = self._item_features(data)
-        item = torch.cat([self.item_embedding, self.project(self._features)],
+        item = torch.cat([self.item_embedding,
+                          self.project(self._item_features(data))],
                          dim=-1)
         user = self.user_embedding
         if self.dropout > 0:
@@ -158,23 +156,16 @@ class VBPR(Recommender):
             item = F.dropout(item, self.dropout, self.training)
         return RecOutput({FUSED: user}, {FUSED: item})
 
-    def item_representation(self, items: Tensor) -> Tensor:
-        r""":math:`\mathbf{q}_i` ``[B, 2d]`` of the items :obj:`items`
-        (without dropout), from the features of the last :meth:`forward`."""
-        if not self._features:
-            raise RuntimeError(f"'{self.__class__.__name__}' needs a forward "
-                               f"pass (which records the item features) "
-                               f"before 'regularization' / "
-                               f"'item_representation'")
-        rows = {m: x[items] for m, x in self._features.items()}
-        return torch.cat([self.item_embedding[items], self.project(rows)],
-                         dim=-1)
-
     def regularization(self, users: Tensor, pos_items: Tensor,
-                       neg_items: Tensor) -> Tensor:
-        return batch_regularization(self.reg_norm, self.user_embedding[users],
-                                    self.item_representation(pos_items),
-                                    self.item_representation(neg_items))
+                       neg_items: Tensor,
+                       out: Optional[RecOutput] = None) -> Tensor:
+        if out is None:
+            raise ValueError(f"'{self.__class__.__name__}.regularization' "
+                             f"needs the forward output 'out' (MMRec "
+                             f"regularises the full item representations)")
+        return batch_regularization(self.reg_norm, out.user_emb[users],
+                                    out.item_emb[pos_items],
+                                    out.item_emb[neg_items])
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}({self.num_users}, '
