@@ -15,7 +15,8 @@ from typing import Callable, Dict, List, Optional, Tuple
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / 'benchmarks' / 'results'
+RESULTS = Path(os.environ.get('PYG_BRMRS_RESULTS',
+                              ROOT / 'benchmarks' / 'results'))
 
 
 def data_dir() -> Path:
