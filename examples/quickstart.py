@@ -120,7 +120,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
           f'gets it right, no single modality does')
     print(f'  degradation     {100 * sub.degradation:5.1f}%  a modality '
           f'branch gets it right, the fused one loses it')
-    print(f'  (branch hit rates: ' + ', '.join(
+    print('  (branch hit rates: ' + ', '.join(
         f'{b} {100 * v:.1f}%' for b, v in sub.hit_rate.items()) + ')')
     print(f'\nDone in {time.perf_counter() - start:.0f} s. Next: '
           f'`pyg-brmrs train --help`, examples/custom_dataset.py for your own '

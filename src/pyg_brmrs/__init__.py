@@ -11,7 +11,7 @@ import pyg_brmrs.data  # noqa: E402
 import pyg_brmrs.transforms  # noqa: E402
 import pyg_brmrs.nn  # noqa: E402
 import pyg_brmrs.sampling  # noqa: E402
-import pyg_brmrs.loss  # noqa: E402
+import pyg_brmrs.loss  # noqa: E402,F401
 
 __version__ = '0.1.0'
 

@@ -1,5 +1,5 @@
-r"""Shared pieces of the baselines: the mini-batch embedding regularisers and
-argument checks.
+r"""Shared pieces of the models: the mini-batch embedding regularisers,
+argument checks and feature access.
 
 MMRec's ``EmbLoss`` (used by its BPR, LightGCN and VBPR) is *not* the
 squared :math:`L_2` norm of :func:`~pyg_brmrs.nn.base.ego_regularization`:
@@ -7,11 +7,13 @@ it sums the (unsquared) Frobenius norms of the batch matrices and divides by
 the batch size. The baselines default to MMRec's form so that MMRec's
 ``reg_weight`` values mean the same here.
 """
+from typing import Dict, Mapping, Optional
+
 import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
-from pyg_brmrs.data.schema import ITEM, USER
+from pyg_brmrs.data.schema import ITEM, USER, features, modalities
 from pyg_brmrs.nn.base import Recommender, ego_regularization
 
 REG_NORMS = ('frobenius', 'squared')
@@ -87,3 +89,41 @@ def check_bipartite(edge_index: Tensor, num_users: int,
                 raise ValueError(f"The training 'edge_index' has {name} ids "
                                  f"in [{lo}, {hi}] but there are {n} "
                                  f"{name}s")
+
+
+def item_features(data: HeteroData, feature_dims: Mapping[str, int],
+                  num_items: int) -> Dict[str, Tensor]:
+    r"""The raw features ``{m: [num_items, F_m]}`` of the modalities in
+    :obj:`feature_dims`, checked against the sizes a model was built for."""
+    have = modalities(data)
+    missing = [m for m in feature_dims if m not in have]
+    if missing:
+        raise ValueError(f"The data lacks the modalities {missing} this "
+                         f"model was built for (it has {have})")
+    out = {}
+    for m, dim in feature_dims.items():
+        x = features(data, m)
+        if x.dim() != 2 or tuple(x.shape) != (num_items, dim):
+            raise ValueError(f"Features of modality '{m}' must have shape "
+                             f"[{num_items}, {dim}] (got {tuple(x.shape)})")
+        out[m] = x
+    return out
+
+
+def trainable_features(item_features: Optional[Mapping[str, Tensor]],
+                       feature_dims: Mapping[str, int], num_items: int,
+                       model: str) -> torch.nn.ParameterDict:
+    r"""Fine-tunable copies of the item features (``finetune_features=True``),
+    float32 :class:`~torch.nn.Parameter` per modality."""
+    if item_features is None or set(item_features) != set(feature_dims):
+        raise ValueError(f"'finetune_features=True' needs 'item_features' for "
+                         f"the modalities {sorted(feature_dims)} (use "
+                         f"{model}.from_data, or finetune_features=False)")
+    out = torch.nn.ParameterDict()
+    for m, dim in feature_dims.items():
+        x = item_features[m]
+        if tuple(x.shape) != (num_items, dim):
+            raise ValueError(f"'item_features[{m!r}]' must have shape "
+                             f"[{num_items}, {dim}] (got {tuple(x.shape)})")
+        out[m] = torch.nn.Parameter(x.detach().clone().float())
+    return out

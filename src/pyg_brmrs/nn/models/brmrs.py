@@ -20,6 +20,8 @@ from pyg_brmrs.nn.conv.multimodal_lg_conv import (
     _tensor_key,
 )
 from pyg_brmrs.nn.fusion import Fusion, resolve_fusion
+from pyg_brmrs.nn.models._common import item_features as check_item_features
+from pyg_brmrs.nn.models._common import trainable_features
 from pyg_brmrs.utils.sparse import CSRAdjacency, bipartite_to_homogeneous
 
 ID_MODES = ('add', 'concat', 'none')
@@ -208,20 +210,8 @@ class BRMRS(Recommender):
         })
         self.item_features = torch.nn.ParameterDict()
         if finetune_features:
-            if item_features is None or set(item_features) != set(
-                    self.modalities):
-                raise ValueError(
-                    "'finetune_features=True' needs 'item_features' for the "
-                    f"modalities {self.modalities} (use BRMRS.from_data)")
-            for m in self.modalities:
-                x = item_features[m]
-                if tuple(x.shape) != (num_items, self.feature_dims[m]):
-                    raise ValueError(
-                        f"'item_features[{m!r}]' must have shape "
-                        f"[{num_items}, {self.feature_dims[m]}] (got "
-                        f"{tuple(x.shape)})")
-                self.item_features[m] = torch.nn.Parameter(
-                    x.detach().clone().float())
+            self.item_features = trainable_features(
+                item_features, self.feature_dims, num_items, 'BRMRS')
 
         branch_dim = 2 * d if id_mode == 'concat' else d
         self.user_fusion = resolve_fusion(fusion, len(self.modalities),
@@ -283,16 +273,11 @@ class BRMRS(Recommender):
             self._graph_cache[name] = (key, value)
         return value
 
-    def _item_features(self, data: HeteroData, m: str) -> Tensor:
-        x = features(data, m)
-        if x.dim() != 2 or x.size(0) != self.num_items or x.size(
-                1) != self.feature_dims[m]:
-            raise ValueError(f"Features of modality '{m}' must have shape "
-                             f"[{self.num_items}, {self.feature_dims[m]}] "
-                             f"(got {tuple(x.shape)})")
+    def _item_features(self, data: HeteroData) -> Dict[str, Tensor]:
+        feats = check_item_features(data, self.feature_dims, self.num_items)
         if self.finetune_features:
-            return self.item_features[m]
-        return x
+            return dict(self.item_features.items())
+        return feats
 
     def _project(self, x: Tensor, lin: torch.nn.Linear, m: str) -> Tensor:
         dtype = self.projection_dtype
@@ -337,8 +322,9 @@ class BRMRS(Recommender):
             item_ch.append(self.item_embedding.weight)
             user_ch.append(self.user_embedding.weight)
         mean_op = self._mean_operator(train_ei)
+        feats = self._item_features(data)
         for m in self.modalities:
-            x = self._item_features(data, m)
+            x = feats[m]
             lin = self.proj[m]
             h = self._project(x, lin, m)  # [I, 2d]
             item_ch.append(h[:, :d] + lin.bias[:d])
@@ -376,11 +362,6 @@ class BRMRS(Recommender):
         return reps
 
     def forward(self, data: HeteroData) -> RecOutput:
-        missing = [m for m in self.modalities if m not in modalities(data)]
-        if missing:
-            raise ValueError(f"The data lacks the modalities {missing} this "
-                             f"model was built for (it has "
-                             f"{modalities(data)})")
         user_ch, item_ch = self.channels(data)
         return RecOutput(
             user=self.branches(user_ch, self.user_fusion),

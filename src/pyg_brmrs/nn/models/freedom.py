@@ -15,6 +15,8 @@ from pyg_brmrs.nn.models._common import (
     check_counts,
     check_feature_dims,
     check_positive_int,
+    item_features,
+    trainable_features,
 )
 from pyg_brmrs.transforms._similarity import cosine_topk, normalize_similarity
 from pyg_brmrs.utils.sparse import CSRAdjacency, bipartite_to_homogeneous
@@ -326,21 +328,8 @@ class FREEDOM(Recommender):
         })
         self.item_features = torch.nn.ParameterDict()
         if self.finetune_features:
-            if item_features is None or set(item_features) != set(
-                    self.modalities):
-                raise ValueError(
-                    f"'finetune_features=True' (MMRec's behaviour) needs "
-                    f"'item_features' for the modalities {self.modalities} "
-                    f"(use FREEDOM.from_data, or finetune_features=False)")
-            for m in self.modalities:
-                x = item_features[m]
-                if tuple(x.shape) != (num_items, self.feature_dims[m]):
-                    raise ValueError(
-                        f"'item_features[{m!r}]' must have shape "
-                        f"[{num_items}, {self.feature_dims[m]}] (got "
-                        f"{tuple(x.shape)})")
-                self.item_features[m] = torch.nn.Parameter(
-                    x.detach().clone().float())
+            self.item_features = trainable_features(
+                item_features, self.feature_dims, num_items, 'FREEDOM')
 
         self.full_conv = MultiModalLGConv(normalize=True, cached=cached,
                                           backend='csr')
@@ -387,21 +376,7 @@ class FREEDOM(Recommender):
         return value
 
     def _raw_features(self, data: HeteroData) -> Dict[str, Tensor]:
-        have = modalities(data)
-        missing = [m for m in self.modalities if m not in have]
-        if missing:
-            raise ValueError(f"The data lacks the modalities {missing} this "
-                             f"model was built for (it has {have})")
-        out = {}
-        for m in self.modalities:
-            x = features(data, m)
-            if x.dim() != 2 or tuple(x.shape) != (self.num_items,
-                                                  self.feature_dims[m]):
-                raise ValueError(f"Features of modality '{m}' must have shape "
-                                 f"[{self.num_items}, {self.feature_dims[m]}]"
-                                 f" (got {tuple(x.shape)})")
-            out[m] = x
-        return out
+        return item_features(data, self.feature_dims, self.num_items)
 
     def item_graph(self, data: HeteroData) -> Tuple[Tensor, Tensor]:
         r"""The frozen item–item graph ``(edge_index, edge_weight)`` of

@@ -1,4 +1,4 @@
-from typing import Dict, List, Mapping, Optional
+from typing import List, Mapping, Optional
 
 import torch
 import torch.nn.functional as F
@@ -13,6 +13,7 @@ from pyg_brmrs.nn.models._common import (
     check_feature_dims,
     check_positive_int,
     check_reg_norm,
+    item_features,
 )
 
 
@@ -128,27 +129,11 @@ class VBPR(Recommender):
             offset += dim
         return out + self.item_linear.bias
 
-    def _item_features(self, data: HeteroData) -> Dict[str, Tensor]:
-        have = modalities(data)
-        missing = [m for m in self.modalities if m not in have]
-        if missing:
-            raise ValueError(f"The data lacks the modalities {missing} this "
-                             f"model was built for (it has {have})")
-        out = {}
-        for m in self.modalities:
-            x = features(data, m)
-            if x.dim() != 2 or tuple(x.shape) != (self.num_items,
-                                                  self.feature_dims[m]):
-                raise ValueError(f"Features of modality '{m}' must have shape "
-                                 f"[{self.num_items}, {self.feature_dims[m]}]"
-                                 f" (got {tuple(x.shape)})")
-            out[m] = x
-        return out
-
     def forward(self, data: HeteroData) -> RecOutput:
         check_counts(self, data)
         item = torch.cat([self.item_embedding,
-                          self.project(self._item_features(data))],
+                          self.project(item_features(data, self.feature_dims,
+                                                     self.num_items))],
                          dim=-1)
         user = self.user_embedding
         if self.dropout > 0:
