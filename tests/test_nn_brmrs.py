@@ -233,3 +233,24 @@ def test_fusion_modules():
     assert resolve_fusion(gated, 2, 3) is gated
     with pytest.raises(ValueError, match='num_modalities'):
         MeanFusion(0, 3)
+
+
+def test_edge_dropout_prunes_only_in_training():
+    data = toy_data()
+    model = BRMRS.from_data(data, embedding_dim=4, edge_dropout=0.5)
+    full = model.embed(data)
+    model.train()
+    model.on_epoch_start(0, torch.Generator().manual_seed(1))
+    a = model(data)
+    pruned = model._graph_cache['ui_pruned'][1]
+    E = data['user', 'rates', 'item'].edge_index.size(1)
+    assert pruned.size(1) == 2 * int(E * 0.5)
+    assert not torch.allclose(a.user_emb, full.user_emb)
+    assert model(data).user_emb.equal(a.user_emb)  # same epoch, same graph
+    model.on_epoch_start(1, torch.Generator().manual_seed(1))
+    assert model(data).user_emb.equal(a.user_emb)  # same seed, same draw
+    model.on_epoch_start(2, torch.Generator().manual_seed(2))
+    assert not model(data).user_emb.equal(a.user_emb)
+    assert torch.equal(model.embed(data).user_emb, full.user_emb)
+    with pytest.raises(ValueError, match='edge_dropout'):
+        BRMRS(3, 3, {'image': 2}, edge_dropout=1.0)

@@ -1,3 +1,9 @@
+from .dropout import degree_sensitive_edge_pruning
 from .sparse import CSRAdjacency, bipartite_to_homogeneous, to_csr
 
-__all__ = ['CSRAdjacency', 'bipartite_to_homogeneous', 'to_csr']
+__all__ = [
+    'CSRAdjacency',
+    'bipartite_to_homogeneous',
+    'to_csr',
+    'degree_sensitive_edge_pruning',
+]

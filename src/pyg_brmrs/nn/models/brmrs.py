@@ -22,6 +22,7 @@ from pyg_brmrs.nn.conv.multimodal_lg_conv import (
 from pyg_brmrs.nn.fusion import Fusion, resolve_fusion
 from pyg_brmrs.nn.models._common import item_features as check_item_features
 from pyg_brmrs.nn.models._common import trainable_features
+from pyg_brmrs.utils.dropout import degree_sensitive_edge_pruning
 from pyg_brmrs.utils.sparse import CSRAdjacency, bipartite_to_homogeneous
 
 ID_MODES = ('add', 'concat', 'none')
@@ -125,6 +126,13 @@ class BRMRS(Recommender):
             4096-d features on CPUs with AMX and on tensor-core GPUs); the
             result is cast back to float32. The features are cast once and
             cached. (default: :obj:`None`, float32)
+        edge_dropout (float, optional): FREEDOM's degree-sensitive pruning
+            of the user–item graph seen by the LightGCN layers during
+            training (keep :math:`\lfloor (1-p)|\mathcal{E}| \rfloor` edges,
+            drawn with probability :math:`\propto 1/\sqrt{\deg(u)\deg(i)}`,
+            redrawn at every :meth:`on_epoch_start`); evaluation, the user
+            profiles and the kNN graphs always use the full training graph.
+            (default: :obj:`0.0`, off)
         cached (bool, optional): Cache the normalised graphs while the same
             graph tensors are passed (transductive training).
             (default: :obj:`True`)
@@ -157,6 +165,7 @@ class BRMRS(Recommender):
         projection_dtype: Optional[torch.dtype] = None,
         item_features: Optional[Mapping[str, Tensor]] = None,
         backend: str = 'auto',
+        edge_dropout: float = 0.0,
         cached: bool = True,
     ):
         super().__init__(num_users, num_items)
@@ -227,6 +236,12 @@ class BRMRS(Recommender):
         self.uu_conv = MultiModalLGConv(normalize=False, cached=cached,
                                         backend=backend)
         self.cached = cached
+        if not 0.0 <= edge_dropout < 1.0:
+            raise ValueError(f"'edge_dropout' must lie in [0, 1) (got "
+                             f"{edge_dropout})")
+        self.edge_dropout = float(edge_dropout)
+        self._prune_due = True
+        self._prune_generator: Optional[torch.Generator] = None
         self._graph_cache: Dict[str, Tuple] = {}
         self.reset_parameters()
 
@@ -262,6 +277,7 @@ class BRMRS(Recommender):
         for conv in (self.ui_conv, self.ii_conv, self.uu_conv):
             conv.reset_parameters()
         self._graph_cache = {}
+        self._prune_due = True
 
     # ------------------------------------------------------------------
     def _cached(self, name: str, key: Tuple, build):
@@ -301,9 +317,28 @@ class BRMRS(Recommender):
         return self._cached('user_mean', _tensor_key(train_ei), build)
 
     def _ui_edge_index(self, train_ei: Tensor) -> Tensor:
+        if self.training and self.edge_dropout > 0:
+            hit = self._graph_cache.get('ui_pruned')
+            key = _tensor_key(train_ei)
+            if self._prune_due or hit is None or hit[0] != key:
+                kept = degree_sensitive_edge_pruning(
+                    train_ei, self.num_users, self.num_items,
+                    self.edge_dropout, self._prune_generator)
+                hit = (key, bipartite_to_homogeneous(kept, self.num_users))
+                self._graph_cache['ui_pruned'] = hit
+                self._prune_due, self._prune_generator = False, None
+            return hit[1]
         return self._cached(
             'ui', _tensor_key(train_ei),
             lambda: bipartite_to_homogeneous(train_ei, self.num_users))
+
+    def on_epoch_start(self, epoch: int,
+                       generator: Optional[torch.Generator] = None) -> None:
+        r"""Requests a new pruned user–item graph (with
+        :obj:`edge_dropout > 0`), drawn with :obj:`generator` by the next
+        training-mode :meth:`forward`."""
+        self._prune_due = True
+        self._prune_generator = generator
 
     def _homogeneous(self, x: Tensor, data: HeteroData, edge_type,
                      num_layers: int, conv: MultiModalLGConv) -> Tensor:
