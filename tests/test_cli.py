@@ -255,6 +255,20 @@ def test_preset_fills_defaults_and_param_overrides():
     assert cli.model_params(args) == {}
 
 
+def test_every_preset_names_only_accepted_keywords():
+    from pyg_brmrs import recipes
+    for dataset, per_model in recipes.DATASET_DEFAULTS.items():
+        for model, params in per_model.items():
+            names = recipes.parameter_names(model)
+            accepted = set(names['graph']) | set(names['model']) | set(
+                names['objective'])
+            unknown = set(params) - accepted
+            assert not unknown, f'{dataset}/{model}: {sorted(unknown)}'
+    args = cli.build_parser().parse_args(
+        ['train', '--model', 'brmrs', '--synthetic', '--preset', 'tiktok'])
+    assert cli.model_params(args) == {'num_layers': 3}
+
+
 def test_data_format_is_detected(tmp_path):
     from pyg_brmrs.data import make_synthetic, write_mmrec
     write_mmrec(make_synthetic(30, 25), tmp_path / 'toy', 'toy')

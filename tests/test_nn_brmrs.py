@@ -81,16 +81,24 @@ def naive_forward(model: BRMRS, data: HeteroData):
         acc = acc + cur
     z = acc / (model.num_layers + 1)
     zu, zi = z[:U], z[U:]
-    out_u = {m: zu[:, 0] + zu[:, 1 + j] for j, m in enumerate(model.modalities)}
-    out_i = {m: zi[:, 0] + zi[:, 1 + j] for j, m in enumerate(model.modalities)}
+    if model.id_mode == 'add':
+        def branch(z, j):
+            return z[:, 0] + z[:, 1 + j]
+    else:
+        def branch(z, j):
+            return torch.cat([z[:, 0], z[:, 1 + j]], dim=-1)
+    out_u = {m: branch(zu, j) for j, m in enumerate(model.modalities)}
+    out_i = {m: branch(zi, j) for j, m in enumerate(model.modalities)}
     return out_u, out_i
 
 
+@pytest.mark.parametrize('id_mode', ['concat', 'add'])
 @pytest.mark.parametrize('homogeneous', ['mean', 'last'])
-def test_forward_matches_dense_reference(homogeneous):
+def test_forward_matches_dense_reference(homogeneous, id_mode):
     data = toy_data()
     model = BRMRS.from_data(data, embedding_dim=5, num_layers=2,
-                            homogeneous=homogeneous).double()
+                            homogeneous=homogeneous, id_mode=id_mode).double()
+    assert BRMRS.from_data(data).id_mode == 'concat'  # the default
     out = model(data)
     ref_u, ref_i = naive_forward(model, data)
     for m in model.modalities:

@@ -80,9 +80,14 @@ class BRMRS(Recommender):
        and averaged over layers :math:`0..L`, giving :math:`\mathbf{z}^{(c)}`.
     4. **Branches.** The unimodal representations combine the modality
        channel with the shared ID channel,
-       :math:`\mathbf{q}^{(m)}_i = \mathbf{z}^{(m)}_i + \mathbf{z}^{(0)}_i`
-       (:obj:`id_mode="add"`; :obj:`"concat"` concatenates them, :obj:`"none"`
-       drops the ID channel), likewise :math:`\mathbf{p}^{(m)}_u`; the fused
+       :math:`\mathbf{q}^{(m)}_i = [\mathbf{z}^{(0)}_i \,\|\,
+       \mathbf{z}^{(m)}_i]` (:obj:`id_mode="concat"`, so that
+       :math:`s_m(u, i) = \langle \mathbf{z}^{(0)}_u, \mathbf{z}^{(0)}_i
+       \rangle + \langle \mathbf{z}^{(m)}_u, \mathbf{z}^{(m)}_i \rangle`:
+       a collaborative term plus a modality term, with no cross terms;
+       :obj:`"add"` uses :math:`\mathbf{z}^{(m)}_i + \mathbf{z}^{(0)}_i`,
+       :obj:`"none"` drops the ID channel), likewise
+       :math:`\mathbf{p}^{(m)}_u`; the fused
        one is :math:`\mathbf{q}^{(f)}_i = \varphi(\mathbf{q}^{(1..M)}_i)`
        with a pluggable :class:`~pyg_brmrs.nn.fusion.Fusion` (separate
        instances for users and items). Scores are
@@ -107,8 +112,11 @@ class BRMRS(Recommender):
             :obj:`"gated"` or a :class:`Fusion` module.
             (default: :obj:`"concat"`)
         id_mode (str, optional): How the shared ID channel enters the
-            unimodal branches: :obj:`"add"`, :obj:`"concat"` or
-            :obj:`"none"`. (default: :obj:`"add"`)
+            unimodal branches: :obj:`"concat"` (branches of size
+            :math:`2d`), :obj:`"add"` or :obj:`"none"`. :obj:`"concat"` won
+            on TikTok validation Recall@20 at both :math:`L = 2` and
+            :math:`L = 3` (``benchmarks/README.md``).
+            (default: :obj:`"concat"`)
         homogeneous (str, optional): :obj:`"mean"` or :obj:`"last"`.
             (default: :obj:`"mean"`)
         normalize (bool, optional): :math:`L_2`-normalise every channel
@@ -144,7 +152,9 @@ class BRMRS(Recommender):
           ``('item', 'similar', 'item')`` / ``('user', 'similar', 'user')``
           graphs.
         - **output:** :class:`~pyg_brmrs.nn.RecOutput` with branches
-          ``[*modalities, "fused"]``; ``extras`` holds the propagated
+          ``[*modalities, "fused"]`` (a unimodal branch is ``[N, 2d]`` with
+          :obj:`id_mode="concat"`, ``[N, d]`` otherwise; the fused one is
+          whatever :obj:`fusion` makes of them); ``extras`` holds the propagated
           channels ``"user_channels"`` ``[U, C, d]`` and ``"item_channels"``
           ``[I, C, d]`` (channel 0 = ID when :obj:`id_mode != "none"`).
     """
@@ -158,7 +168,7 @@ class BRMRS(Recommender):
         num_item_layers: int = 1,
         num_user_layers: int = 1,
         fusion: Union[str, Fusion] = 'concat',
-        id_mode: str = 'add',
+        id_mode: str = 'concat',
         homogeneous: str = 'mean',
         normalize: bool = True,
         finetune_features: bool = False,
