@@ -40,7 +40,11 @@ from _common import (  # noqa: E402
 MMREC_EPOCH_S = {'freedom': 16.9, 'lightgcn': 3.35}
 
 #: extra rows: alias -> (recipe, parameters)
-ALIASES = {'brmrs_bf16': ('brmrs', {'projection_dtype': 'bfloat16'})}
+ALIASES = {'brmrs_bf16': ('brmrs', {'projection_dtype': 'bfloat16'}),
+           # BRMRS's default before id_mode='concat' (branches of size d)
+           'brmrs_add': ('brmrs', {'id_mode': 'add'}),
+           # the 'tiktok' preset (L = 3 user-item layers)
+           'brmrs_L3': ('brmrs', {'num_layers': 3})}
 
 BABY_GRAPH = dict(k_item=10, k_user=40, alpha_item=0.2, alpha_user=0.4,
                   modality_weights_item={'image': 0.0, 'text': 1.0},
@@ -165,7 +169,8 @@ def main(argv=None):
                         default='baby')
     parser.add_argument('--models', nargs='+',
                         default=['bprmf', 'lightgcn', 'vbpr', 'freedom',
-                                 'rearm', 'brmrs', 'brmrs_bf16'],
+                                 'rearm', 'brmrs', 'brmrs_add',
+                                 'brmrs_bf16', 'brmrs_L3'],
                         help=f'recipes, or aliases {sorted(ALIASES)}')
     parser.add_argument('--backends', nargs='+', default=None,
                         help='sparse backends to compare (lightgcn/brmrs)')

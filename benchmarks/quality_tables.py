@@ -34,7 +34,8 @@ ABLATION = [('ablation_full', 'full: CHNS (cross) + L_syn'),
             ('ablation_no_chns', 'L_syn only (uniform negatives, C = 1)'),
             ('ablation_neither', 'neither (uniform, λs = 0)'),
             ('ablation_same', 'CHNS same-space assignment'),
-            ('ablation_fused', 'single-space hard negatives (fused)')]
+            ('ablation_fused', 'single-space hard negatives (fused)'),
+            ('ablation_detach', 'L_syn with detach_reference=True')]
 
 #: MMRec's published Recall@20 (the FREEDOM paper's results table, MMRec
 #: protocol; LightGCN values as quoted in DEVELOPERS.md) for the protocol check.
@@ -95,7 +96,7 @@ def main_table(root: Path) -> List[str]:
 
 
 def explore_table(root: Path) -> List[str]:
-    rows = ['| run (BR-MRS, seed 999, one change from the defaults) | '
+    rows = ['| run (BR-MRS, seed 999; λs=1, C=16, θ=0.1; L=2 and id_mode=add unless stated) | '
             'valid R@20 | valid N@20 | test R@20 | test N@20 | best epoch |',
             '|---|---|---|---|---|---|']
     entries = []
@@ -118,7 +119,12 @@ def explore_table(root: Path) -> List[str]:
             s = json.loads(sub.read_text())
             label = sub.parent.name + ': ' + fmt_point(s['fixed'])
             entries.append((label, s['runs'][0]))
+    seen = set()
     for label, r in entries:
+        key = (r['valid']['recall@20'], r['test']['recall@20'])
+        if key in seen:  # the same run listed under two tags (copied)
+            continue
+        seen.add(key)
         rows.append(f"| {label} | {r['valid']['recall@20']:.4f} | "
                     f"{r['valid']['ndcg@20']:.4f} | "
                     f"{r['test']['recall@20']:.4f} | "
@@ -172,6 +178,22 @@ def amazon_table(root: Path) -> List[str]:
     return rows
 
 
+def commands(root: Path) -> List[str]:
+    rows = []
+    for summary in sorted(root.glob('*/*/summary.json')):
+        s = json.loads(summary.read_text())
+        cmd = s.get('machine', {}).get('command', '')
+        cmd = cmd.split('benchmarks/', 1)[-1]
+        note = ''
+        if s['model'] == 'brmrs' and 'id_mode' not in s['fixed'] and \
+                'id_mode' not in s['grid']:
+            note = (' — ran while `id_mode="add"` was the default: add '
+                    '`"id_mode": "add"` to `--params` to reproduce it')
+        rows.append(f"- `{s['dataset']}/{s['tag']}`: `python benchmarks/{cmd}`"
+                    f" ({s.get('machine', {}).get('date', '?')[:16]}){note}")
+    return rows
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--root', type=Path, default=RESULTS / 'quality')
@@ -184,7 +206,9 @@ def main(argv=None) -> int:
            '## TikTok: ablation (seed 999; fractions of test pairs, top-20)',
            '', *ablation_table(args.root), '',
            '## Amazon protocol check (interactions only)', '',
-           *amazon_table(args.root), '']
+           *amazon_table(args.root), '',
+           '## Commands (as recorded in each summary.json)', '',
+           *commands(args.root), '']
     text = '\n'.join(out)
     print(text)
     (args.root / 'tables.md').write_text(text)
