@@ -55,6 +55,11 @@ def fmt_point(point: Dict) -> str:
     return ', '.join(f'{k}={v}' for k, v in point.items())
 
 
+def pm(summary: Dict, metric: str) -> str:
+    r"""``mean ± std`` of a test metric over a summary's seeds."""
+    return f"{summary['mean'][metric]:.4f} ± {summary['std'][metric]:.4f}"
+
+
 def main_table(root: Path) -> List[str]:
     rows = ['| model | grid (4 points, seed 999) | selected | '
             + ' | '.join(SHORT[m] for m in METRICS) + ' | epochs | s/epoch |',
@@ -65,7 +70,7 @@ def main_table(root: Path) -> List[str]:
         if s is None:
             continue
         found[tag] = s
-        cells = [f"{s['mean'][m]:.4f} ± {s['std'][m]:.4f}" for m in METRICS]
+        cells = [pm(s, m) for m in METRICS]
         grid = ', '.join(f'{k} ∈ {v}' for k, v in s['grid'].items()) or '—'
         epochs = '/'.join(str(e) for e in s['epochs'])
         sec = sum(s['epoch_time']) / len(s['epoch_time'])
@@ -88,9 +93,8 @@ def main_table(root: Path) -> List[str]:
             diff = final['mean'][m] - b['mean'][m]
             bs = b['std'][m]
             ms = max(bs, final['std'][m])
-            rows.append(f"| {SHORT[m]} | {tag} | {b['mean'][m]:.4f} ± "
-                        f"{bs:.4f} | {final['mean'][m]:.4f} ± "
-                        f"{final['std'][m]:.4f} | {diff:+.4f} | "
+            rows.append(f"| {SHORT[m]} | {tag} | {pm(b, m)} | "
+                        f"{pm(final, m)} | {diff:+.4f} | "
                         f"{diff / bs if bs else float('nan'):+.1f} | "
                         f"{diff / ms if ms else float('nan'):+.1f} |")
     return rows
@@ -161,27 +165,19 @@ def ablation_table(root: Path) -> List[str]:
 def ablation_seeds_table(root: Path) -> List[str]:
     r"""Ablation variants that were also run with more seeds, next to the
     final model's three seeds."""
+    def row(label: str, s: Dict) -> str:
+        return (f"| {label} | {'/'.join(map(str, s['seeds']))} | "
+                f"{pm(s, 'recall@20')} | {pm(s, 'ndcg@20')} |")
+
+    runs = [(label, load(root, 'tiktok', tag)) for tag, label in ABLATION]
+    runs = [(label, s) for label, s in runs if s and len(s['seeds']) > 1]
     final = load(root, 'tiktok', FINAL)
-    rows = []
-    for tag, label in ABLATION:
-        s = load(root, 'tiktok', tag)
-        if s is None or len(s['seeds']) < 2:
-            continue
-        if not rows and final:
-            rows = ['| variant | seeds | test R@20 | test N@20 |',
-                    '|---|---|---|---|',
-                    f"| full (the final BR-MRS) | "
-                    f"{'/'.join(map(str, final['seeds']))} | "
-                    f"{final['mean']['recall@20']:.4f} ± "
-                    f"{final['std']['recall@20']:.4f} | "
-                    f"{final['mean']['ndcg@20']:.4f} ± "
-                    f"{final['std']['ndcg@20']:.4f} |"]
-        rows.append(f"| {label} | {'/'.join(map(str, s['seeds']))} | "
-                    f"{s['mean']['recall@20']:.4f} ± "
-                    f"{s['std']['recall@20']:.4f} | "
-                    f"{s['mean']['ndcg@20']:.4f} ± "
-                    f"{s['std']['ndcg@20']:.4f} |")
-    return rows
+    if final:
+        runs.insert(0, ('full (the final BR-MRS)', final))
+    if not runs:
+        return []
+    return ['| variant | seeds | test R@20 | test N@20 |', '|---|---|---|---|',
+            *(row(label, s) for label, s in runs)]
 
 
 def amazon_table(root: Path) -> List[str]:
