@@ -118,6 +118,9 @@ def main(argv=None):
                         help='JSON dict of fixed parameters')
     parser.add_argument('--grid', default='{}',
                         help='JSON dict parameter -> list of values')
+    parser.add_argument('--points', default=None,
+                        help='JSON list of points (dicts) to select from, '
+                        'instead of --grid')
     parser.add_argument('--seeds', type=int, nargs='+', default=[999])
     parser.add_argument('--tag', default=None)
     parser.add_argument('--epochs', type=int, default=1000)
@@ -148,6 +151,11 @@ def main(argv=None):
     names = list(grid)
     points = [dict(zip(names, v))
               for v in itertools.product(*(grid[k] for k in names))]
+    if args.points is not None:
+        if grid:
+            raise SystemExit('--grid and --points are exclusive')
+        points = json.loads(args.points)
+        grid = {'points': points}
     points = points or [{}]
     print(f'{args.dataset} / {tag}: {len(points)} grid point(s), seeds '
           f'{args.seeds}', flush=True)

@@ -4,7 +4,8 @@ import torch.nn.functional as F
 from torch_geometric.data import HeteroData
 
 from pyg_brmrs.nn import BRMRS, ConcatFusion, GatedFusion, MeanFusion
-from pyg_brmrs.nn.fusion import resolve_fusion
+from pyg_brmrs.nn.fusion import AttentionFusion, MLPFusion, resolve_fusion
+from pyg_brmrs.nn.models import brmrs as brmrs_module
 
 
 def toy_data(U=12, I=10, dims=(('image', 6), ('text', 4)), seed=0,
@@ -41,13 +42,18 @@ def naive_forward(model: BRMRS, data: HeteroData):
     """Dense re-implementation of the documented math (float64, loops)."""
     U, I, d = model.num_users, model.num_items, model.embedding_dim
     ei = data['user', 'rates', 'item'].edge_index
-    item_ch = [model.item_embedding.weight.double()]
-    user_ch = [model.user_embedding.weight.double()]
-    for m in model.modalities:
+    item_ch, user_ch = [], []
+    if model.id_mode != 'none':
+        item_ch.append(model.item_embedding.weight.double())
+        user_ch.append(model.user_embedding.weight.double())
+    for j, m in enumerate(model.modalities):
         x = data['item'][f'x_{m}'].double()
         W = model.proj[m].weight.double()
         b = model.proj[m].bias.double()
         item_ch.append(x @ W[:d].t() + b[:d])
+        if model.user_mode == 'embedding':
+            user_ch.append(model.user_modality_embedding[:, j].double())
+            continue
         prof = torch.zeros(U, x.size(1), dtype=torch.float64)
         for u in range(U):
             items = ei[1, ei[0] == u]
@@ -81,7 +87,10 @@ def naive_forward(model: BRMRS, data: HeteroData):
         acc = acc + cur
     z = acc / (model.num_layers + 1)
     zu, zi = z[:U], z[U:]
-    if model.id_mode == 'add':
+    if model.id_mode == 'none':
+        def branch(z, j):
+            return z[:, j]
+    elif model.id_mode == 'add':
         def branch(z, j):
             return z[:, 0] + z[:, 1 + j]
     else:
@@ -94,7 +103,14 @@ def naive_forward(model: BRMRS, data: HeteroData):
 
 @pytest.mark.parametrize('id_mode', ['concat', 'add'])
 @pytest.mark.parametrize('homogeneous', ['mean', 'last'])
-def test_forward_matches_dense_reference(homogeneous, id_mode):
+@pytest.mark.parametrize('static_users', [True, False])
+def test_forward_matches_dense_reference(homogeneous, id_mode, static_users,
+                                         monkeypatch):
+    # Both ways of computing the users' feature channels (propagated once on
+    # the raw features, or projected then propagated at every step) agree
+    # with the dense reference.
+    monkeypatch.setattr(brmrs_module, 'SPARSE_COST',
+                        10**9 if static_users else -10**9)
     data = toy_data()
     model = BRMRS.from_data(data, embedding_dim=5, num_layers=2,
                             homogeneous=homogeneous, id_mode=id_mode).double()
@@ -216,7 +232,9 @@ def test_bad_arguments_and_inputs():
     with pytest.raises(ValueError, match='homogeneous'):
         BRMRS(3, 3, {'image': 2}, homogeneous='sum')
     with pytest.raises(ValueError, match='Unknown fusion'):
-        BRMRS(3, 3, {'image': 2}, fusion='attention')
+        BRMRS(3, 3, {'image': 2}, fusion='bilinear')
+    with pytest.raises(ValueError, match='user_mode'):
+        BRMRS(3, 3, {'image': 2}, user_mode='mean')
     with pytest.raises(ValueError, match='num_layers'):
         BRMRS(3, 3, {'image': 2}, num_layers=-1)
     model = BRMRS(12, 10, {'image': 6, 'audio': 3})
@@ -262,3 +280,87 @@ def test_edge_dropout_prunes_only_in_training():
     assert torch.equal(model.embed(data).user_emb, full.user_emb)
     with pytest.raises(ValueError, match='edge_dropout'):
         BRMRS(3, 3, {'image': 2}, edge_dropout=1.0)
+
+
+@pytest.mark.parametrize('id_mode', ['none', 'concat'])
+@pytest.mark.parametrize('finetune', [False, True])
+def test_pure_branches_with_user_embeddings(id_mode, finetune):
+    # user_mode='embedding' + id_mode='none': every unimodal branch comes
+    # from its modality alone (no item-ID table), users have one free
+    # embedding per modality; checked against the dense reference, with the
+    # precomputed (fixed features) and per-step (fine-tuned) item paths.
+    data = toy_data()
+    model = BRMRS.from_data(data, embedding_dim=5, num_layers=2,
+                            id_mode=id_mode, user_mode='embedding',
+                            finetune_features=finetune, fusion='mlp').double()
+    if id_mode == 'none':
+        assert not hasattr(model, 'item_embedding')
+        assert not any('item_embedding' in n
+                       for n, _ in model.named_parameters())
+    assert model.user_modality_embedding.shape == (12, 2, 5)
+    assert model.proj['image'].weight.shape == (5, 6)
+    out = model(data)
+    ref_u, ref_i = naive_forward(model, data)
+    for m in model.modalities:
+        assert torch.allclose(out.user[m], ref_u[m], atol=1e-8)
+        assert torch.allclose(out.item[m], ref_i[m], atol=1e-8)
+    # The regulariser covers the batch's free embeddings only:
+    users, pos, neg = torch.tensor([0, 3]), torch.tensor([1, 2]), \
+        torch.tensor([4, 5])
+    e = model.user_modality_embedding
+    want = e[users].pow(2).sum()
+    if id_mode != 'none':
+        want = want + model.user_embedding.weight[users].pow(2).sum() + \
+            model.item_embedding.weight[pos].pow(2).sum() + \
+            model.item_embedding.weight[neg].pow(2).sum()
+    assert torch.allclose(model.regularization(users, pos, neg), want / 4)
+    loss = sum(out.score(users, pos, b).sum() for b in out.branches)
+    (loss + model.regularization(users, pos, neg)).backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None, name
+    assert "user_mode=embedding" in repr(model)
+
+
+def test_new_fusions_match_their_formulas():
+    torch.manual_seed(0)
+    xs = [torch.randn(4, 3) for _ in range(2)]
+    att = AttentionFusion(2, 3, hidden_channels=5)
+    # zero-initialised attention vector: uniform weights = sum
+    assert torch.allclose(att(xs), xs[0] + xs[1], atol=1e-6)
+    torch.nn.init.normal_(att.att)
+    ref = []
+    for n in range(4):
+        w = torch.stack([att.att @ torch.tanh(att.lin.weight @ x[n] +
+                                               att.lin.bias) for x in xs])
+        a = torch.softmax(w, 0)
+        ref.append(2 * (a[0] * xs[0][n] + a[1] * xs[1][n]))
+    assert torch.allclose(att(xs), torch.stack(ref), atol=1e-6)
+
+    mlp = MLPFusion(2, 3, hidden_channels=4)
+    # zero-initialised output layer: the mean
+    assert torch.allclose(mlp(xs), (xs[0] + xs[1]) / 2)
+    torch.nn.init.normal_(mlp.lin2.weight)
+    cat = torch.cat(xs, -1)
+    ref = (xs[0] + xs[1]) / 2 + torch.relu(
+        cat @ mlp.lin1.weight.t() + mlp.lin1.bias) @ mlp.lin2.weight.t() + \
+        mlp.lin2.bias
+    assert torch.allclose(mlp(xs), ref, atol=1e-6)
+    assert mlp.out_channels == att.out_channels == 3
+    assert 'MLPFusion(2, 3)' == repr(mlp)
+
+
+@pytest.mark.parametrize('fusion', ['mean', 'gated', 'attention', 'mlp'])
+def test_non_additive_fusions(fusion):
+    # With these fusions the fused score is not the sum of the unimodal
+    # scores (cross-modal terms <p^(m), q^(m')>, learned interactions).
+    data = toy_data()
+    torch.manual_seed(1)
+    model = BRMRS.from_data(data, embedding_dim=4, fusion=fusion,
+                            id_mode='none', user_mode='embedding')
+    for fuse in (model.user_fusion, model.item_fusion):
+        for p in fuse.parameters():
+            torch.nn.init.normal_(p)
+    out = model(data)
+    users, items = torch.arange(12), torch.arange(12) % 10
+    s = sum(out.score(users, items, m) for m in model.modalities)
+    assert not torch.allclose(out.score(users, items), s, atol=1e-3)

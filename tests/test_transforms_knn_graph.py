@@ -473,7 +473,8 @@ def test_repr():
         "HomogeneousKNNGraph(k_item=5, k_user=40, alpha_item=0.2, "
         "alpha_user=0.4, modality_weights_item=None, "
         "modality_weights_user={'text': 1.0}, cooccurrence='jaccard', "
-        "normalization='sym', loop=False, chunk_size=None)")
+        "normalization='sym', loop=False, chunk_size=None, "
+        "topk='per_part')")
 
 
 @pytest.mark.gpu

@@ -18,8 +18,11 @@ from pyg_brmrs.loss import CrossModalBPRLoss, SynergyBPRLoss, bpr_loss
 from pyg_brmrs.nn.base import FUSED, Recommender, RecOutput
 from pyg_brmrs.sampling import (
     CrossModalHardNegativeSampler,
+    HardNegatives,
     UniformNegativeSampler,
 )
+
+SYN_NEGATIVES = ('uniform', 'pool')
 
 
 class Objective:
@@ -113,13 +116,30 @@ class BRMRSObjective(Objective):
     (:class:`~pyg_brmrs.loss.CrossModalBPRLoss`) trains every modality
     branch on the negative that
     :class:`~pyg_brmrs.sampling.CrossModalHardNegativeSampler` assigns to it,
+
+    .. math::
+        \mathcal{L}_{\mathrm{chns}} = \sum_m \frac{1}{B}\sum_b
+        -\log\sigma\left(s_m(u_b, i^+_b) - s_m(u_b, \mathrm{neg}_b[m])
+        \right),
+
     :math:`\mathcal{L}_{\mathrm{syn}}`
-    (:class:`~pyg_brmrs.loss.SynergyBPRLoss`) uses an independent uniform
-    negative, and :math:`\mathcal{L}_{\mathrm{bpr}}` is an optional plain
-    BPR term on the fused branch with that uniform negative (off by
-    default). Setting :obj:`lambda_h=0` or :obj:`lambda_s=0` gives the
-    "L_syn only" / "CHNS only" ablations; a sampler with
-    :obj:`num_candidates=1` replaces the hard negatives by uniform ones.
+    (:class:`~pyg_brmrs.loss.SynergyBPRLoss`) is
+
+    .. math::
+        \mathcal{L}_{\mathrm{syn}} = \frac{1}{B}\sum_b -\log\sigma\left(
+        \Delta_f - \max_m \Delta_m - \theta\right), \qquad \Delta_c =
+        s_c(u_b, i^+_b) - s_c(u_b, i^-_b),
+
+    with the negative :math:`i^-_b` drawn uniformly from
+    :math:`\mathcal{I} \setminus \mathcal{O}_u` independently of the
+    candidates (:obj:`syn_negative="uniform"`) or uniformly from the
+    candidate pool :math:`\mathcal{N}(u_b)` (:obj:`syn_negative="pool"`),
+    and :math:`\mathcal{L}_{\mathrm{bpr}}` is an optional plain BPR term
+    on the fused branch with that same negative (off by default). Setting
+    :obj:`lambda_h=0` or :obj:`lambda_s=0` gives the "L_syn only" / "CHNS
+    only" ablations; a sampler with :obj:`num_candidates=1` replaces the
+    hard negatives by uniform ones. The candidates are scored without
+    gradient.
 
     Args:
         sampler (CrossModalHardNegativeSampler): The CHNS sampler.
@@ -132,12 +152,21 @@ class BRMRSObjective(Objective):
         reg_weight (float, optional): :math:`\lambda`. (default: :obj:`1e-4`)
         bpr_weight (float, optional): :math:`\lambda_b`.
             (default: :obj:`0.0`)
+        syn_negative (str, optional): The negative of
+            :math:`\mathcal{L}_{\mathrm{syn}}` (and
+            :math:`\mathcal{L}_{\mathrm{bpr}}`): :obj:`"uniform"` or
+            :obj:`"pool"`, see above. (default: :obj:`"uniform"`)
     """
     def __init__(self, sampler: CrossModalHardNegativeSampler,
                  lambda_h: float = 1.0, lambda_s: float = 1.0,
                  theta: float = 0.1, detach_reference: bool = False,
-                 reg_weight: float = 1e-4, bpr_weight: float = 0.0):
+                 reg_weight: float = 1e-4, bpr_weight: float = 0.0,
+                 syn_negative: str = 'uniform'):
         super().__init__(sampler, reg_weight)
+        if syn_negative not in SYN_NEGATIVES:
+            raise ValueError(f"Unknown syn_negative '{syn_negative}' (choose "
+                             f"from {list(SYN_NEGATIVES)})")
+        self.syn_negative = syn_negative
         for name, value in [('lambda_h', lambda_h), ('lambda_s', lambda_s),
                             ('bpr_weight', bpr_weight)]:
             if value < 0:
@@ -175,7 +204,7 @@ class BRMRSObjective(Objective):
                                    for b in keys},
                            {b: out.item[b].detach()
                             for b in keys})
-        uni = res.uniform
+        uni = self.syn_negatives(res)
         fused = out.ranking_branch
         pos = {b: out.score(users, pos_items, b) for b in names + [fused]}
         terms: Dict[str, Tensor] = {}
@@ -200,12 +229,25 @@ class BRMRSObjective(Objective):
         terms['loss'] = loss + self.reg_weight * terms['reg']
         return terms
 
+    def syn_negatives(self, res: HardNegatives) -> Tensor:
+        r"""The ``[B]`` negatives of :math:`\mathcal{L}_{\mathrm{syn}}`:
+        ``res.uniform``, or one candidate per pair drawn uniformly from
+        ``res.candidates`` (with the sampler's generator) for
+        :obj:`syn_negative="pool"`."""
+        if self.syn_negative == 'uniform':
+            return res.uniform
+        cand = res.candidates
+        pick = torch.randint(cand.size(1), (cand.size(0), 1),
+                             generator=self.generator, device=cand.device)
+        return cand.gather(1, pick).view(-1)
+
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}(lambda_h={self.lambda_h}, '
                 f'lambda_s={self.lambda_s}, theta={self.syn_loss.theta}, '
                 f'detach_reference={self.syn_loss.detach_reference}, '
                 f'reg_weight={self.reg_weight}, '
-                f'bpr_weight={self.bpr_weight}, sampler={self.sampler})')
+                f'bpr_weight={self.bpr_weight}, '
+                f'syn_negative={self.syn_negative!r}, sampler={self.sampler})')
 
 
 def info_nce(a: Tensor, b: Tensor, temperature: float = 0.2) -> Tensor:

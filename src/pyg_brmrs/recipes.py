@@ -60,6 +60,17 @@ REARM_BABY_GRAPH = dict(k_item=10, k_user=40, alpha_item=0.2, alpha_user=0.4,
                         modality_weights_item={'image': 0.0, 'text': 1.0},
                         modality_weights_user={'image': 0.2, 'text': 0.8})
 
+#: The model of the paper (``brmrs_paper``): each unimodal branch comes
+#: from its modality alone (``id_mode='none'``: no ID embedding table;
+#: ``user_mode='embedding'``: one free user embedding per modality), a fusion
+#: whose score is not the sum of the branch scores, and the Eq. 1 graphs
+#: with the top-k of the combined weight (overlap = Jaccard index). The
+#: fusion was chosen on TikTok validation Recall@20 among ``mean``,
+#: ``gated``, ``attention`` and ``mlp`` (``benchmarks/README.md``).
+PAPER_MODEL: Dict[str, Any] = dict(id_mode='none', user_mode='embedding',
+                                   fusion='mlp', topk='combined',
+                                   cooccurrence='jaccard')
+
 RECIPES: Dict[str, Recipe] = {
     'bprmf': Recipe(BPRMF, BPRObjective, False, dict(reg_weight=1e-4),
                     'matrix factorisation with BPR'),
@@ -77,8 +88,23 @@ RECIPES: Dict[str, Recipe] = {
                     'the BR-MRS backbone trained with REARM\'s objective '
                     '(BPR + InfoNCE + orthogonality)'),
     'brmrs': Recipe(BRMRS, BRMRSObjective, True, dict(reg_weight=1e-4),
-                    'BR-MRS: CHNS + synergy-aware BPR'),
+                    'BR-MRS, tuned variant (not the paper\'s model): a '
+                    'shared ID embedding concatenated to every modality '
+                    'branch, users\' modality channels from their items\' '
+                    'features, concat fusion (fused score = sum of the '
+                    'branch scores), per-part top-k graphs; CHNS + '
+                    'synergy-aware BPR'),
+    'brmrs_paper': Recipe(BRMRS, BRMRSObjective, True,
+                          dict(PAPER_MODEL, reg_weight=1e-4),
+                          'BR-MRS as the paper writes it: pure unimodal '
+                          'branches (item features only, no item-ID table; '
+                          'per-modality user embeddings), a non-additive '
+                          'fusion, Eq. 1 graphs with the combined top-k; '
+                          'CHNS + synergy-aware BPR'),
 }
+
+#: The names of the recipes that implement BR-MRS's objective.
+BRMRS_RECIPES = ('brmrs', 'brmrs_paper')
 
 
 #: Recommended per-dataset settings (``dataset -> recipe -> keywords``) for

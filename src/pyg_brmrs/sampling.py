@@ -265,8 +265,9 @@ class CrossModalHardNegativeSampler:
                          user_emb: Tensor, item_emb: Tensor) -> Tensor:
         r"""``[B, C]`` scores :math:`\langle \mathbf{p}_u, \mathbf{q}_j
         \rangle` of the candidates."""
-        u = user_emb[users].unsqueeze(-1)  # [B, d, 1]
-        return torch.bmm(item_emb[candidates], u).squeeze(-1)
+        u = user_emb.index_select(0, users).unsqueeze(-1)  # [B, d, 1]
+        q = item_emb.index_select(0, candidates.reshape(-1))
+        return torch.bmm(q.view(*candidates.shape, -1), u).squeeze(-1)
 
     @torch.no_grad()
     def __call__(self, users: Tensor, user_emb: Mapping[str, Tensor],

@@ -7,7 +7,7 @@ one ``[N, F_out]`` tensor; :attr:`out_channels` gives ``F_out``. The fused
 score of BR-MRS is the dot product of the fused user and item
 representations.
 """
-from typing import List, Sequence, Union
+from typing import List, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -99,10 +99,93 @@ class GatedFusion(Fusion):
         return self.num_modalities * (g.unsqueeze(-1) * stacked).sum(dim=1)
 
 
+class AttentionFusion(Fusion):
+    r"""Node-wise semantic attention (as in HAN),
+
+    .. math::
+        w_m = \mathbf{a}^{\top} \tanh\left(\mathbf{W}\mathbf{q}^{(m)} +
+        \mathbf{b}\right), \qquad
+        \boldsymbol{\alpha} = \mathrm{softmax}(w_1, \dots, w_M), \qquad
+        \mathbf{q}^{(f)} = M \sum_m \alpha_m \mathbf{q}^{(m)},
+
+    with one scorer (:math:`\mathbf{W} \in \mathbb{R}^{H \times F}`,
+    :math:`\mathbf{a} \in \mathbb{R}^{H}`) shared by the modalities, so a
+    modality's weight depends on its own representation only (unlike
+    :class:`GatedFusion`, whose gate reads all of them at once).
+    :math:`\mathbf{a}` starts at zero: uniform weights, the sum of the
+    unimodal representations.
+
+    Args:
+        num_modalities (int): :math:`M`.
+        in_channels (int): :math:`F`.
+        hidden_channels (int, optional): :math:`H` (default: :math:`F`).
+    """
+    def __init__(self, num_modalities: int, in_channels: int,
+                 hidden_channels: Optional[int] = None):
+        super().__init__(num_modalities, in_channels)
+        hidden = in_channels if hidden_channels is None else hidden_channels
+        self.lin = torch.nn.Linear(in_channels, hidden)
+        self.att = torch.nn.Parameter(torch.empty(hidden))
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        self.lin.reset_parameters()
+        torch.nn.init.zeros_(self.att)
+
+    def forward(self, xs: Sequence[Tensor]) -> Tensor:
+        self._check(xs)
+        stacked = torch.stack(list(xs), dim=1)  # [N, M, F]
+        w = torch.tanh(self.lin(stacked)) @ self.att  # [N, M]
+        alpha = F.softmax(w, dim=-1)
+        return self.num_modalities * (alpha.unsqueeze(-1) * stacked).sum(1)
+
+
+class MLPFusion(Fusion):
+    r"""A small MLP head on the concatenated unimodal representations, with
+    a residual connection to their mean,
+
+    .. math::
+        \mathbf{q}^{(f)} = \frac{1}{M}\sum_m \mathbf{q}^{(m)} +
+        \mathbf{W}_2 \, \mathrm{ReLU}\left(\mathbf{W}_1
+        \left[\Vert_m \mathbf{q}^{(m)}\right] + \mathbf{b}_1\right) +
+        \mathbf{b}_2,
+
+    :math:`\mathbf{W}_1 \in \mathbb{R}^{H \times MF}`,
+    :math:`\mathbf{W}_2 \in \mathbb{R}^{F \times H}`. The head learns
+    interactions between the modalities that no weighted sum can express;
+    :math:`\mathbf{W}_2, \mathbf{b}_2` start at zero, so training starts
+    from :class:`MeanFusion`.
+
+    Args:
+        num_modalities (int): :math:`M`.
+        in_channels (int): :math:`F`.
+        hidden_channels (int, optional): :math:`H` (default: :math:`F`).
+    """
+    def __init__(self, num_modalities: int, in_channels: int,
+                 hidden_channels: Optional[int] = None):
+        super().__init__(num_modalities, in_channels)
+        hidden = in_channels if hidden_channels is None else hidden_channels
+        self.lin1 = torch.nn.Linear(num_modalities * in_channels, hidden)
+        self.lin2 = torch.nn.Linear(hidden, in_channels)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        self.lin1.reset_parameters()
+        torch.nn.init.zeros_(self.lin2.weight)
+        torch.nn.init.zeros_(self.lin2.bias)
+
+    def forward(self, xs: Sequence[Tensor]) -> Tensor:
+        self._check(xs)
+        mean = torch.stack(list(xs), dim=0).mean(dim=0)
+        return mean + self.lin2(F.relu(self.lin1(torch.cat(list(xs), -1))))
+
+
 FUSIONS = {
     'concat': ConcatFusion,
     'mean': MeanFusion,
     'gated': GatedFusion,
+    'attention': AttentionFusion,
+    'mlp': MLPFusion,
 }
 
 

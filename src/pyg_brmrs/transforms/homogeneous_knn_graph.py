@@ -19,6 +19,7 @@ from ..data.schema import (
     feature_key,
     modalities,
 )
+from ._combined import combined_topk, similarity_blocks
 from ._cooccurrence import COOCCURRENCE_MODES, binary_csr, cooccurrence_topk
 from ._similarity import (
     NORMALIZATIONS,
@@ -28,6 +29,8 @@ from ._similarity import (
 )
 
 Part = Tuple[Tensor, Tensor, Tensor]  # (centre i, neighbour j, weight)
+
+TOPK_MODES = ('per_part', 'combined')
 
 
 @functional_transform('homogeneous_knn_graph')
@@ -107,6 +110,26 @@ class HomogeneousKNNGraph(BaseTransform):
 
     Similarity weights may be zero or negative (negative cosines).
 
+    **Combined top-k** (:obj:`topk="combined"`, Eq. 1 as the paper writes
+    it). Instead of a list per part, row :math:`i` keeps the top-:math:`k`
+    of the combined weight computed *before* any normalisation,
+
+    .. math::
+        e_{ij} = \alpha \, o_{ij} + (1 - \alpha) \sum_m \beta_m
+        \cos_m(i, j),
+
+    with the overlap :math:`o_{ij} = J_{ij}` (the Jaccard index) for
+    :obj:`cooccurrence="jaccard"` and the raw count :math:`n_{ij}`
+    otherwise, and :math:`\cos_m(i, j) = 0` when either vector is zero. The
+    candidates are the :math:`j` with :math:`e_{ij} > 0` (:math:`j \ne i`
+    unless :obj:`loop`); ties go to the smaller index. The kept weights are
+    then normalised as :obj:`normalization` says (:obj:`"sym"`:
+    :math:`e_{ij} / \sqrt{d_i d_j}` with :math:`d_i` the number of entries
+    kept in row :math:`i`; :obj:`"none"`: :math:`e_{ij}`). Each block of
+    :obj:`chunk_size` rows is one dense ``[chunk, n]`` matrix (the sum of
+    the cosine blocks and of the sparse overlap block), so memory stays
+    :math:`O(\text{chunk} \cdot n)`.
+
     **Output.** ``edge_index`` ``[2, E]`` follows PyG's ``knn_graph`` with
     ``flow="source_to_target"``: ``edge_index[1]`` is the centre node
     :math:`i` whose list the edge belongs to and ``edge_index[0]`` the
@@ -161,6 +184,9 @@ class HomogeneousKNNGraph(BaseTransform):
         chunk_size (int, optional): Rows per block of the similarity and
             co-occurrence products; :obj:`None` processes all rows at once
             (:math:`O(n^2)` memory). (default: :obj:`1024`)
+        topk (str): :obj:`"per_part"` (a top-:math:`k` list per part, the
+            union kept, as REARM) or :obj:`"combined"` (the top-:math:`k` of
+            the combined weight, see above). (default: :obj:`"per_part"`)
     """
     def __init__(
         self,
@@ -174,6 +200,7 @@ class HomogeneousKNNGraph(BaseTransform):
         normalization: str = 'sym',
         loop: bool = False,
         chunk_size: Optional[int] = 1024,
+        topk: str = 'per_part',
     ) -> None:
         self.k_item = _check_int('k_item', k_item, minimum=0)
         self.k_user = _check_int('k_user', k_user, minimum=0)
@@ -193,6 +220,10 @@ class HomogeneousKNNGraph(BaseTransform):
             raise TypeError(f"'loop' must be a bool (got {loop!r})")
         if chunk_size is not None:
             chunk_size = _check_int('chunk_size', chunk_size, minimum=1)
+        if topk not in TOPK_MODES:
+            raise ValueError(f"'topk' must be one of {TOPK_MODES} (got "
+                             f"{topk!r})")
+        self.topk = topk
         self.cooccurrence = cooccurrence
         self.normalization = normalization
         self.loop = loop
@@ -223,6 +254,17 @@ class HomogeneousKNNGraph(BaseTransform):
 
         A = binary_csr(edge_index[0], edge_index[1], (num_users, num_items))
         A_t = binary_csr(edge_index[1], edge_index[0], (num_items, num_users))
+
+        if self.topk == 'combined':
+            if self.k_item > 0:
+                _store(data, ITEM_SIM, self._combined(
+                    'item', A_t, A, self.k_item, self.alpha_item, betas_item,
+                    feats_item), num_items, device)
+            if self.k_user > 0:
+                _store(data, USER_SIM, self._combined(
+                    'user', A, A_t, self.k_user, self.alpha_user, betas_user,
+                    feats_user), num_users, device)
+            return data
 
         if self.k_item > 0:
             k, chunk = self.k_item, self._chunk(num_items)
@@ -286,6 +328,19 @@ class HomogeneousKNNGraph(BaseTransform):
             parts.append((row, col, (1.0 - alpha) * betas[m] * w))
         return parts
 
+    def _combined(self, kind: str, mat: Tensor, mat_t: Tensor, k: int,
+                  alpha: float, betas: Dict[str, float],
+                  feats: Dict[str, Tensor]) -> List[Part]:
+        chunk = self._chunk(mat.size(0))
+        weights = {m: (1.0 - alpha) * betas[m] for m in feats}
+        row, col, e = combined_topk(
+            mat, mat_t, k, alpha,
+            similarity_blocks(kind, mat, feats, weights, chunk),
+            jaccard=self.cooccurrence == 'jaccard', loop=self.loop,
+            chunk_size=chunk)
+        w = normalize_similarity(row, col, e, mat.size(0), self.normalization)
+        return [(row, col, w)]
+
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}(k_item={self.k_item}, '
                 f'k_user={self.k_user}, alpha_item={self.alpha_item}, '
@@ -294,7 +349,7 @@ class HomogeneousKNNGraph(BaseTransform):
                 f'modality_weights_user={self.modality_weights_user}, '
                 f'cooccurrence={self.cooccurrence!r}, '
                 f'normalization={self.normalization!r}, loop={self.loop}, '
-                f'chunk_size={self.chunk_size})')
+                f'chunk_size={self.chunk_size}, topk={self.topk!r})')
 
 
 def _check_int(name: str, value, minimum: int) -> int:

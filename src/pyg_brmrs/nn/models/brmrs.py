@@ -26,6 +26,12 @@ from pyg_brmrs.utils.dropout import degree_sensitive_edge_pruning
 from pyg_brmrs.utils.sparse import CSRAdjacency, bipartite_to_homogeneous
 
 ID_MODES = ('add', 'concat', 'none')
+USER_MODES = ('profile', 'embedding')
+
+# Cost of one stored entry of a sparse-dense product relative to one dense
+# multiply-add (measured 5-10 on CPU); decides whether a user modality
+# channel is propagated once on the raw features (see `_static_user`).
+SPARSE_COST = 8
 
 
 def layer_mean(conv: MultiModalLGConv, x: Tensor, edge_index: Tensor,
@@ -59,14 +65,15 @@ class BRMRS(Recommender):
     :math:`\mathbf{e}_u, \mathbf{e}_i \in \mathbb{R}^d`, and the training
     items :math:`\mathcal{N}_u` of user :math:`u`:
 
-    1. **Channels.** Channel 0 holds the ID embeddings; channel :math:`m`
-       holds :math:`\mathbf{h}^{(m)}_i = \mathbf{W}_m \mathbf{x}^{(m)}_i +
-       \mathbf{b}_m` for items and the projected modality profile
-       :math:`\mathbf{h}^{(m)}_u = \mathbf{W}'_m \frac{1}{|\mathcal{N}_u|}
-       \sum_{i \in \mathcal{N}_u} \mathbf{x}^{(m)}_i + \mathbf{b}'_m` for
-       users (computed as the mean of the projected item features, which is
-       the same by linearity and costs an :math:`F_m`-wide product over the
-       items only).
+    1. **Channels.** Channel 0 holds the ID embeddings (unless
+       :obj:`id_mode="none"`); channel :math:`m` holds
+       :math:`\mathbf{h}^{(m)}_i = \mathbf{W}_m \mathbf{x}^{(m)}_i +
+       \mathbf{b}_m` for items and, for users, either the projected
+       modality profile :math:`\mathbf{h}^{(m)}_u = \mathbf{W}'_m
+       \frac{1}{|\mathcal{N}_u|} \sum_{i \in \mathcal{N}_u}
+       \mathbf{x}^{(m)}_i + \mathbf{b}'_m` (:obj:`user_mode="profile"`) or
+       a free per-modality user embedding :math:`\mathbf{e}^{(m)}_u`
+       (:obj:`user_mode="embedding"`).
     2. **Homogeneous graphs.** The item channels are propagated
        :obj:`num_item_layers` times over the item–item graph,
        :math:`\mathbf{H}_I \leftarrow \mathbf{S}_I \mathbf{H}_I`, the user
@@ -74,6 +81,15 @@ class BRMRS(Recommender):
        layers (:obj:`homogeneous="mean"`) or the last layer
        (:obj:`"last"`, as REARM), then every channel is
        :math:`L_2`-normalised per node (:obj:`normalize=True`).
+       Propagation is linear, so a feature channel is propagated once, on
+       the raw features, when the features are fixed:
+       :math:`\mathbf{S}(\mathbf{X}\mathbf{W}^{\top} +
+       \mathbf{1}\mathbf{b}^{\top}) = (\mathbf{S}\mathbf{X})
+       \mathbf{W}^{\top} + (\mathbf{S}\mathbf{1})\mathbf{b}^{\top}`
+       (for items always; for users when the ``[U, F_m]`` propagated
+       profiles are cheaper to project than the projected profiles are to
+       propagate at every step). The result is the same up to float
+       rounding.
     3. **LightGCN.** All :math:`1 + M` channels are propagated together over
        the symmetric-normalised user–item graph with
        :class:`~pyg_brmrs.nn.MultiModalLGConv` for :obj:`num_layers` layers
@@ -113,10 +129,13 @@ class BRMRS(Recommender):
             (default: :obj:`"concat"`)
         id_mode (str, optional): How the shared ID channel enters the
             unimodal branches: :obj:`"concat"` (branches of size
-            :math:`2d`), :obj:`"add"` or :obj:`"none"`. :obj:`"concat"` won
-            on TikTok validation Recall@20 at both :math:`L = 2` and
-            :math:`L = 3` (``benchmarks/README.md``).
-            (default: :obj:`"concat"`)
+            :math:`2d`), :obj:`"add"` or :obj:`"none"` (no ID embedding
+            table at all: each unimodal branch comes from its modality
+            alone). (default: :obj:`"concat"`)
+        user_mode (str, optional): The users' modality channels:
+            :obj:`"profile"` (projected mean features of the training items)
+            or :obj:`"embedding"` (a free embedding per user and modality,
+            ``[U, M, d]``). (default: :obj:`"profile"`)
         homogeneous (str, optional): :obj:`"mean"` or :obj:`"last"`.
             (default: :obj:`"mean"`)
         normalize (bool, optional): :math:`L_2`-normalise every channel
@@ -169,6 +188,7 @@ class BRMRS(Recommender):
         num_user_layers: int = 1,
         fusion: Union[str, Fusion] = 'concat',
         id_mode: str = 'concat',
+        user_mode: str = 'profile',
         homogeneous: str = 'mean',
         normalize: bool = True,
         finetune_features: bool = False,
@@ -188,6 +208,9 @@ class BRMRS(Recommender):
         if id_mode not in ID_MODES:
             raise ValueError(f"Unknown id_mode '{id_mode}' (choose from "
                              f"{list(ID_MODES)})")
+        if user_mode not in USER_MODES:
+            raise ValueError(f"Unknown user_mode '{user_mode}' (choose from "
+                             f"{list(USER_MODES)})")
         if homogeneous not in HOMOGENEOUS_MODES:
             raise ValueError(f"Unknown homogeneous mode '{homogeneous}' "
                              f"(choose from {list(HOMOGENEOUS_MODES)})")
@@ -206,6 +229,7 @@ class BRMRS(Recommender):
         self.num_item_layers = num_item_layers
         self.num_user_layers = num_user_layers
         self.id_mode = id_mode
+        self.user_mode = user_mode
         self.homogeneous = homogeneous
         self.normalize = normalize
         self.finetune_features = finetune_features
@@ -222,11 +246,16 @@ class BRMRS(Recommender):
         if id_mode != 'none':
             self.user_embedding = torch.nn.Embedding(num_users, d)
             self.item_embedding = torch.nn.Embedding(num_items, d)
-        # One projection per modality for items and users at once: [F_m, 2d].
+        # One projection per modality: rows [:d] for items and, with user
+        # profiles, rows [d:] for users ([2d, F_m], or [d, F_m]).
+        width = 2 * d if user_mode == 'profile' else d
         self.proj = torch.nn.ModuleDict({
-            m: torch.nn.Linear(self.feature_dims[m], 2 * d)
+            m: torch.nn.Linear(self.feature_dims[m], width)
             for m in self.modalities
         })
+        if user_mode == 'embedding':
+            self.user_modality_embedding = torch.nn.Parameter(
+                torch.empty(num_users, len(self.modalities), d))
         self.item_features = torch.nn.ParameterDict()
         if finetune_features:
             self.item_features = trainable_features(
@@ -279,6 +308,8 @@ class BRMRS(Recommender):
         if self.id_mode != 'none':
             torch.nn.init.normal_(self.user_embedding.weight, std=0.1)
             torch.nn.init.normal_(self.item_embedding.weight, std=0.1)
+        if self.user_mode == 'embedding':
+            torch.nn.init.normal_(self.user_modality_embedding, std=0.1)
         for lin in self.proj.values():
             torch.nn.init.xavier_normal_(lin.weight)
             torch.nn.init.zeros_(lin.bias)
@@ -305,16 +336,18 @@ class BRMRS(Recommender):
             return dict(self.item_features.items())
         return feats
 
-    def _project(self, x: Tensor, lin: torch.nn.Linear, m: str) -> Tensor:
+    def _project(self, x: Tensor, weight: Tensor, key: str) -> Tensor:
+        r"""``x @ weight.T`` in :obj:`projection_dtype` (the cast of a fixed
+        :obj:`x` is cached under :obj:`key`)."""
         dtype = self.projection_dtype
-        if dtype is None or dtype == lin.weight.dtype:
-            return F.linear(x.to(lin.weight.dtype), lin.weight)
+        if dtype is None or dtype == weight.dtype:
+            return F.linear(x.to(weight.dtype), weight)
         if self.finetune_features:
             xc = x.to(dtype)
         else:
-            xc = self._cached(f'features_{m}', (_tensor_key(x), dtype),
+            xc = self._cached(f'cast_{key}', (_tensor_key(x), dtype),
                               lambda: x.detach().to(dtype))
-        return F.linear(xc, lin.weight.to(dtype)).to(lin.weight.dtype)
+        return F.linear(xc, weight.to(dtype)).to(weight.dtype)
 
     def _mean_operator(self, train_ei: Tensor) -> CSRAdjacency:
         def build():
@@ -358,29 +391,134 @@ class BRMRS(Recommender):
         return layer_mean(conv, x, store.edge_index, store.get('edge_weight'),
                           num_layers, last=self.homogeneous == 'last')
 
+    def _graph_key(self, data: HeteroData, edge_type) -> Tuple:
+        if edge_type not in data.edge_types:
+            return (None, )
+        store = data[edge_type]
+        return (_tensor_key(store.edge_index),
+                _tensor_key(store.get('edge_weight')))
+
+    def _static_item(self, data: HeteroData,
+                     feats: Dict[str, Tensor]) -> Dict[str, Tuple]:
+        r"""Per modality, the item features propagated over the item–item
+        graph and the propagated all-ones column, ``([I, F_m], [I, 1])``
+        (computed once while the features and the graph stay the same)."""
+        key = (self._graph_key(data, ITEM_SIM),
+               tuple(_tensor_key(feats[m]) for m in self.modalities))
+
+        def build():
+            with torch.no_grad():
+                first = feats[self.modalities[0]]
+                ones = first.new_ones((self.num_items, 1), dtype=torch.float)
+                x = torch.cat([feats[m].float() for m in self.modalities] +
+                              [ones], dim=1)
+                h = self._homogeneous(x, data, ITEM_SIM,
+                                      self.num_item_layers, self.ii_conv)
+                parts = h.split([self.feature_dims[m] for m in
+                                 self.modalities] + [1], dim=1)
+            return {m: (parts[j].contiguous(), parts[-1].contiguous())
+                    for j, m in enumerate(self.modalities)}
+
+        return self._cached('static_item', key, build)
+
+    def _static_user(self, data: HeteroData, feats: Dict[str, Tensor],
+                     train_ei: Tensor) -> Dict[str, Tuple]:
+        r"""Per modality whose profile is cheaper to propagate once than at
+        every step, ``([U, F_m], [U, 1])``: the users' mean training-item
+        features and the all-ones column, propagated over the user–user
+        graph. A modality is precomputed when :math:`U F_m \le
+        c\,(\mathrm{nnz}(\mathbf{M}) + L_U \mathrm{nnz}(\mathbf{S}_U)) +
+        I F_m` (the sparse work it saves, at a cost :math:`c` per stored
+        entry, plus the user half of the item projection)."""
+        layers = self.num_user_layers if USER_SIM in data.edge_types else 0
+        nnz_s = data[USER_SIM].edge_index.size(1) if layers else 0
+        sparse = SPARSE_COST * (train_ei.size(1) + layers * nnz_s)
+        chosen = [m for m in self.modalities
+                  if self.num_users * self.feature_dims[m] <=
+                  sparse + self.num_items * self.feature_dims[m]]
+        if not chosen:
+            return {}
+        key = (self._graph_key(data, USER_SIM), _tensor_key(train_ei),
+               tuple(_tensor_key(feats[m]) for m in chosen))
+        mean_op = self._mean_operator(train_ei)
+
+        def build():
+            with torch.no_grad():
+                ones = feats[chosen[0]].new_ones((self.num_users, 1),
+                                                 dtype=torch.float)
+                x = torch.cat([mean_op.matmul(feats[m].float())
+                               for m in chosen] + [ones], dim=1)
+                h = self._homogeneous(x, data, USER_SIM,
+                                      self.num_user_layers, self.uu_conv)
+                parts = h.split([self.feature_dims[m] for m in chosen] + [1],
+                                dim=1)
+            return {m: (parts[j].contiguous(), parts[-1].contiguous())
+                    for j, m in enumerate(chosen)}
+
+        return self._cached('static_user', key, build)
+
+    def _assemble(self, slots: List[Optional[Tensor]], dynamic: List[Tensor],
+                  data: HeteroData, edge_type, num_layers: int,
+                  conv: MultiModalLGConv) -> Tensor:
+        r"""Propagates the :obj:`dynamic` channels over the homogeneous
+        graph and puts them into the empty :obj:`slots` (in order), next to
+        the already propagated channels: ``[N, C, d]``."""
+        if dynamic:
+            h = self._homogeneous(torch.stack(dynamic, dim=1), data,
+                                  edge_type, num_layers, conv)
+            it = iter(h.unbind(dim=1))
+            slots = [next(it) if x is None else x for x in slots]
+        return torch.stack(slots, dim=1)
+
     def channels(self, data: HeteroData) -> Tuple[Tensor, Tensor]:
         r"""Computes the propagated channels ``([U, C, d], [I, C, d])``."""
         train_ei = data[RATES].edge_index
         d = self.embedding_dim
-        item_ch, user_ch = [], []
-        if self.id_mode != 'none':
-            item_ch.append(self.item_embedding.weight)
-            user_ch.append(self.user_embedding.weight)
-        mean_op = self._mean_operator(train_ei)
         feats = self._item_features(data)
-        for m in self.modalities:
-            x = feats[m]
-            lin = self.proj[m]
-            h = self._project(x, lin, m)  # [I, 2d]
-            item_ch.append(h[:, :d] + lin.bias[:d])
-            user_ch.append(mean_op.matmul(h[:, d:]) + lin.bias[d:])
-        item_x = torch.stack(item_ch, dim=1)  # [I, C, d]
-        user_x = torch.stack(user_ch, dim=1)  # [U, C, d]
+        static = not self.finetune_features
+        item_slots: List[Optional[Tensor]] = []
+        user_slots: List[Optional[Tensor]] = []
+        item_dyn: List[Tensor] = []
+        user_dyn: List[Tensor] = []
+        if self.id_mode != 'none':
+            item_slots.append(None)
+            item_dyn.append(self.item_embedding.weight)
+            user_slots.append(None)
+            user_dyn.append(self.user_embedding.weight)
 
-        item_x = self._homogeneous(item_x, data, ITEM_SIM,
-                                   self.num_item_layers, self.ii_conv)
-        user_x = self._homogeneous(user_x, data, USER_SIM,
-                                   self.num_user_layers, self.uu_conv)
+        item_pre = self._static_item(data, feats) if static else {}
+        user_pre: Dict[str, Tuple] = {}
+        if self.user_mode == 'profile':
+            mean_op = self._mean_operator(train_ei)
+            if static:
+                user_pre = self._static_user(data, feats, train_ei)
+        for j, m in enumerate(self.modalities):
+            lin = self.proj[m]
+            if m in item_pre:
+                x, one = item_pre[m]
+                item_slots.append(self._project(x, lin.weight[:d], f'i{m}') +
+                                  one * lin.bias[:d])
+            else:
+                item_slots.append(None)
+                item_dyn.append(self._project(feats[m], lin.weight[:d], m) +
+                                lin.bias[:d])
+            if self.user_mode == 'embedding':
+                user_slots.append(None)
+                user_dyn.append(self.user_modality_embedding[:, j])
+            elif m in user_pre:
+                x, one = user_pre[m]
+                user_slots.append(
+                    self._project(x, lin.weight[d:], f'u{m}') +
+                    one * lin.bias[d:])
+            else:
+                user_slots.append(None)
+                h = self._project(feats[m], lin.weight[d:], m)
+                user_dyn.append(mean_op.matmul(h) + lin.bias[d:])
+
+        item_x = self._assemble(item_slots, item_dyn, data, ITEM_SIM,
+                                self.num_item_layers, self.ii_conv)
+        user_x = self._assemble(user_slots, user_dyn, data, USER_SIM,
+                                self.num_user_layers, self.uu_conv)
         if self.normalize:
             item_x = F.normalize(item_x, dim=-1)
             user_x = F.normalize(user_x, dim=-1)
@@ -421,11 +559,23 @@ class BRMRS(Recommender):
     def regularization(self, users: Tensor, pos_items: Tensor,
                        neg_items: Tensor,
                        out: Optional[RecOutput] = None) -> Tensor:
-        if self.id_mode == 'none':
+        r"""The squared :math:`L_2` norm of the batch's free embeddings,
+        :math:`\frac{1}{2B}\sum_b (\lVert \mathbf{e}_{u_b} \rVert^2 +
+        \lVert \mathbf{e}_{i^+_b} \rVert^2 + \lVert \mathbf{e}_{i^-_b}
+        \rVert^2 + \sum_m \lVert \mathbf{e}^{(m)}_{u_b} \rVert^2)`, with
+        the ID terms only when there is an ID channel and the per-modality
+        user terms only with :obj:`user_mode="embedding"` (projections and
+        fusion weights are not regularised)."""
+        embs = []
+        if self.id_mode != 'none':
+            embs += [self.user_embedding(users),
+                     self.item_embedding(pos_items),
+                     self.item_embedding(neg_items)]
+        if self.user_mode == 'embedding':
+            embs.append(self.user_modality_embedding[users].flatten(1))
+        if not embs:
             return super().regularization(users, pos_items, neg_items)
-        return ego_regularization(self.user_embedding(users),
-                                  self.item_embedding(pos_items),
-                                  self.item_embedding(neg_items))
+        return ego_regularization(*embs)
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}({self.num_users}, '
@@ -433,4 +583,4 @@ class BRMRS(Recommender):
                 f'embedding_dim={self.embedding_dim}, '
                 f'num_layers={self.num_layers}, '
                 f'fusion={self.user_fusion.__class__.__name__}, '
-                f'id_mode={self.id_mode})')
+                f'id_mode={self.id_mode}, user_mode={self.user_mode})')
