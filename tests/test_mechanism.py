@@ -1,71 +1,94 @@
 """Do CHNS and the synergy loss do what the paper says, on data whose
 modality-unique and synergistic signals we planted ourselves?
 
-Short training runs of BR-MRS on :func:`make_synthetic` (1,000 users, 800
-items, 30 % modality-unique users, 30 % synergy users), all from the same
-initial weights and seed, evaluated on the test split with the subsets of
-DESIGN §1.6 at K = 20:
+Both BR-MRS recipes with their shipped defaults (``brmrs_paper``, the
+paper's model, and ``brmrs``, the tuned variant), trained briefly on
+:func:`make_synthetic` with data seeds 0, 1 and 2, evaluated on the test
+split with the subsets at K = 20:
 
-* base      : every branch trained with BPR on one uniform negative;
-* +CHNS     : the modality branches trained on cross-assigned hard
-              negatives from C = 16 candidates;
-* +L_syn    : base + the synergy-aware BPR loss;
-* +both     : CHNS + L_syn.
+* full    : the recipe as shipped (CHNS with C = 16, cross assignment, and
+            L_syn);
+* no CHNS : C = 1, every branch trained on one uniform negative;
+* no L_syn: L_syn replaced by a plain BPR term on the fused branch (the
+            fused branch of ``brmrs_paper`` is trained by nothing else).
 
-What we measured (data seeds 0, 1, 2; see the closing note of issue 4): CHNS
-roughly doubles the fraction of test pairs that only one unimodal branch
-ranks in the top 20 (sum of U_m 0.13-0.15 -> 0.28-0.31), and adding L_syn
-lowers the degradation fraction U_r both without CHNS (0.052-0.065 ->
-0.040-0.057) and with it (0.10-0.11 -> 0.075-0.093). CHNS also raises U_r,
-because the unimodal branches it produces disagree more with the fused one.
+What holds on every seed, for both recipes: CHNS at least doubles (>= 1.5x
+asserted) the fraction of test pairs that exactly one unimodal branch ranks
+in the top 20 (sum of U_m). What holds on the mean over the seeds: L_syn
+lowers the degradation fraction U_r (by about 0.01 for both recipes). What
+does *not* hold here, for either recipe: L_syn enlarging the synergy
+fraction U_syn (it shrinks it slightly), so nothing asserts it. For the
+tuned ``brmrs`` the full objective also ranks clearly better (fused hit@20)
+than the one without CHNS; for ``brmrs_paper`` the difference is within a
+few points either way and is not asserted.
 """
+import statistics
+
 import pytest
 import torch
 
+from pyg_brmrs import recipes
 from pyg_brmrs.analysis import synergy_subsets
 from pyg_brmrs.data import make_synthetic
-from pyg_brmrs.nn import BRMRS
-from pyg_brmrs.objectives import BRMRSObjective
 from pyg_brmrs.training import TrainConfig, Trainer
 
+SEEDS = (0, 1, 2)
+VARIANTS = {
+    'full': {},
+    'no_chns': dict(num_candidates=1),
+    'no_syn': dict(lambda_s=0.0, bpr_weight=1.0),
+}
 
-@pytest.fixture(scope='module')
-def subsets():
-    data = make_synthetic(seed=0)
-    store = data['user', 'rates', 'item']
+
+def run(name):
     out = {}
-    for name, C, lambda_s in [('base', 1, 0.0), ('chns', 16, 0.0),
-                              ('syn', 1, 1.0), ('both', 16, 1.0)]:
-        torch.manual_seed(0)
-        model = BRMRS.from_data(data, embedding_dim=32)
-        objective = BRMRSObjective.from_data(data, num_candidates=C,
-                                             lambda_h=1.0, lambda_s=lambda_s,
-                                             bpr_weight=1.0)
-        Trainer(model, objective, data,
-                TrainConfig(epochs=15, batch_size=512, lr=5e-3,
-                            device='cpu', seed=0)).fit()
-        emb = model.embed(data)
-        out[name] = synergy_subsets(emb.user, emb.item, store.edge_index,
-                                    store.test_edge_index, k=20)
+    for seed in SEEDS:
+        data = recipes.prepare(name, make_synthetic(seed=seed))
+        store = data['user', 'rates', 'item']
+        for variant, kw in VARIANTS.items():
+            torch.manual_seed(seed)
+            model, objective = recipes.build(name, data, embedding_dim=32,
+                                             **kw)
+            Trainer(model, objective, data,
+                    TrainConfig(epochs=15, batch_size=512, lr=5e-3,
+                                device='cpu', seed=seed)).fit()
+            emb = model.embed(data)
+            out[seed, variant] = synergy_subsets(
+                emb.user, emb.item, store.edge_index, store.test_edge_index,
+                k=20)
     return out
+
+
+@pytest.fixture(scope='module', params=['brmrs_paper', 'brmrs'])
+def subsets(request):
+    return request.param, run(request.param)
 
 
 @pytest.mark.slow
 def test_chns_enlarges_the_modality_unique_subsets(subsets):
-    base = sum(subsets['base'].unique.values())
-    chns = sum(subsets['chns'].unique.values())
-    assert chns > 1.5 * base, (base, chns)
-    for m in ('image', 'text'):
-        assert subsets['chns'].unique[m] > subsets['base'].unique[m]
+    name, res = subsets
+    for seed in SEEDS:
+        full = sum(res[seed, 'full'].unique.values())
+        base = sum(res[seed, 'no_chns'].unique.values())
+        assert full > 1.5 * base, (name, seed, base, full)
+        for m in ('image', 'text'):
+            assert res[seed, 'full'].unique[m] > \
+                res[seed, 'no_chns'].unique[m], (name, seed, m)
 
 
 @pytest.mark.slow
-def test_synergy_loss_lowers_degradation(subsets):
-    assert subsets['syn'].degradation < subsets['base'].degradation
-    assert subsets['both'].degradation < subsets['chns'].degradation
+def test_synergy_loss_lowers_degradation_on_average(subsets):
+    name, res = subsets
+    full = statistics.mean(res[s, 'full'].degradation for s in SEEDS)
+    no_syn = statistics.mean(res[s, 'no_syn'].degradation for s in SEEDS)
+    assert full < no_syn, (name, full, no_syn)
 
 
 @pytest.mark.slow
-def test_full_objective_ranks_better_than_uniform_bpr(subsets):
-    assert subsets['both'].hit_rate['fused'] > \
-        subsets['base'].hit_rate['fused'] + 0.03
+def test_tuned_variant_ranks_better_with_chns(subsets):
+    name, res = subsets
+    if name != 'brmrs':
+        pytest.skip('asserted for the tuned variant only (see module doc)')
+    for seed in SEEDS:
+        assert res[seed, 'full'].hit_rate['fused'] > \
+            res[seed, 'no_chns'].hit_rate['fused'] + 0.03, seed

@@ -23,8 +23,9 @@ def fake_result(model, dataset, seed, r20, *, label=None, params=None,
 
 
 def fake_subsets(u_img, u_txt, syn, deg, k=20):
+    hits = {'fused': 0.5, 'image': 0.25 + u_img, 'text': 0.25 + u_txt}
     return {'k': k, 'num_pairs': 100, 'fused': 'fused',
-            'unimodal': ['image', 'text'], 'hit_rate': {},
+            'unimodal': ['image', 'text'], 'hit_rate': hits,
             'unique': {'image': u_img, 'text': u_txt},
             'unique_fused': {}, 'synergy': syn, 'degradation': deg,
             'retained': 0.0, 'shared': 0.0, 'all_correct': 0.0,
@@ -127,13 +128,14 @@ def test_ablation_table_subsets_columns():
     table = report.ablation_table([report.to_record(r) for r in results])
     rows = rows_of(table)
     assert rows[0] == ['Variant', 'R@10', 'R@20', 'N@10', 'N@20',
-                       'U_image %', 'U_text %', 'U_syn %', 'U_r %']
+                       'U_image %', 'U_text %', 'U_syn %', 'U_r %',
+                       'hit fused %', 'hit image %', 'hit text %']
     assert [r[0] for r in rows[2:]] == ['full', 'CHNS only', 'LightGCN']
     std = np.std([10.0, 20.0], ddof=1)
     assert rows[2][5] == f'15.00 ± {std:.2f}'
     assert rows[2][6] == '20.00 ± 0.00'
-    assert rows[3][7:] == ['2.00', '4.00']
-    assert rows[4][5:] == [report.MISSING] * 4
+    assert rows[3][7:] == ['2.00', '4.00', '50.00', '55.00', '35.00']
+    assert rows[4][5:] == [report.MISSING] * 7
     assert 'K=20' in table
 
     mixed = results[:1] + [fake_result(
@@ -216,8 +218,9 @@ def test_summary_table_and_subsets_line():
     assert rows[2][:3] == ['BR-MRS', 'baby', '7']
     assert rows[2][-3] == '0.3000'  # test R@20
     line = report.subsets_line(res['subsets'])
-    assert line.startswith('U_image 10.00% | U_text 20.00% | U_syn 3.00% | '
-                           'U_r 4.00%')
+    assert line == ('U_image 10.00% | U_text 20.00% | U_syn 3.00% | '
+                    'U_r 4.00% | hit@20 fused 50.00%, image 35.00%, text '
+                    '45.00% (K=20, 100 test pairs)')
     assert 'single-branch' in report.subsets_line(None)
 
 

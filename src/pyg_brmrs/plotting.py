@@ -59,8 +59,10 @@ def plot_synergy_subsets(
     title: Optional[str] = None,
     percent: bool = True,
 ) -> Path:
-    r"""Grouped bar chart of :math:`U_m` (one bar per modality),
-    :math:`U_{syn}` and :math:`U_r` for several models or ablations.
+    r"""Grouped bar charts of :math:`U_m` (one bar per modality),
+    :math:`U_{syn}` and :math:`U_r` (left) and of every branch's own
+    hit rate at :math:`K` (right: fused, then each unimodal branch ranking
+    alone) for several models or ablations.
 
     Args:
         results (Dict[str, SynergySubsets or dict]): Label (*e.g.*, model
@@ -88,9 +90,11 @@ def plot_synergy_subsets(
     categories += ['$U_{syn}$', '$U_r$']
     scale = 100.0 if percent else 1.0
 
-    fig = _figure(figsize=(max(5.0, 0.6 * len(categories) * len(data) + 2),
-                           3.6))
-    ax = fig.subplots()
+    branches = ['fused'] + modalities
+    fig = _figure(figsize=(max(8.0, 0.6 * (len(categories) + len(branches)) *
+                               len(data) + 3), 3.6))
+    ax, ax_hit = fig.subplots(1, 2, gridspec_kw={
+        'width_ratios': [len(categories), len(branches)]})
     width = 0.8 / len(data)
     for j, (label, d) in enumerate(data.items()):
         values = [d['unique'].get(m, float('nan')) for m in modalities]
@@ -99,16 +103,28 @@ def plot_synergy_subsets(
         bars = ax.bar(xs, [v * scale for v in values], width, label=label)
         ax.bar_label(bars, fmt='%.1f' if percent else '%.3f', fontsize=7,
                      padding=1)
+        hits = d.get('hit_rate') or {}
+        hit_values = [hits.get(b, float('nan')) for b in branches]
+        xs = [i - 0.4 + width * (j + 0.5) for i in range(len(branches))]
+        bars = ax_hit.bar(xs, [v * scale for v in hit_values], width,
+                          label=label)
+        ax_hit.bar_label(bars, fmt='%.1f' if percent else '%.3f',
+                         fontsize=7, padding=1)
     ax.set_xticks(range(len(categories)))
     ax.set_xticklabels(categories)
     ax.set_ylabel('% of held-out pairs' if percent else 'fraction of pairs')
+    ax_hit.set_xticks(range(len(branches)))
+    ax_hit.set_xticklabels(branches)
     ks = {d.get('k') for d in data.values()}
-    if title is None and len(ks) == 1 and None not in ks:
-        title = f'Synergy subsets at K={ks.pop()}'
+    k = ks.pop() if len(ks) == 1 and None not in ks else None
+    ax_hit.set_title(f'hit@{k} per branch' if k else 'hit rate per branch')
+    if title is None and k is not None:
+        title = f'Synergy subsets at K={k}'
     if title:
         ax.set_title(title)
     ax.legend(fontsize=8)
-    ax.grid(axis='y', alpha=0.3)
+    for a in (ax, ax_hit):
+        a.grid(axis='y', alpha=0.3)
     return _save(fig, path)
 
 

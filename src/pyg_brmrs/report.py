@@ -357,6 +357,9 @@ def ablation_table(records: Sequence[Record], *,
                 columns.append((ds, 'unique', m))
             header += [f'{prefix}U_syn %', f'{prefix}U_r %']
             columns += [(ds, 'synergy', ''), (ds, 'degradation', '')]
+            for b in ['fused'] + modalities:
+                header.append(f'{prefix}hit {b} %')
+                columns.append((ds, 'hit', b))
     rows = []
     for row in rows_order:
         cells = [row]
@@ -370,8 +373,12 @@ def ablation_table(records: Sequence[Record], *,
             for r in runs:
                 if not r.subsets:
                     continue
-                value = r.subsets['unique'].get(key) if kind == 'unique' \
-                    else r.subsets[kind]
+                if kind == 'hit':
+                    value = hit_rates(r.subsets).get(key)
+                elif kind == 'unique':
+                    value = r.subsets['unique'].get(key)
+                else:
+                    value = r.subsets[kind]
                 if value is not None:
                     values.append(value)
             cells.append(format_cell(values, subset_digits, scale=100.0))
@@ -385,7 +392,8 @@ def ablation_table(records: Sequence[Record], *,
                     'pairs): U_m = only the unimodal branch m ranks the item '
                     'in its top-K; U_syn = the fused branch does and no '
                     'unimodal branch does; U_r = some unimodal branch does, '
-                    f'the fused one does not; {MISSING} = single-branch '
+                    'the fused one does not; hit b = branch b ranks the item '
+                    f'in its top-K on its own; {MISSING} = single-branch '
                     'model.')
     return out
 
@@ -413,14 +421,29 @@ def metrics_table(splits: Mapping[str, Mapping[str, float]],
 
 def subsets_line(subsets: Optional[Mapping[str, Any]]) -> str:
     r"""One line such as ``U_image 3.10% | U_text 2.00% | U_syn 5.20% |
-    U_r 4.00% (K=20, 1523 test pairs)``."""
+    U_r 4.00% | hit@20 fused 10.50%, image 9.80%, text 8.00% (K=20, 1523
+    test pairs)``: the subsets, then the fraction of test pairs each branch
+    ranks alone in its top-K (fused first)."""
     if not subsets:
         return 'no subsets (single-branch model)'
     parts = [f'U_{m} {100 * v:.2f}%' for m, v in subsets['unique'].items()]
     parts += [f"U_syn {100 * subsets['synergy']:.2f}%",
               f"U_r {100 * subsets['degradation']:.2f}%"]
+    hits = hit_rates(subsets)
+    if hits:
+        parts.append(f"hit@{subsets['k']} " + ', '.join(
+            f'{b} {100 * v:.2f}%' for b, v in hits.items()))
     return (' | '.join(parts) + f" (K={subsets['k']}, {subsets['num_pairs']} "
             f"test pairs)")
+
+
+def hit_rates(subsets: Mapping[str, Any]) -> Dict[str, float]:
+    r"""The per-branch hit rates of stored subsets, the fused branch first,
+    then the unimodal branches in their stored order (empty when absent)."""
+    hits = subsets.get('hit_rate') or {}
+    fused = subsets.get('fused', 'fused')
+    order = [fused] + list(subsets.get('unimodal', subsets['unique']))
+    return {b: hits[b] for b in order if b in hits}
 
 
 def summary_table(results: Sequence[Mapping[str, Any]],
