@@ -169,3 +169,18 @@ def test_differences_and_setting_changes():
     keys = [k for k, _, _ in runs.differences(a, c)]
     assert keys == ['params.k', 'params.j', 'seed', 'data']
     assert a['config_hash'] != c['config_hash']
+
+
+def test_grid_runs_can_be_resumed_as_single_runs(data, tmp_path):
+    from pyg_brmrs.experiment import grid
+    config = TrainConfig(epochs=1, device='cpu', seed=3)
+    grid('lightgcn', data.clone(), {}, {'num_layers': [1, 2]}, config,
+         output_dir=tmp_path)
+    with pytest.raises(RunFolderError, match='grid.json'):
+        grid('lightgcn', data.clone(), {}, {'num_layers': [1, 2]}, config,
+             output_dir=tmp_path)
+    resumed = run_recipe(
+        'lightgcn', data.clone(), {'num_layers': 2},
+        TrainConfig(epochs=2, device='cpu', seed=3, resume=True,
+                    output_dir=str(tmp_path / 'run_1'))).result
+    assert resumed.epochs_run == 2 and resumed.resumed[0]['at_epoch'] == 1

@@ -331,7 +331,9 @@ def grid(name: str, data: HeteroData, params: Dict[str, Any],
         return recipes.build(name, data, **merged)
 
     res = grid_search(build, grid, data, config,
-                      str(output_dir) if output_dir is not None else None)
+                      str(output_dir) if output_dir is not None else None,
+                      describe=lambda point: {'model': name,
+                                              'params': {**params, **point}})
     if output_dir is not None and is_writer():
         folder = Path(output_dir)
         for n, entry in enumerate(res.runs):

@@ -107,7 +107,7 @@ def data_fingerprint(data: HeteroData) -> Dict[str, Any]:
     for m in names:
         x = data[ITEM][feature_key(m)].detach().to('cpu').contiguous()
         h.update(f'{m}{tuple(x.shape)}{x.dtype}'.encode())
-        h.update(x.numpy().tobytes())
+        h.update(x.reshape(-1).view(torch.uint8).numpy().tobytes())
     return {'hash': h.hexdigest(), 'num_users': num_users,
             'num_items': num_items, 'interactions': counts,
             'modalities': names}
@@ -297,7 +297,7 @@ def open_run(folder: PathLike, manifest: Dict[str, Any], *,
         return stored
     if is_writer():
         folder.mkdir(parents=True, exist_ok=True)
-        for name in held:  # overwrite (or resume of a folder without run)
+        for name in held:  # non-empty only with overwrite
             (folder / name).unlink()
         write_json(manifest, folder / MANIFEST)
     return None

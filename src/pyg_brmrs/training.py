@@ -636,6 +636,7 @@ def grid_search(
     data: HeteroData,
     config: Optional[TrainConfig] = None,
     output_dir: Optional[str] = None,
+    describe: Optional[Callable[[Dict[str, Any]], Dict[str, Any]]] = None,
 ) -> GridResult:
     r"""Trains one model per point of the Cartesian :obj:`grid` and selects
     the point with the best **validation** :obj:`config.valid_metric`
@@ -647,7 +648,12 @@ def grid_search(
         data (HeteroData): The dataset.
         config (TrainConfig, optional): Shared training configuration.
         output_dir (str, optional): Each run writes to ``output_dir/run_<n>``
-            and the summary to ``output_dir/grid.json``.
+            and the summary to ``output_dir/grid.json``. With
+            :obj:`config.resume` every run continues its folder, with
+            :obj:`config.overwrite` it replaces it.
+        describe (callable, optional): ``params -> run`` description
+            stored in each run's ``run.json`` (the :obj:`run` argument of
+            :class:`Trainer`).
     """
     config = config if config is not None else TrainConfig()
     if not grid:
@@ -660,7 +666,8 @@ def grid_search(
         if output_dir is not None:
             cfg.output_dir = str(Path(output_dir) / f'run_{n}')
         model, objective = build(params)
-        res = Trainer(model, objective, data, cfg).fit()
+        res = Trainer(model, objective, data, cfg,
+                      run=describe(params) if describe else None).fit()
         points.append({
             'params': params,
             'valid': res.valid,
