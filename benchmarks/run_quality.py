@@ -70,6 +70,7 @@ def train_one(model_name, data, params, seed, args, out_dir):
     cfg = TrainConfig(epochs=args.epochs, patience=args.patience, seed=seed,
                       device=args.device, output_dir=str(out_dir),
                       checkpoint=False, num_threads=args.threads,
+                      overwrite=True,  # no results.json: leftovers only
                       **train_kw)
     start = time.time()
     res = Trainer(model, objective, data, cfg).fit()

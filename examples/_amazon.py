@@ -86,6 +86,10 @@ def parse_args(name: str, argv: Optional[Sequence[str]],
     parser.add_argument('--resume', action='store_true',
                         help='continue interrupted runs from their last.pt '
                         '(finished runs are re-read, not retrained)')
+    parser.add_argument('--overwrite', action='store_true',
+                        help='replace the runs already in --out (without '
+                        'this or --resume, a folder holding a run is '
+                        'refused)')
     parser.add_argument('--threads', type=int, default=None,
                         help='torch CPU threads (default: torch\'s)')
     parser.add_argument('--quiet', action='store_true',
@@ -133,6 +137,7 @@ def main(name: str, argv: Optional[Sequence[str]] = None,
         for seed in args.seeds:
             config = TrainConfig(epochs=args.epochs, seed=seed,
                                  device=args.device, resume=args.resume,
+                                 overwrite=args.overwrite,
                                  output_dir=str(out / model / f'seed{seed}'))
             res = run(model, data, params, config, source=source,
                       subsets=True, built_graphs=graphs)

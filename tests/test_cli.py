@@ -290,3 +290,45 @@ def test_nothing_else_imports_cli():
             text = path.read_text()
             assert 'pyg_brmrs.cli' not in text and 'from . import cli' \
                 not in text, path
+
+
+def test_unexpected_errors_are_one_line_unless_debug(monkeypatch, tmp_path):
+    from pyg_brmrs import experiment
+
+    def fail(*args, **kwargs):
+        raise RuntimeError('CUDA out of memory.\nTried to allocate 9 GiB')
+
+    monkeypatch.setattr(experiment, 'run', fail)
+    argv = ['train', '--model', 'bprmf', *TINY, '--output-dir',
+            str(tmp_path / 'o')]
+    code, _, err = _fails(argv)
+    assert code == 1 and err.count('\n') == 1
+    assert err.startswith('pyg-brmrs train: error: unexpected RuntimeError: '
+                          'CUDA out of memory. Tried to allocate 9 GiB')
+    assert '--debug' in err
+    with pytest.raises(RuntimeError, match='CUDA out of memory'):
+        with contextlib.redirect_stdout(io.StringIO()):
+            cli.main([*argv, '--debug'])
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, 'Permission denied', '/x/results.json')
+
+    monkeypatch.setattr(experiment, 'run', denied)
+    code, _, err = _fails(argv)
+    assert code == 2
+    assert err.strip() == ("pyg-brmrs train: error: Permission denied: "
+                           "'/x/results.json'")
+
+
+def test_resumed_run_is_announced(tmp_path):
+    out = str(tmp_path / 'r')
+    code, _, _ = run_main(['train', '--model', 'bprmf', *TINY,
+                           '--output-dir', out])
+    assert code == 0
+    code, stdout, _ = run_main(['train', '--model', 'bprmf', *TINY[:-3],
+                                '--epochs', '3', '-q', '--output-dir', out,
+                                '--resume'])
+    assert code == 0
+    assert 'resumed after epoch 1 (epochs 2 -> 3)' in stdout
+    res = load(tmp_path / 'r' / 'results.json')
+    assert res['epochs_run'] == 3 and res['resumed'][0]['at_epoch'] == 2

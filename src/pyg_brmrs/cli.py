@@ -2,25 +2,38 @@ r"""The ``pyg-brmrs`` command: ``train``, ``evaluate``, ``grid`` and
 ``report``. A thin layer over :mod:`pyg_brmrs.experiment` (running) and
 :mod:`pyg_brmrs.report` (tables); see ``pyg-brmrs <command> --help``.
 
-:func:`main` returns :obj:`0` on success; invalid input (unknown model or
-parameter, malformed ``key=value``, missing files) ends with a one-line
-``pyg-brmrs <command>: error: ...`` on stderr and :class:`SystemExit` with
-code :obj:`2`, as :mod:`argparse` does for its own errors (``--debug``
-shows the traceback instead).
+:func:`main` returns :obj:`0` on success. Every failure ends with one line
+``pyg-brmrs <command>: error: ...`` on stderr that names the file, argument
+or epoch concerned, and :class:`SystemExit` with a non-zero code (``--debug``
+shows the traceback instead):
+
+* code :obj:`2` for invalid input, as :mod:`argparse` does for its own
+  errors: unknown model or parameter, malformed ``key=value``, NaN or
+  infinite numbers, missing, truncated, corrupt or unsafe files, an output
+  folder that is a file or holds another run, a resumed run that differs
+  from the stored one;
+* code :obj:`1` when a run fails (the loss diverged) or on an unexpected
+  error (the line then says ``unexpected <type>``).
+
+Output folders are checked before any data is read; every file is written
+atomically (see :mod:`pyg_brmrs.runs` for what a run folder holds).
 """
 import argparse
 import json
 import logging
+import math
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from pyg_brmrs import __version__, experiment, recipes, report
+from pyg_brmrs import __version__, experiment, recipes, report, runs
 from pyg_brmrs.data import modalities, split_sizes
 from pyg_brmrs.training import TrainConfig
+from pyg_brmrs.utils.atomic import write_text
+from pyg_brmrs.utils.distributed import is_writer
 
 PROG = 'pyg-brmrs'
 
@@ -50,14 +63,32 @@ class CLIError(ValueError):
 
 # ----------------------------------------------------------------------
 # Parsing helpers
+NON_FINITE = ('nan', '+nan', '-nan', 'inf', '+inf', '-inf', 'infinity',
+              '+infinity', '-infinity')
+
+
 def parse_value(text: str) -> Any:
     r"""A ``--param``/``--grid`` value: JSON when it parses
     (``0.5``, ``true``, ``{"image": 0.1}``), Python's ``True``/``False``/
-    ``None``, else the string itself."""
+    ``None``, else the string itself. NaN and infinite numbers (``NaN``,
+    ``Infinity``, ``inf``, ... also inside JSON objects) raise a
+    :class:`CLIError`."""
+    if text.strip().lower() in NON_FINITE:
+        raise CLIError(f"'{text}' is not a finite number")
     try:
-        return json.loads(text)
+        value = json.loads(text)
     except json.JSONDecodeError:
         return {'True': True, 'False': False, 'None': None}.get(text, text)
+    if not experiment.all_finite(value):
+        raise CLIError(f"'{text}' holds a NaN or infinite number")
+    return value
+
+
+def _parse_value_of(option: str, key: str, text: str) -> Any:
+    try:
+        return parse_value(text)
+    except CLIError as e:
+        raise CLIError(f"{option} {key}: {e}") from None
 
 
 def split_key_value(text: str, option: str) -> List[str]:
@@ -100,7 +131,7 @@ def parse_params(items: Optional[Sequence[str]]) -> Dict[str, Any]:
         key, value = split_key_value(item, '--param')
         if key in out:
             raise CLIError(f"--param {key} is given twice")
-        out[key] = parse_value(value)
+        out[key] = _parse_value_of('--param', key, value)
     return out
 
 
@@ -116,7 +147,7 @@ def parse_grid(items: Optional[Sequence[str]]) -> Dict[str, List[Any]]:
         values = [v.strip() for v in split_top_level(value)]
         if any(v == '' for v in values):
             raise CLIError(f"--grid {key}={value} has an empty value")
-        out[key] = [parse_value(v) for v in values]
+        out[key] = [_parse_value_of('--grid', key, v) for v in values]
     return out
 
 
@@ -130,13 +161,28 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _positive_float(text: str) -> float:
+def _finite_float(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"'{text}' is not a number")
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number (got "
+                                         f"{text})")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = _finite_float(text)
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be > 0 (got {value})")
+    return value
+
+
+def _nonnegative_float(text: str) -> float:
+    value = _finite_float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0 (got {value})")
     return value
 
 
@@ -211,7 +257,8 @@ def _training_options(parser: argparse.ArgumentParser) -> None:
                        f'{d.batch_size})')
     group.add_argument('--lr', type=_positive_float, default=d.lr,
                        help=f'Adam learning rate (default: {d.lr})')
-    group.add_argument('--weight-decay', type=float, default=d.weight_decay,
+    group.add_argument('--weight-decay', type=_nonnegative_float,
+                       default=d.weight_decay,
                        help=f'Adam weight decay (default: {d.weight_decay})')
     group.add_argument('--patience', type=_positive_int, default=d.patience,
                        help='early stopping: evaluations without a better '
@@ -227,9 +274,19 @@ def _training_options(parser: argparse.ArgumentParser) -> None:
                        help='auto (CUDA when available), cpu, cuda, cuda:1, '
                        '... (default: auto)')
     group.add_argument('--output-dir', metavar='DIR',
-                       help='where results.json and the checkpoints go')
-    group.add_argument('--resume', action='store_true',
-                       help='continue from DIR/last.pt if present')
+                       help='the run folder: run.json, results.json and the '
+                       'checkpoints go there; a folder holding another run '
+                       'is refused unless --resume or --overwrite is given')
+    again = group.add_mutually_exclusive_group()
+    again.add_argument('--resume', action='store_true',
+                       help='continue the run in DIR from DIR/last.pt; the '
+                       'model, its parameters, the data, the seed and every '
+                       'training setting must be those stored in '
+                       'DIR/run.json, except --epochs, --patience, '
+                       '--max-time, --device, --threads and --progress, '
+                       'which may change (recorded)')
+    again.add_argument('--overwrite', action='store_true',
+                       help='replace the run held by DIR')
     group.add_argument('--progress', action='store_true',
                        help='show tqdm progress bars')
     group.add_argument('--max-time', type=_positive_float, metavar='SECONDS',
@@ -400,6 +457,7 @@ def train_config(args, output_dir: Optional[str]) -> TrainConfig:
                        patience=args.patience, eval_every=args.eval_every,
                        seed=args.seed, device=args.device,
                        output_dir=output_dir, resume=args.resume,
+                       overwrite=args.overwrite,
                        progress=args.progress, max_time=args.max_time,
                        num_threads=args.threads)
 
@@ -435,6 +493,7 @@ def cmd_train(args) -> int:
     out = args.output_dir or str(
         Path('runs') / f'{source.dataset}-{args.model}-seed{args.seed}')
     config = train_config(args, out)
+    runs.check_output_dir(out, resume=args.resume, overwrite=args.overwrite)
     if args.threads:  # before the graphs are built, not only for training
         torch.set_num_threads(args.threads)
     data = source.load()
@@ -443,7 +502,12 @@ def cmd_train(args) -> int:
     print(f'parameters: {shown}; output: {out}')
     res = experiment.run(args.model, data, params, config, source=source,
                          subsets=args.subsets, subsets_k=args.subsets_k)
-    if args.plots:
+    for entry in res.result.resumed:
+        changed = ', '.join(f"{k} {v['stored']} -> {v['requested']}"
+                            for k, v in entry['changed'].items())
+        print(f"resumed after epoch {entry['at_epoch'] - 1}"
+              + (f' ({changed})' if changed else ''))
+    if args.plots and is_writer():
         write_plots(res, Path(out), args.model)
     print()
     print(report.summary_table([res.to_dict()]))
@@ -537,6 +601,8 @@ def cmd_grid(args) -> int:
     out = args.output_dir or str(Path('runs') /
                                  f'grid-{source.dataset}-{args.model}')
     config = train_config(args, None)
+    runs.check_output_dir(out, resume=args.resume, overwrite=args.overwrite,
+                          files=(runs.GRID,))
     if args.threads:
         torch.set_num_threads(args.threads)
     data = source.load()
@@ -565,9 +631,7 @@ def cmd_report(args) -> int:
         table = report.results_table(records, ks=args.ks, split=args.split,
                                      digits=args.digits)
     if args.out:
-        path = Path(args.out)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(table + '\n')
+        path = write_text(table + '\n', args.out)
         print(f'{len(records)} runs -> {path}')
     else:
         print(table)
@@ -586,12 +650,28 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         with _logging(args.quiet):
             return args.func(args)
-    except (ValueError, FileNotFoundError, TypeError) as e:
+    except Exception as e:
         if args.debug:
             raise
-        message = ' '.join(str(e).split()) or type(e).__name__
+        code, message = error_line(e)
         print(f'{PROG} {args.command}: error: {message}', file=sys.stderr)
-        raise SystemExit(2)
+        raise SystemExit(code)
+
+
+def error_line(e: Exception) -> Tuple[int, str]:
+    r"""The exit code and the one-line message of an error (see the module
+    docstring)."""
+    text = ' '.join(str(e).split())
+    if isinstance(e, OSError) and e.filename is not None and \
+            not isinstance(e, FileNotFoundError):
+        # e.g. "[Errno 13] Permission denied: 'x'" or "[Errno 28] No space"
+        text = f"{e.strerror or type(e).__name__}: '{e.filename}'"
+    if isinstance(e, (ValueError, TypeError, OSError)):
+        return 2, text or type(e).__name__
+    if isinstance(e, FloatingPointError):
+        return 1, text or 'training diverged'
+    return 1, (f'unexpected {type(e).__name__}: {text} (rerun with --debug '
+               f'for the traceback)')
 
 
 if __name__ == '__main__':  # pragma: no cover

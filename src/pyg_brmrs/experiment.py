@@ -19,18 +19,20 @@ Every run writes ``results.json`` (with :obj:`output_dir`) holding the
 ``"subsets"`` (:obj:`None` unless asked for and the model has unimodal
 branches) and ``info["run"] = {"model", "params", "data", "dataset",
 "label"}``, from which :func:`restore` rebuilds the model of a checkpoint
-without any other input.
+without any other input. The run folder and its manifest ``run.json`` are
+managed as described in :mod:`pyg_brmrs.runs`: the recipe name and its
+parameters identify the run when it is resumed.
 """
 import copy
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
-import torch
 from torch_geometric.data import HeteroData
 
-from pyg_brmrs import recipes
+from pyg_brmrs import recipes, runs
 from pyg_brmrs.analysis import SynergySubsets, synergy_subsets
 from pyg_brmrs.data import make_synthetic, read_diffmm, read_mmrec
 from pyg_brmrs.data.schema import ITEM_SIM, RATES, USER_SIM
@@ -43,7 +45,11 @@ from pyg_brmrs.training import (
     TrainResult,
     grid_search,
     seed_everything,
+    state_dict_problem,
 )
+from pyg_brmrs.utils import atomic
+from pyg_brmrs.utils.checkpoint import CheckpointError, load_checkpoint
+from pyg_brmrs.utils.distributed import is_writer
 
 PathLike = Union[str, Path]
 FORMATS = ('mmrec', 'diffmm', 'synthetic')
@@ -205,12 +211,31 @@ class RunResult:
 
 
 def write_json(obj: Any, path: PathLike) -> Path:
-    r"""Writes :obj:`obj` as indented JSON (non-JSON values as strings)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, 'w') as f:
-        json.dump(obj, f, indent=1, default=str)
-    return path
+    r"""Writes :obj:`obj` atomically as indented strict JSON (non-finite
+    numbers as ``null``, other non-JSON values as strings; see
+    :func:`pyg_brmrs.utils.atomic.write_json`)."""
+    return atomic.write_json(obj, path)
+
+
+def all_finite(value: Any) -> bool:
+    r""":obj:`False` if :obj:`value` is, or holds (in nested dicts, lists
+    and tuples), a NaN or infinite float."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(all_finite(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return all(all_finite(v) for v in value)
+    return True
+
+
+def check_params(params: Dict[str, Any], where: str = 'params') -> None:
+    r"""Raises a :class:`ValueError` naming the parameter if a value of
+    :obj:`params` (or a number nested in it) is NaN or infinite."""
+    for key, value in params.items():
+        if not all_finite(value):
+            raise ValueError(f"{where}: '{key}' must be finite (got "
+                             f"{value!r})")
 
 
 def run_spec(name: str, params: Dict[str, Any],
@@ -245,10 +270,15 @@ def run(name: str, data: HeteroData,
     params = dict(params or {})
     config = config if config is not None else TrainConfig()
     recipes.split_params(name, params)  # validates the names early
+    check_params(params)
+    if config.output_dir:  # before the graphs are built
+        runs.check_output_dir(config.output_dir, resume=config.resume,
+                              overwrite=config.overwrite)
     graphs = ensure_graphs(name, data, params, built_graphs)
     seed_everything(config.seed)
     model, objective = recipes.build(name, data, **params)
-    trainer = Trainer(model, objective, data, config)
+    trainer = Trainer(model, objective, data, config,
+                      run={'model': name, 'params': params})
     result = trainer.fit()
     result.info['run'] = run_spec(name, params, source, label)
     sub = None
@@ -258,7 +288,8 @@ def run(name: str, data: HeteroData,
     out = RunResult(result, sub, trainer.model, trainer.data, graphs)
     if config.output_dir:
         out.output_dir = Path(config.output_dir)
-        write_json(out.to_dict(), out.output_dir / 'results.json')
+        if is_writer():
+            write_json(out.to_dict(), out.output_dir / runs.RESULTS)
     return out
 
 
@@ -286,6 +317,11 @@ def grid(name: str, data: HeteroData, params: Dict[str, Any],
         raise ValueError(f"Parameters {overlap} are both fixed and searched")
     recipes.split_params(name, {**params, **{k: v[0]
                                              for k, v in grid.items()}})
+    check_params(params)
+    check_params(grid, 'grid')
+    if output_dir is not None:
+        runs.check_output_dir(output_dir, resume=config.resume,
+                              overwrite=config.overwrite, files=(runs.GRID,))
     state: Dict[str, Any] = {'graphs': None}
 
     def build(point: Dict[str, Any]) -> Tuple[Recommender, Objective]:
@@ -295,14 +331,15 @@ def grid(name: str, data: HeteroData, params: Dict[str, Any],
         return recipes.build(name, data, **merged)
 
     res = grid_search(build, grid, data, config,
-                      str(output_dir) if output_dir is not None else None)
-    if output_dir is not None:
+                      str(output_dir) if output_dir is not None else None,
+                      describe=lambda point: {'model': name,
+                                              'params': {**params, **point}})
+    if output_dir is not None and is_writer():
         folder = Path(output_dir)
         for n, entry in enumerate(res.runs):
-            path = folder / f'run_{n}' / 'results.json'
+            path = folder / f'run_{n}' / runs.RESULTS
             if path.exists():
-                with open(path) as f:
-                    stored = json.load(f)
+                stored = load_results(path)
                 stored['info']['run'] = run_spec(
                     name, {**params, **entry['params']}, source)
                 stored.setdefault('subsets', None)
@@ -311,7 +348,7 @@ def grid(name: str, data: HeteroData, params: Dict[str, Any],
         summary.update(model=name, fixed_params=params,
                        data=source.to_dict() if source else None,
                        dataset=source.dataset if source else None)
-        write_json(summary, folder / 'grid.json')
+        write_json(summary, folder / runs.GRID)
     return res
 
 
@@ -365,6 +402,17 @@ def restore(checkpoint: PathLike, spec: Optional[Dict[str, Any]] = None, *,
     to the checkpoint. The dataset is loaded, its graphs rebuilt, the
     global seeds set to the run's seed, the model built and the
     checkpoint's weights loaded. :obj:`device` overrides the run's device.
+
+    The checkpoint is read with ``weights_only=True``
+    (:func:`~pyg_brmrs.utils.checkpoint.load_checkpoint`): a file holding
+    anything but tensors and plain data is refused without being unpickled.
+
+    Raises:
+        FileNotFoundError: if the checkpoint (or, without :obj:`spec`, the
+            ``results.json`` next to it) does not exist.
+        CheckpointError: (a :class:`ValueError`) if the checkpoint is
+            empty, truncated, corrupt, unsafe, or does not fit the model
+            built from the run record; the message names the file.
     """
     checkpoint = Path(checkpoint)
     if not checkpoint.is_file():
@@ -385,13 +433,13 @@ def restore(checkpoint: PathLike, spec: Optional[Dict[str, Any]] = None, *,
         if spec.get(key) is None:
             raise ValueError(f"The run record lacks '{key}' (got "
                              f"{sorted(spec)})")
-    state = torch.load(checkpoint, map_location='cpu', weights_only=False)
-    if not isinstance(state, dict) or 'model' not in state or \
-            'config' not in state:
-        raise ValueError(f"'{checkpoint}' is not a pyg-brmrs checkpoint")
+    state = load_checkpoint(checkpoint)
+    if 'model' not in state or not isinstance(state.get('config'), dict):
+        raise CheckpointError(f"'{checkpoint}' is not a pyg-brmrs checkpoint "
+                              f"(no 'model' and 'config' entries)")
     cfg = dict(state['config'])
-    cfg.update(output_dir=None, resume=False, checkpoint=False,
-               progress=False)
+    cfg.update(output_dir=None, resume=False, overwrite=False,
+               checkpoint=False, progress=False)
     if device is not None:
         cfg['device'] = device
     config = TrainConfig(**cfg)
@@ -400,5 +448,12 @@ def restore(checkpoint: PathLike, spec: Optional[Dict[str, Any]] = None, *,
     ensure_graphs(name, data, params)
     seed_everything(config.seed)
     model, objective = recipes.build(name, data, **params)
-    model.load_state_dict(state['model'])
+    try:
+        model.load_state_dict(state['model'])
+    except (RuntimeError, ValueError, TypeError) as e:
+        raise CheckpointError(
+            f"checkpoint '{checkpoint}' does not fit model '{name}' with "
+            f"parameters {json.dumps(params, default=str)} on "
+            f"{DataSource.from_dict(dict(spec['data'])).dataset} data: "
+            f"{state_dict_problem(e)}") from None
     return Restored(model, objective, data, config, dict(spec), state)

@@ -12,6 +12,8 @@ import os
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
+from pyg_brmrs.utils.atomic import atomic_write
+
 PathLike = Union[str, 'os.PathLike[str]']
 
 
@@ -31,11 +33,13 @@ def _figure(**kwargs):
 
 
 def _save(fig, path: PathLike) -> Path:
+    r"""Writes :obj:`fig` as a PNG file, atomically (a temporary file next
+    to :obj:`path` renamed onto it)."""
     path = Path(path)
     if path.suffix.lower() != '.png':
         raise ValueError(f"'path' must end with '.png' (got '{path}')")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=150, bbox_inches='tight')
+    with atomic_write(path, 'wb') as f:
+        fig.savefig(f, format='png', dpi=150, bbox_inches='tight')
     return path
 
 

@@ -14,8 +14,9 @@ best validation epoch.
 """
 import copy
 import itertools
-import json
 import logging
+import math
+import numbers
 import os
 import platform
 import random
@@ -29,14 +30,39 @@ import numpy as np
 import torch
 from torch_geometric.data import HeteroData
 
+from pyg_brmrs import runs
 from pyg_brmrs.data.schema import RATES, num_items
 from pyg_brmrs.evaluation import RankingEvaluator
 from pyg_brmrs.nn.base import Recommender
 from pyg_brmrs.objectives import Objective
+from pyg_brmrs.utils.atomic import write_json
+from pyg_brmrs.utils.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    save_checkpoint,
+)
+from pyg_brmrs.utils.distributed import is_writer
 
 logger = logging.getLogger('pyg_brmrs')
 
-CHECKPOINT_VERSION = 1
+#: Version 2: random-number-generator states stored as tensors and tuples,
+#: so that checkpoints load with ``weights_only=True``; ``config_hash``
+#: ties a checkpoint to the ``run.json`` of its folder.
+CHECKPOINT_VERSION = 2
+
+
+def _check_number(name: str, value: Any, minimum: float,
+                  strict: bool = False) -> None:
+    r"""Raises a :class:`ValueError` naming ``TrainConfig.<name>`` unless
+    :obj:`value` is a finite real number above (:obj:`strict`) or at least
+    :obj:`minimum`."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) \
+        and math.isfinite(value) and (value > minimum if strict else
+                                      value >= minimum)
+    if not ok:
+        bound = f"> {minimum:g}" if strict else f">= {minimum:g}"
+        raise ValueError(f"TrainConfig.{name} must be a finite number "
+                         f"{bound} (got {value!r})")
 
 
 @dataclass
@@ -62,11 +88,20 @@ class TrainConfig:
         eval_batch_size (int): Users ranked at once. (default: :obj:`4096`)
         mask_valid_in_test (bool): Also mask validation items when ranking
             for test (MMRec does not). (default: :obj:`False`)
-        output_dir (str, optional): Where ``results.json`` and the
-            checkpoints go (:obj:`None`: nothing is written).
+        output_dir (str, optional): The run folder: ``run.json``,
+            ``results.json`` and the checkpoints go there (:obj:`None`:
+            nothing is written). A folder that already holds a run is
+            refused unless :obj:`resume` or :obj:`overwrite` is set (see
+            :mod:`pyg_brmrs.runs`).
         checkpoint (bool): Save ``last.pt`` every epoch and ``best.pt`` at
             every improvement into :obj:`output_dir`. (default: :obj:`True`)
-        resume (bool): Continue from ``output_dir/last.pt`` if present.
+        resume (bool): Continue the run of :obj:`output_dir` from its
+            ``last.pt`` (a fresh run when the folder holds none). The stored
+            run must be the requested one: model, data and every setting
+            except those of :obj:`pyg_brmrs.runs.RESUMABLE` (epochs,
+            patience, ...), which are applied and recorded.
+            (default: :obj:`False`)
+        overwrite (bool): Replace the run held by :obj:`output_dir`.
             (default: :obj:`False`)
         progress (bool): Show tqdm progress bars. (default: :obj:`False`)
         max_time (float, optional): Stop after this many seconds of training
@@ -88,6 +123,7 @@ class TrainConfig:
     output_dir: Optional[str] = None
     checkpoint: bool = True
     resume: bool = False
+    overwrite: bool = False
     progress: bool = False
     max_time: Optional[float] = None
     num_threads: Optional[int] = None
@@ -99,11 +135,20 @@ class TrainConfig:
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"TrainConfig.{name} must be a positive int "
                                  f"(got {value!r})")
-        if self.lr <= 0:
-            raise ValueError(f"TrainConfig.lr must be > 0 (got {self.lr})")
-        if self.weight_decay < 0:
-            raise ValueError(f"TrainConfig.weight_decay must be >= 0 (got "
-                             f"{self.weight_decay})")
+        _check_number('lr', self.lr, minimum=0.0, strict=True)
+        _check_number('weight_decay', self.weight_decay, minimum=0.0)
+        if self.max_time is not None:
+            _check_number('max_time', self.max_time, minimum=0.0,
+                          strict=True)
+        if isinstance(self.seed, bool) or \
+                not isinstance(self.seed, numbers.Integral):
+            raise ValueError(f"TrainConfig.seed must be an int (got "
+                             f"{self.seed!r})")
+        if self.resume and self.overwrite:
+            raise ValueError("TrainConfig.resume and TrainConfig.overwrite "
+                             "exclude each other")
+        self.seed = int(self.seed)
+        self.lr, self.weight_decay = float(self.lr), float(self.weight_decay)
         self.ks = tuple(int(k) for k in self.ks)
         metric, _, k = self.valid_metric.partition('@')
         if not k.isdigit() or int(k) not in self.ks:
@@ -129,15 +174,19 @@ class TrainResult:
     eval_time: float
     config: Dict[str, Any]
     info: Dict[str, Any] = field(default_factory=dict)
+    #: One entry per resumption: ``{"at_epoch": n, "changed": {...},
+    #: "date": ...}``, meaning epochs ``0 .. n - 1`` come from the
+    #: checkpoint and the following ones were trained after resuming;
+    #: ``changed`` holds the settings changed on resume.
+    resumed: List[Dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> Dict[str, Any]:
         return asdict(self)
 
     def save(self, path) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, 'w') as f:
-            json.dump(self.to_dict(), f, indent=1)
+        r"""Writes :meth:`to_dict` to :obj:`path` atomically as strict JSON
+        (non-finite numbers as ``null``)."""
+        write_json(self.to_dict(), path)
 
 
 def seed_everything(seed: int) -> None:
@@ -179,8 +228,9 @@ def environment_info() -> Dict[str, Any]:
 
 class Trainer:
     r"""Fits a :class:`~pyg_brmrs.nn.Recommender` with an
-    :class:`~pyg_brmrs.objectives.Objective` on a dataset in the schema of
-    DESIGN §2 (training edges, ``val_edge_index``, ``test_edge_index``).
+    :class:`~pyg_brmrs.objectives.Objective` on a dataset in the
+    :mod:`pyg_brmrs.data.schema` (training edges, ``val_edge_index``,
+    ``test_edge_index``).
 
     Every epoch: :meth:`~pyg_brmrs.nn.Recommender.on_epoch_start`, a
     shuffled pass over the training pairs in batches of
@@ -194,15 +244,33 @@ class Trainer:
     :obj:`config.seed` and saved in the checkpoints, so an interrupted run
     resumed from ``last.pt`` reproduces the uninterrupted one.
 
+    With :obj:`config.output_dir` the trainer owns a run folder (see
+    :mod:`pyg_brmrs.runs`): it is checked before training starts (a file,
+    an unwritable folder or a folder holding another run is refused unless
+    :obj:`config.overwrite`), ``run.json`` records the run, ``last.pt`` and
+    ``best.pt`` are written atomically every epoch / improvement and
+    ``results.json`` at the end. :obj:`config.resume` continues the run
+    only if the stored ``run.json`` describes the requested run. Under
+    :mod:`torch.distributed` only rank 0 writes.
+
     Args:
         model (Recommender): The model.
         objective (Objective): The training objective (its sampler is bound
             to the trainer's generator).
         data (HeteroData): The dataset.
         config (TrainConfig, optional): Hyper-parameters.
+        run (dict, optional): What is trained, as JSON-able values, for the
+            ``run`` entry of ``run.json`` (*e.g.* ``{"model": "brmrs",
+            "params": {...}}``); by default the reprs of :obj:`model` and
+            :obj:`objective`.
+
+    Raises:
+        FloatingPointError: from :meth:`fit` when a loss is NaN or infinite
+            (the message names the epoch, the batch and the terms).
     """
     def __init__(self, model: Recommender, objective: Objective,
-                 data: HeteroData, config: Optional[TrainConfig] = None):
+                 data: HeteroData, config: Optional[TrainConfig] = None,
+                 run: Optional[Dict[str, Any]] = None):
         self.config = config if config is not None else TrainConfig()
         cfg = self.config
         store = data[RATES]
@@ -217,6 +285,8 @@ class Trainer:
         self.data = data.to(self.device)
         self.model = model.to(self.device)
         self.objective = objective.to(self.device)
+        self.run = dict(run) if run is not None else {
+            'model': repr(self.model), 'objective': repr(self.objective)}
         self.generator = torch.Generator(device=self.device)
         self.objective.generator = self.generator
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr,
@@ -234,6 +304,7 @@ class Trainer:
             exclude_edge_index=store.val_edge_index
             if cfg.mask_valid_in_test else None)
         self.output_dir = Path(cfg.output_dir) if cfg.output_dir else None
+        self.manifest: Optional[Dict[str, Any]] = None
         self._reset_state()
 
     def _reset_state(self):
@@ -247,6 +318,7 @@ class Trainer:
         self.train_time = 0.0
         self.eval_time = 0.0
         self.best_state: Optional[Dict[str, Any]] = None
+        self.resumed: List[Dict[str, Any]] = []
 
     # ------------------------------------------------------------------
     def train_epoch(self) -> Dict[str, float]:
@@ -264,14 +336,18 @@ class Trainer:
         if cfg.progress:
             from tqdm.auto import tqdm
             iterator = tqdm(batches, desc=f'epoch {self.epoch}', leave=False)
-        for idx in iterator:
+        for n, idx in enumerate(iterator):
             users, pos = edge_index[0, idx], edge_index[1, idx]
             terms = self.objective(self.model, self.data, users, pos)
             loss = terms['loss']
             if not torch.isfinite(loss):
+                shown = ', '.join(f'{k}={float(v.detach()):.4g}'
+                                  for k, v in terms.items())
                 raise FloatingPointError(
-                    f"Non-finite loss {float(loss)} at epoch {self.epoch}; "
-                    f"terms: {({k: float(v) for k, v in terms.items()})}")
+                    f"training diverged at epoch {self.epoch}, batch "
+                    f"{n + 1} of {len(batches)}: the loss is {float(loss)} "
+                    f"({shown}); try a smaller learning rate (lr="
+                    f"{cfg.lr:g})")
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
@@ -291,6 +367,45 @@ class Trainer:
             self.test_evaluator
         return evaluator(out.user_emb, out.item_emb)
 
+    def _open_run(self) -> None:
+        r"""Checks and prepares the run folder (see :mod:`pyg_brmrs.runs`)
+        and, when resuming, loads ``last.pt``."""
+        cfg = self.config
+        if self.output_dir is None:
+            if cfg.resume:
+                raise ValueError("TrainConfig.resume needs an output_dir")
+            return
+        requested = runs.make_manifest(
+            self.run, runs.data_fingerprint(self.data), cfg.to_dict())
+        stored = runs.open_run(self.output_dir, requested, resume=cfg.resume,
+                               overwrite=cfg.overwrite)
+        self.manifest = requested if stored is None else stored
+        last = self.output_dir / runs.LAST
+        if stored is None:
+            return
+        if not last.exists():  # killed before an epoch ended: start over
+            self.manifest = requested
+            if is_writer():
+                write_json(requested, self.output_dir / runs.MANIFEST)
+            return
+        state = load_checkpoint(last)
+        if state.get('config_hash') != stored['config_hash']:
+            raise CheckpointError(
+                f"checkpoint '{last}' belongs to another run than "
+                f"'{self.output_dir / runs.MANIFEST}' (config hash "
+                f"{state.get('config_hash')!r}, expected "
+                f"{stored['config_hash']!r})")
+        self._load_state(state, last)
+        entry = {'at_epoch': self.epoch,
+                 'changed': runs.setting_changes(stored, requested),
+                 'date': time.strftime('%Y-%m-%d %H:%M:%S %Z')}
+        self.resumed.append(entry)
+        self.manifest = runs.record_resume(self.output_dir, stored,
+                                           requested, entry)
+        logger.info('Resumed from %s after epoch %d%s', last, self.epoch - 1,
+                    f" (changed: {entry['changed']})" if entry['changed']
+                    else '')
+
     def fit(self) -> TrainResult:
         r"""Runs the training loop (resuming when asked) and returns the
         :class:`TrainResult`."""
@@ -298,14 +413,7 @@ class Trainer:
         seed_everything(cfg.seed)
         self.generator.manual_seed(cfg.seed)
         self._reset_state()
-        if cfg.resume:
-            if self.output_dir is None:
-                raise ValueError("TrainConfig.resume needs an output_dir")
-            last = self.output_dir / 'last.pt'
-            if last.exists():
-                self.load_checkpoint(last)
-                logger.info('Resumed from %s after epoch %d', last,
-                            self.epoch - 1)
+        self._open_run()
         stopped_early = False
         start_wall = time.perf_counter() - self.train_time - self.eval_time
         while self.epoch < cfg.epochs:
@@ -340,7 +448,7 @@ class Trainer:
                         k: v.detach().to('cpu', copy=True)
                         for k, v in self.model.state_dict().items()
                     }
-                    self._save('best.pt', best=True)
+                    self._save(runs.BEST, best=True)
                 else:
                     self.bad_evals += 1
                 record['eval_time'] = time.perf_counter() - t1
@@ -349,7 +457,7 @@ class Trainer:
             self.history.append(record)
             logger.info(self._format(record))
             self.epoch += 1
-            self._save('last.pt')
+            self._save(runs.LAST)
         if self.bad_evals >= cfg.patience:
             stopped_early = True
         if self.best_state is not None:
@@ -373,9 +481,10 @@ class Trainer:
                                       for p in self.model.parameters()),
                 'epoch_time_mean': self.train_time / max(self.epoch, 1),
             },
+            resumed=copy.deepcopy(self.resumed),
         )
-        if self.output_dir is not None:
-            result.save(self.output_dir / 'results.json')
+        if self.output_dir is not None and is_writer():
+            result.save(self.output_dir / runs.RESULTS)
         return result
 
     @staticmethod
@@ -393,8 +502,13 @@ class Trainer:
 
     # ------------------------------------------------------------------
     def state_dict(self) -> Dict[str, Any]:
+        r"""Everything needed to continue training, as tensors and plain
+        Python values only (loadable with ``weights_only=True``)."""
+        name, keys, pos, has_gauss, cached = np.random.get_state()
         state = {
             'version': CHECKPOINT_VERSION,
+            'config_hash': self.manifest['config_hash']
+            if self.manifest else None,
             'model': self.model.state_dict(),
             'optimizer': self.optimizer.state_dict(),
             'epoch': self.epoch,
@@ -407,9 +521,12 @@ class Trainer:
             'train_time': self.train_time,
             'eval_time': self.eval_time,
             'best_state': self.best_state,
+            'resumed': self.resumed,
             'generator': self.generator.get_state(),
             'torch_rng': torch.get_rng_state(),
-            'numpy_rng': np.random.get_state(),
+            'numpy_rng': (str(name),
+                          torch.from_numpy(keys.astype(np.int64)),
+                          int(pos), int(has_gauss), float(cached)),
             'python_rng': random.getstate(),
             'config': self.config.to_dict(),
         }
@@ -418,41 +535,85 @@ class Trainer:
         return state
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
+        r"""Restores a :meth:`state_dict`.
+
+        Raises:
+            CheckpointError: if :obj:`state` is of another version or does
+                not fit this trainer's model or optimizer.
+        """
+        self._load_state(state, None)
+
+    def _load_state(self, state: Dict[str, Any], path: Optional[Path]):
+        where = f"checkpoint '{path}'" if path is not None else 'the state'
         if state.get('version') != CHECKPOINT_VERSION:
-            raise ValueError(f"Unsupported checkpoint version "
-                             f"{state.get('version')}")
-        self.model.load_state_dict(state['model'])
-        self.optimizer.load_state_dict(state['optimizer'])
-        for key in ('epoch', 'history', 'best_value', 'best_epoch',
-                    'best_valid', 'best_test', 'bad_evals', 'train_time',
-                    'eval_time', 'best_state'):
-            setattr(self, key, state[key])
-        self.generator.set_state(state['generator'])
-        torch.set_rng_state(state['torch_rng'])
-        np.random.set_state(state['numpy_rng'])
-        random.setstate(state['python_rng'])
-        if 'cuda_rng' in state and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state['cuda_rng'])
+            raise CheckpointError(
+                f"{where} has version {state.get('version')!r}; resuming "
+                f"needs version {CHECKPOINT_VERSION} (written by this "
+                f"pyg-brmrs)")
+        try:
+            self.model.load_state_dict(state['model'])
+            self.optimizer.load_state_dict(state['optimizer'])
+            values = {key: state[key] for key in (
+                'epoch', 'history', 'best_value', 'best_epoch', 'best_valid',
+                'best_test', 'bad_evals', 'train_time', 'eval_time',
+                'best_state')}
+            self.generator.set_state(state['generator'])
+            torch.set_rng_state(state['torch_rng'])
+            name, keys, pos, has_gauss, cached = state['numpy_rng']
+            np.random.set_state((name, keys.cpu().numpy().astype(np.uint32),
+                                 pos, has_gauss, cached))
+            random.setstate(state['python_rng'])
+            if 'cuda_rng' in state and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(state['cuda_rng'])
+        except (RuntimeError, ValueError, KeyError, TypeError,
+                AttributeError) as e:
+            raise CheckpointError(f"{where} does not fit this model and "
+                                  f"optimizer: {state_dict_problem(e)}"
+                                  ) from None
+        for key, value in values.items():
+            setattr(self, key, value)
+        self.resumed = list(state.get('resumed') or [])
 
     def load_checkpoint(self, path) -> None:
-        self.load_state_dict(torch.load(path, map_location=self.device,
-                                        weights_only=False))
+        r"""Restores the ``last.pt`` at :obj:`path` (read on the CPU with
+        ``weights_only=True``, see
+        :func:`~pyg_brmrs.utils.checkpoint.load_checkpoint`; the model and
+        optimizer states are copied to the trainer's device)."""
+        path = Path(path)
+        self._load_state(load_checkpoint(path), path)
 
     def _save(self, name: str, best: bool = False) -> None:
-        if self.output_dir is None or not self.config.checkpoint:
+        if self.output_dir is None or not self.config.checkpoint or \
+                not is_writer():
             return
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        path = self.output_dir / name
-        tmp = path.with_suffix('.tmp')
         if best:
-            torch.save({'version': CHECKPOINT_VERSION,
-                        'model': self.model.state_dict(),
-                        'epoch': self.epoch, 'valid': self.best_valid,
-                        'test': self.best_test,
-                        'config': self.config.to_dict()}, tmp)
+            state = {'version': CHECKPOINT_VERSION,
+                     'config_hash': self.manifest['config_hash']
+                     if self.manifest else None,
+                     'model': self.model.state_dict(),
+                     'epoch': self.epoch, 'valid': self.best_valid,
+                     'test': self.best_test,
+                     'config': self.config.to_dict()}
         else:
-            torch.save(self.state_dict(), tmp)
-        os.replace(tmp, path)
+            state = self.state_dict()
+        save_checkpoint(state, self.output_dir / name)
+
+
+def state_dict_problem(e: BaseException) -> str:
+    r"""The first problem of a ``load_state_dict`` error on one line, with
+    the number of the others (PyTorch lists every missing key and every
+    size mismatch)."""
+    text = str(e) if not isinstance(e, KeyError) else f'missing entry {e}'
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if not lines:
+        return type(e).__name__
+    problems = lines[1:] if lines[0].startswith('Error(s) in loading') \
+        else lines
+    first = problems[0] if problems else lines[0]
+    if len(first) > 300:
+        first = first[:300] + '...'
+    more = len(problems) - 1
+    return first + (f' (and {more} more problem(s))' if more > 0 else '')
 
 
 # ----------------------------------------------------------------------
@@ -475,6 +636,7 @@ def grid_search(
     data: HeteroData,
     config: Optional[TrainConfig] = None,
     output_dir: Optional[str] = None,
+    describe: Optional[Callable[[Dict[str, Any]], Dict[str, Any]]] = None,
 ) -> GridResult:
     r"""Trains one model per point of the Cartesian :obj:`grid` and selects
     the point with the best **validation** :obj:`config.valid_metric`
@@ -486,21 +648,27 @@ def grid_search(
         data (HeteroData): The dataset.
         config (TrainConfig, optional): Shared training configuration.
         output_dir (str, optional): Each run writes to ``output_dir/run_<n>``
-            and the summary to ``output_dir/grid.json``.
+            and the summary to ``output_dir/grid.json``. With
+            :obj:`config.resume` every run continues its folder, with
+            :obj:`config.overwrite` it replaces it.
+        describe (callable, optional): ``params -> run`` description
+            stored in each run's ``run.json`` (the :obj:`run` argument of
+            :class:`Trainer`).
     """
     config = config if config is not None else TrainConfig()
     if not grid:
         raise ValueError("'grid' must name at least one parameter")
     names = list(grid)
-    runs = []
+    points = []
     for n, values in enumerate(itertools.product(*(grid[k] for k in names))):
         params = dict(zip(names, values))
         cfg = copy.deepcopy(config)
         if output_dir is not None:
             cfg.output_dir = str(Path(output_dir) / f'run_{n}')
         model, objective = build(params)
-        res = Trainer(model, objective, data, cfg).fit()
-        runs.append({
+        res = Trainer(model, objective, data, cfg,
+                      run=describe(params) if describe else None).fit()
+        points.append({
             'params': params,
             'valid': res.valid,
             'test': res.test,
@@ -510,11 +678,9 @@ def grid_search(
         })
         logger.info('grid %s -> valid %s %.4f', params, config.valid_metric,
                     res.valid.get(config.valid_metric, float('nan')))
-    best = max(runs, key=lambda r: r['valid'].get(config.valid_metric,
+    best = max(points, key=lambda r: r['valid'].get(config.valid_metric,
                                                   -float('inf')))
-    result = GridResult(runs, best['params'], best, config.valid_metric)
-    if output_dir is not None:
-        Path(output_dir).mkdir(parents=True, exist_ok=True)
-        with open(Path(output_dir) / 'grid.json', 'w') as f:
-            json.dump(result.to_dict(), f, indent=1, default=str)
+    result = GridResult(points, best['params'], best, config.valid_metric)
+    if output_dir is not None and is_writer():
+        write_json(result.to_dict(), Path(output_dir) / runs.GRID)
     return result

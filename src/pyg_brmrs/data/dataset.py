@@ -5,6 +5,7 @@ from typing import Callable, List, Optional, Sequence
 
 from torch_geometric.data import HeteroData, InMemoryDataset
 
+from ..utils.atomic import atomic_path
 from .feature_files import FEATURE_SUFFIX, find_feature_files
 from .mmrec import read_mmrec
 
@@ -129,7 +130,8 @@ class MMRecDataset(InMemoryDataset):
                           modalities=self.modalities)
         if self.pre_transform is not None:
             data = self.pre_transform(data)
-        self.save([data], self.processed_paths[0])
+        with atomic_path(self.processed_paths[0]) as tmp:
+            self.save([data], str(tmp))
 
     def __repr__(self) -> str:
         return f'{self.__class__.__name__}({self.name})'

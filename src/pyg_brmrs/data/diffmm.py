@@ -8,6 +8,11 @@ r"""Reading the DiffMM / MMSSL dataset folder layout.
         tstMat.pkl
         image_feat.npy   [num_items, F_image]
         ...              one <modality>_feat.npy per modality
+
+The pickles are read by :class:`MatrixUnpickler`, which admits only NumPy
+arrays, dtypes and scalars and :mod:`scipy.sparse` matrices / arrays: a
+file that refers to anything else (*e.g.* ``os.system`` through a crafted
+``__reduce__``) is refused before it is called.
 """
 import os
 import os.path as osp
@@ -36,14 +41,71 @@ def layout(folder: str = '<folder>') -> str:
             f'array per modality (e.g. image_feat.npy, audio_feat.npy)')
 
 
+class RefusedGlobal(pickle.UnpicklingError):
+    r"""A pickle that refers to a global :class:`MatrixUnpickler` does not
+    admit."""
+
+
+#: NumPy functions that rebuild arrays and scalars (by module suffix).
+_NUMPY_FUNCTIONS = ('_reconstruct', 'scalar', '_frombuffer')
+#: Plain data types of :mod:`builtins` (containers of old sparse formats).
+_PLAIN = ('object', 'dict', 'list', 'tuple', 'set', 'frozenset', 'int',
+          'float', 'complex', 'bool', 'bytes', 'bytearray', 'str')
+#: Helpers of old pickle protocols.
+_HELPERS = (('copyreg', '_reconstructor'), ('copy_reg', '_reconstructor'),
+            ('_codecs', 'encode'))
+
+
+class MatrixUnpickler(pickle.Unpickler):
+    r"""A restricted :class:`pickle.Unpickler` for matrix files: it admits
+    only the globals needed to rebuild NumPy arrays (``ndarray``, ``dtype``
+    and its subclasses, scalar types, ``_reconstruct``, ``scalar``,
+    ``_frombuffer``), :mod:`scipy.sparse` matrix and array classes, plain
+    built-in data types (``dict``, ``list``, ``int``, ...) and the helpers
+    of old protocols (``copyreg._reconstructor``, ``_codecs.encode``). Any
+    other global — a function
+    such as ``os.system`` referred to by a crafted ``__reduce__``, or any
+    other class — raises :class:`RefusedGlobal` before it is looked up, so
+    no code of the file runs."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        root = module.split('.')[0]
+        if (module, name) in _HELPERS or (
+                module in ('builtins', '__builtin__') and name in _PLAIN):
+            return super().find_class(module, name)
+        if root == 'numpy' and (name in _NUMPY_FUNCTIONS or
+                                name in ('ndarray', 'dtype') or
+                                name.endswith('DType') or
+                                hasattr(np, name)):
+            obj = super().find_class(module, name)
+            if obj is np.ndarray or (isinstance(obj, type) and issubclass(
+                    obj, (np.dtype, np.generic))) or (
+                        name in _NUMPY_FUNCTIONS and callable(obj)
+                        and getattr(obj, '__name__', '') == name):
+                return obj
+        elif module.startswith('scipy.sparse') and \
+                name.endswith(('_matrix', '_array')):
+            obj = super().find_class(module, name)
+            bases = tuple(b for b in (getattr(sp, 'spmatrix', None),
+                                      getattr(sp, 'sparray', None)) if b)
+            if isinstance(obj, type) and issubclass(obj, bases):
+                return obj
+        raise RefusedGlobal(f"refused to load '{module}.{name}': only "
+                            f"NumPy arrays and scipy.sparse matrices are "
+                            f"allowed")
+
+
 def _load_matrix(path: str) -> sp.coo_matrix:
     try:
         with open(path, 'rb') as f, warnings.catch_warnings():
             # Old pickles refer to the deprecated `scipy.sparse.coo` module:
             warnings.simplefilter('ignore', DeprecationWarning)
-            mat: Any = pickle.load(f)
+            mat: Any = MatrixUnpickler(f).load()
+    except RefusedGlobal as e:
+        raise ValueError(f'{path}: {e}; the file was not unpickled') \
+            from None
     except (pickle.UnpicklingError, EOFError, AttributeError, ImportError,
-            IndexError, TypeError, ValueError) as e:
+            IndexError, TypeError, ValueError, KeyError) as e:
         raise ValueError(f'{path}: cannot unpickle a matrix '
                          f'({type(e).__name__}: {e})') from None
     if sp.issparse(mat):
@@ -97,9 +159,12 @@ def read_diffmm(
     train / valid / test interactions) this drops 10 rows (5 valid,
     5 test) of 10 users, leaving 59,541 / 3,046 / 6,125.
 
-    .. warning::
-        Unpickling runs code from the file: only read files you trust.
-        :mod:`scipy` must be importable.
+    The pickles are read with :class:`MatrixUnpickler`, a restricted
+    unpickler that admits only NumPy arrays and :mod:`scipy.sparse`
+    matrices: a file that refers to any other global (a crafted
+    ``__reduce__`` calling ``os.system``, say) raises a
+    :class:`ValueError` without running it. :mod:`scipy` must be
+    importable.
 
     Args:
         folder (str or Path): The dataset folder.
@@ -114,8 +179,10 @@ def read_diffmm(
     Raises:
         FileNotFoundError: if the folder, a matrix or a feature file is
             missing (the message lists what was expected).
-        ValueError: if the matrix shapes differ, an interaction appears in
-            two matrices, or the features are invalid.
+        ValueError: if a pickle cannot be read or refers to anything but
+            NumPy arrays and :mod:`scipy.sparse` matrices (nothing of it is
+            run), the matrix shapes differ, an interaction appears in two
+            matrices, or the features are invalid.
         TypeError: if a pickle does not hold a matrix.
     """
     folder = str(folder)

@@ -13,6 +13,7 @@ from .schema import ITEM, RATES, USER, feature_key
 from .validation import (
     Locator,
     check_features,
+    check_id_bound,
     check_id_range,
     find_duplicate,
     parse_split,
@@ -102,6 +103,12 @@ def build_data(
     else:
         items = to_int_ids(items, source=source, field=f_item, locate=locate)
 
+    check_id_bound(users, num_users, source=source, field=f_user,
+                   locate=locate, what='num_users',
+                   count_reason=num_users_reason)
+    check_id_bound(items, num_items, source=source, field=f_item,
+                   locate=locate, what='num_items',
+                   count_reason=num_items_reason)
     split = parse_split(split, n, source=source, field=f_split,
                         locate=locate)
 

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 from torch_geometric.data import HeteroData
 
+from ..utils.atomic import atomic_write
 from .feature_files import (
     FEATURE_SUFFIX,
     find_feature_files,
@@ -170,7 +171,8 @@ def write_mmrec(data: HeteroData, folder: Union[str, Path],
     :func:`read_mmrec`: ``<folder>/<name>.inter`` (tab-separated, header
     ``userID itemID x_label``; training rows first, then valid, then test)
     and one ``float32`` ``<modality>_feat.npy`` per modality. The folder is
-    created if needed and existing files are overwritten.
+    created if needed and existing files are replaced, each atomically (a
+    temporary file renamed onto it).
 
     Returns:
         The path of the ``.inter`` file.
@@ -189,11 +191,13 @@ def write_mmrec(data: HeteroData, folder: Union[str, Path],
             }))
     df = pd.concat(parts, ignore_index=True)
     path = inter_path(folder, name)
-    df.to_csv(path, sep='\t', index=False)
+    with atomic_write(path) as f:
+        df.to_csv(f, sep='\t', index=False, lineterminator='\n')
     for m in _modalities(data):
         x = data[ITEM][feature_key(m)].detach().cpu().numpy()
-        np.save(osp.join(str(folder), m + FEATURE_SUFFIX),
-                x.astype(np.float32, copy=False))
+        with atomic_write(osp.join(str(folder), m + FEATURE_SUFFIX),
+                          'wb') as f:
+            np.save(f, x.astype(np.float32, copy=False))
     # MMRec derives num_users (and, without features, num_items) from the
     # largest id, so trailing nodes without interactions cannot be stored.
     lost = []

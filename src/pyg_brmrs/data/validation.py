@@ -23,6 +23,12 @@ from .schema import ITEM, RATES, USER
 
 Locator = Callable[[int], str]
 
+#: The largest number of users or items (ids must be below it): node ids
+#: are indexed with 32-bit integers by sparse kernels, and a larger count
+#: almost always means raw ids that should be re-indexed. Checked before
+#: anything of that size is allocated.
+MAX_NODES = 2**31 - 1
+
 #: Accepted split labels (case-insensitive for strings).
 SPLIT_LABELS: Dict[Any, int] = {
     'train': 0,
@@ -104,6 +110,28 @@ def to_int_ids(values: np.ndarray, *, source: str, field: str,
                          f'is negative (ids must be 0-based; '
                          f'{int(neg.sum())} negative id(s))')
     return ids
+
+
+def check_id_bound(ids: np.ndarray, count: Optional[int], *, source: str,
+                   field: str, locate: Locator, what: str,
+                   count_reason: str = '') -> None:
+    r"""Raises a :class:`ValueError` if an id reaches :obj:`MAX_NODES` or
+    the node :obj:`count` (:obj:`what`: ``'num_users'`` /
+    ``'num_items'``) exceeds it, before any array of that size is
+    allocated; the message names the first such row and suggests
+    re-indexing."""
+    hint = 'pass reindex=True to map arbitrary ids to 0..n-1'
+    if count is not None and int(count) > MAX_NODES:
+        why = f' ({count_reason})' if count_reason not in ('', what) else ''
+        raise ValueError(f'{source}: {what} is {int(count)}{why}, more than '
+                         f'the {MAX_NODES} supported ({hint})')
+    if ids.size == 0:
+        return
+    i = int(np.argmax(ids))
+    if int(ids[i]) >= MAX_NODES:
+        raise ValueError(f'{source}: {field}, {locate(i)}: id {int(ids[i])} '
+                         f'is too large (ids must be dense, 0-based and '
+                         f'< {MAX_NODES}; {hint})')
 
 
 def check_id_range(ids: np.ndarray, bound: int, *, source: str, field: str,

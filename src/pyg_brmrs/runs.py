@@ -1,0 +1,317 @@
+r"""Run folders: which files a training run owns, the manifest ``run.json``
+that says which run a folder holds, and the decision taken when training
+into a folder (start, resume, overwrite or refuse).
+
+A run folder holds ``run.json`` (this module), ``results.json``,
+``last.pt`` and ``best.pt`` (:class:`~pyg_brmrs.training.Trainer`) and
+optionally the plots ``curves.png`` / ``subsets.png``. The manifest records
+
+* ``run``: what is trained (the recipe and its parameters, or the reprs of
+  the model and the objective),
+* ``data``: a fingerprint of the dataset (node counts, interactions,
+  features),
+* ``config``: every training setting that changes the result (seed,
+  learning rate, batch size, ...) and ``settings``, those that may change
+  when a run is resumed (:obj:`RESUMABLE`: epochs, patience, ...),
+* ``config_hash``: a hash of ``run``, the data fingerprint and ``config``,
+  also stored in the checkpoints so that a checkpoint copied from another
+  run is recognised,
+* ``resumed``: one entry per resumption.
+
+Training into a folder that holds files of a run refuses unless the run is
+resumed (same ``config_hash``; a difference is an error that lists the
+differing keys) or overwritten. Only the writer process
+(:func:`~pyg_brmrs.utils.distributed.is_writer`) creates or changes files.
+"""
+import copy
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+from torch_geometric.data import HeteroData
+
+from pyg_brmrs.data.schema import ITEM, RATES, USER, feature_key, modalities
+from pyg_brmrs.utils.atomic import write_json
+from pyg_brmrs.utils.distributed import is_writer
+
+PathLike = Union[str, Path]
+
+MANIFEST = 'run.json'
+RESULTS = 'results.json'
+LAST = 'last.pt'
+BEST = 'best.pt'
+PLOTS = ('curves.png', 'subsets.png')
+#: The files a run folder may hold (those removed by an overwrite).
+RUN_FILES = (MANIFEST, RESULTS, LAST, BEST) + PLOTS
+#: The summary file of a grid search folder.
+GRID = 'grid.json'
+KIND = 'pyg-brmrs run'
+MANIFEST_VERSION = 1
+
+#: Training settings that may change when a run is resumed: the new value
+#: is applied and recorded in ``run.json`` and ``results.json``.
+RESUMABLE = ('epochs', 'patience', 'max_time', 'device', 'eval_batch_size',
+             'num_threads', 'progress')
+#: Training settings that say where and how a run is stored, not what it
+#: computes.
+STORAGE = ('output_dir', 'resume', 'overwrite', 'checkpoint')
+
+
+class _Absent:
+    def __repr__(self) -> str:
+        return 'absent'
+
+
+#: The value of a key one manifest lacks, in :func:`differences`.
+ABSENT = _Absent()
+
+
+class RunFolderError(ValueError):
+    r"""An output folder that cannot take the requested run (a file, not
+    writable, holding another run, or a run that differs from the one
+    resumed)."""
+
+
+# ----------------------------------------------------------------------
+def _canonical(obj: Any) -> Any:
+    r""":obj:`obj` as it reads back from JSON (tuples become lists, ...)."""
+    return json.loads(json.dumps(obj, sort_keys=True, default=str))
+
+
+def _digest(obj: Any) -> str:
+    text = json.dumps(_canonical(obj), sort_keys=True)
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+def data_fingerprint(data: HeteroData) -> Dict[str, Any]:
+    r"""A summary and hash of :obj:`data`: node counts, the training,
+    validation and test interactions and the item features (names, shapes
+    and values). Graphs added by transforms are not included (they follow
+    from the run's parameters)."""
+    h = hashlib.blake2b(digest_size=16)
+    num_users, num_items = int(data[USER].num_nodes), int(data[ITEM].num_nodes)
+    h.update(f'{num_users},{num_items}'.encode())
+    store = data[RATES]
+    counts = []
+    for key in ('edge_index', 'val_edge_index', 'test_edge_index'):
+        value = store[key] if key in store else torch.empty(2, 0)
+        value = value.detach().to('cpu', torch.long).contiguous()
+        counts.append(int(value.size(1)))
+        h.update(key.encode() + str(tuple(value.shape)).encode())
+        h.update(value.numpy().tobytes())
+    names = modalities(data)
+    for m in names:
+        x = data[ITEM][feature_key(m)].detach().to('cpu').contiguous()
+        h.update(f'{m}{tuple(x.shape)}{x.dtype}'.encode())
+        h.update(x.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return {'hash': h.hexdigest(), 'num_users': num_users,
+            'num_items': num_items, 'interactions': counts,
+            'modalities': names}
+
+
+def make_manifest(run: Dict[str, Any], data: Dict[str, Any],
+                  config: Dict[str, Any]) -> Dict[str, Any]:
+    r"""The manifest of a run: :obj:`run` (what is trained), the
+    :func:`data_fingerprint` :obj:`data` and the training :obj:`config`
+    (a :meth:`~pyg_brmrs.training.TrainConfig.to_dict`), split into the
+    settings that define the run and those that may change on resume."""
+    import pyg_brmrs
+    run = _canonical(run)
+    defining = {k: v for k, v in _canonical(config).items()
+                if k not in RESUMABLE + STORAGE}
+    settings = {k: v for k, v in _canonical(config).items()
+                if k in RESUMABLE}
+    config_hash = _digest({'run': run, 'data': data['hash'],
+                           'config': defining})
+    return {'kind': KIND, 'version': MANIFEST_VERSION, 'run': run,
+            'data': dict(data), 'config': defining, 'settings': settings,
+            'config_hash': config_hash,
+            'created': time.strftime('%Y-%m-%d %H:%M:%S %Z'),
+            'pyg_brmrs': pyg_brmrs.__version__, 'resumed': []}
+
+
+def _entries(section: Dict[str, Any]) -> Dict[str, Any]:
+    r"""The entries of a manifest section, dict values one level down
+    (``{'params': {'k': 1}}`` → ``{'params.k': 1}``)."""
+    out: Dict[str, Any] = {}
+    for key, value in section.items():
+        if isinstance(value, dict):
+            out.update({f'{key}.{k}': v for k, v in value.items()})
+        else:
+            out[key] = value
+    return out
+
+
+def _describe_data(d: Dict[str, Any]) -> str:
+    counts = '/'.join(str(c) for c in d.get('interactions', []))
+    return (f"{d.get('num_users')} users, {d.get('num_items')} items, "
+            f"{counts} interactions, modalities {d.get('modalities')}, "
+            f"hash {str(d.get('hash'))[:12]}")
+
+
+def differences(stored: Dict[str, Any],
+                requested: Dict[str, Any]) -> List[Tuple[str, Any, Any]]:
+    r"""The keys in which two manifests describe different runs, as
+    ``(key, stored value, requested value)``: the entries of ``run``
+    (``model``, ``params.<name>``), ``data`` (the fingerprint) and every
+    entry of ``config`` (``seed``, ``lr``, ...). A key missing on one side
+    has the value :obj:`ABSENT`."""
+    out: List[Tuple[str, Any, Any]] = []
+    absent = ABSENT
+    for section in ('run', 'config'):
+        a = _entries(stored.get(section) or {})
+        b = _entries(requested.get(section) or {})
+        for key in list(a) + [k for k in b if k not in a]:
+            if a.get(key, absent) != b.get(key, absent):
+                out.append((key, a.get(key, absent), b.get(key, absent)))
+    a_data, b_data = stored.get('data') or {}, requested.get('data') or {}
+    if a_data.get('hash') != b_data.get('hash'):
+        out.append(('data', _describe_data(a_data), _describe_data(b_data)))
+    return out
+
+
+def setting_changes(stored: Dict[str, Any],
+                    requested: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
+    r"""The :obj:`RESUMABLE` settings that differ between two manifests:
+    ``{name: {'stored': old, 'requested': new}}``."""
+    a, b = stored.get('settings') or {}, requested.get('settings') or {}
+    return {k: {'stored': a.get(k), 'requested': b.get(k)}
+            for k in RESUMABLE if k in b and a.get(k) != b.get(k)}
+
+
+# ----------------------------------------------------------------------
+def present(folder: PathLike, files: Sequence[str] = RUN_FILES) -> List[str]:
+    r"""The names among :obj:`files` that exist in :obj:`folder`."""
+    folder = Path(folder)
+    return [f for f in files if (folder / f).exists()]
+
+
+def read_manifest(folder: PathLike) -> Dict[str, Any]:
+    r"""Reads ``folder/run.json``.
+
+    Raises:
+        RunFolderError: if it is missing, not valid JSON or not a manifest.
+    """
+    path = Path(folder) / MANIFEST
+    if not path.is_file():
+        raise RunFolderError(f"'{folder}' has no {MANIFEST}: it was not "
+                             f"written by this version of pyg-brmrs, so "
+                             f"it cannot be checked that it holds the same "
+                             f"run")
+    try:
+        with open(path) as f:
+            out = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise RunFolderError(f"'{path}' is not valid JSON ({e})") from None
+    if not isinstance(out, dict) or out.get('kind') != KIND or \
+            'config_hash' not in out:
+        raise RunFolderError(f"'{path}' is not a pyg-brmrs run manifest")
+    if out.get('version') != MANIFEST_VERSION:
+        raise RunFolderError(f"'{path}' has manifest version "
+                             f"{out.get('version')!r}; this pyg-brmrs reads "
+                             f"version {MANIFEST_VERSION}")
+    return out
+
+
+def check_output_dir(folder: PathLike, *, resume: bool = False,
+                     overwrite: bool = False,
+                     files: Sequence[str] = RUN_FILES) -> List[str]:
+    r"""The checks of an output folder that need no data, made before any
+    data is read or any training starts. Returns the names among
+    :obj:`files` the folder already holds.
+
+    Raises:
+        RunFolderError: if :obj:`resume` and :obj:`overwrite` are both set,
+            :obj:`folder` (or a folder above it) is a file, cannot be
+            written, or holds files of a run while neither :obj:`resume` nor
+            :obj:`overwrite` is set, or (:obj:`resume`) holds files of a
+            run but no readable manifest.
+    """
+    if resume and overwrite:
+        raise RunFolderError("resume and overwrite exclude each other: "
+                             "resume continues the run in the folder, "
+                             "overwrite replaces it")
+    folder = Path(folder)
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        if existing == folder:
+            raise RunFolderError(f"output folder '{folder}' is a file, not "
+                                 f"a folder")
+        raise RunFolderError(f"output folder '{folder}' cannot be created: "
+                             f"'{existing}' is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise RunFolderError(f"output folder '{folder}' cannot be written "
+                             f"('{existing}' is not writable)")
+    if existing != folder:
+        return []
+    held = present(folder, files)
+    if held and not resume and not overwrite:
+        listed = ', '.join(held)
+        raise RunFolderError(
+            f"output folder '{folder}' already holds a run ({listed}); "
+            f"resume it (--resume / resume=True), replace it (--overwrite / "
+            f"overwrite=True) or choose another folder")
+    if held and resume and MANIFEST in files:
+        read_manifest(folder)
+    return held
+
+
+def open_run(folder: PathLike, manifest: Dict[str, Any], *,
+             resume: bool = False,
+             overwrite: bool = False) -> Optional[Dict[str, Any]]:
+    r"""Prepares :obj:`folder` for the run described by :obj:`manifest`
+    (:func:`make_manifest`).
+
+    * a folder without run files, or :obj:`overwrite`: the run files of a
+      previous run are removed, ``run.json`` is written; returns
+      :obj:`None` (a new run);
+    * :obj:`resume` on a folder with a manifest: the stored manifest is
+      compared with :obj:`manifest` and returned when they describe the
+      same run (the caller then continues from ``last.pt``).
+
+    Raises:
+        RunFolderError: for the cases of :func:`check_output_dir`, and when
+            resuming a run that differs from the stored one; the message
+            lists every differing key with both values.
+    """
+    folder = Path(folder)
+    held = check_output_dir(folder, resume=resume, overwrite=overwrite)
+    if resume and held:
+        stored = read_manifest(folder)
+        diff = differences(stored, manifest)
+        if diff:
+            listed = '; '.join(
+                f'{k} (stored {a}, requested {b})' if k == 'data' else
+                f'{k} (stored {a!r}, requested {b!r})' for k, a, b in diff)
+            raise RunFolderError(
+                f"cannot resume the run in '{folder}': the requested run "
+                f"differs from the stored one in {listed}. Resume with the "
+                f"stored settings, or start a new run with --overwrite / "
+                f"overwrite=True or in another folder")
+        return stored
+    if is_writer():
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in held:  # non-empty only with overwrite
+            (folder / name).unlink()
+        write_json(manifest, folder / MANIFEST)
+    return None
+
+
+def record_resume(folder: PathLike, stored: Dict[str, Any],
+                  requested: Dict[str, Any],
+                  entry: Dict[str, Any]) -> Dict[str, Any]:
+    r"""Writes the manifest of a resumed run: :obj:`stored` with the
+    requested :obj:`RESUMABLE` settings and :obj:`entry` appended to
+    ``resumed``. Returns it."""
+    out = copy.deepcopy(stored)
+    out['settings'] = dict(requested.get('settings') or {})
+    out['resumed'] = list(out.get('resumed') or []) + [entry]
+    if is_writer():
+        write_json(out, Path(folder) / MANIFEST)
+    return out

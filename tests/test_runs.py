@@ -1,0 +1,186 @@
+import hashlib
+import json
+
+import pytest
+import torch
+
+from pyg_brmrs import runs
+from pyg_brmrs.data import make_synthetic
+from pyg_brmrs.experiment import run as run_recipe
+from pyg_brmrs.nn import LightGCN
+from pyg_brmrs.objectives import BPRObjective
+from pyg_brmrs.runs import RunFolderError
+from pyg_brmrs.training import TrainConfig, Trainer
+
+
+@pytest.fixture(scope='module')
+def data():
+    return make_synthetic(num_users=60, num_items=50, feature_dim=8, seed=1)
+
+
+def fit(data, folder=None, dim=8, **kwargs):
+    base = dict(epochs=3, batch_size=256, lr=5e-3, seed=7, device='cpu',
+                output_dir=str(folder) if folder else None)
+    base.update(kwargs)
+    torch.manual_seed(0)
+    model = LightGCN.from_data(data, embedding_dim=dim)
+    return Trainer(model, BPRObjective.from_data(data), data,
+                   TrainConfig(**base)).fit()
+
+
+def digest(folder):
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def strip(history):
+    return [{k: v for k, v in h.items() if not k.endswith('_time')}
+            for h in history]
+
+
+def test_run_folder_holds_manifest_results_and_safe_checkpoints(data,
+                                                                 tmp_path):
+    fit(data, tmp_path)
+    assert set(digest(tmp_path)) == {'run.json', 'results.json', 'last.pt',
+                                     'best.pt'}
+    manifest = json.loads((tmp_path / 'run.json').read_text())
+    assert manifest['kind'] == 'pyg-brmrs run'
+    assert manifest['run']['model'].startswith('LightGCN(')
+    assert manifest['data']['num_users'] == 60
+    assert manifest['data']['interactions'][0] > 0
+    assert manifest['config']['seed'] == 7 and manifest['config']['lr'] == \
+        5e-3
+    assert 'epochs' not in manifest['config']
+    assert manifest['settings']['epochs'] == 3
+    assert manifest['resumed'] == []
+    results = json.loads((tmp_path / 'results.json').read_text(),
+                         parse_constant=pytest.fail)
+    assert results['resumed'] == []
+    for name in ('last.pt', 'best.pt'):
+        state = torch.load(tmp_path / name, weights_only=True)
+        assert state['config_hash'] == manifest['config_hash']
+
+
+def test_data_fingerprint_sees_every_part(data):
+    ref = runs.data_fingerprint(data)['hash']
+    assert runs.data_fingerprint(data.clone())['hash'] == ref
+    for change in ('edge', 'val', 'feature'):
+        other = data.clone()
+        store = other['user', 'rates', 'item']
+        if change == 'edge':
+            store.edge_index = store.edge_index.clone()
+            store.edge_index[1, 0] = (store.edge_index[1, 0] + 1) % 50
+        elif change == 'val':
+            store.val_edge_index = store.val_edge_index[:, 1:]
+        else:
+            other['item'].x_image = other['item'].x_image.clone()
+            other['item'].x_image[3, 2] += 1e-3
+        assert runs.data_fingerprint(other)['hash'] != ref, change
+
+
+def test_resume_applies_and_records_a_longer_schedule(data, tmp_path):
+    full = fit(data, tmp_path / 'full', epochs=5)
+    fit(data, tmp_path / 'cut', epochs=3)
+    resumed = fit(data, tmp_path / 'cut', epochs=5, patience=30, resume=True)
+    assert strip(resumed.history) == strip(full.history)
+    assert resumed.test == full.test
+    changed = {'epochs': {'stored': 3, 'requested': 5},
+               'patience': {'stored': 20, 'requested': 30}}
+    assert [(r['at_epoch'], r['changed']) for r in resumed.resumed] == \
+        [(3, changed)]
+    stored = json.loads((tmp_path / 'cut' / 'results.json').read_text())
+    assert stored['resumed'][0]['at_epoch'] == 3
+    assert stored['config']['epochs'] == 5
+    manifest = json.loads((tmp_path / 'cut' / 'run.json').read_text())
+    assert manifest['settings']['epochs'] == 5
+    assert manifest['resumed'][0]['changed'] == changed
+    # A second resumption appends to the record.
+    again = fit(data, tmp_path / 'cut', epochs=6, patience=30, resume=True)
+    assert [r['at_epoch'] for r in again.resumed] == [3, 5]
+
+
+def test_resume_lists_every_setting_that_changes_the_run(data, tmp_path):
+    fit(data, tmp_path)
+    before = digest(tmp_path)
+    with pytest.raises(RunFolderError) as info:
+        fit(data, tmp_path, seed=8, lr=0.05, batch_size=128, dim=16,
+            resume=True)
+    message = str(info.value)
+    for key in ('seed (stored 7, requested 8)', 'lr (stored 0.005, '
+                'requested 0.05)', 'batch_size', 'model'):
+        assert key in message
+    assert str(tmp_path) in message
+    assert digest(tmp_path) == before
+
+
+def test_resume_of_a_recipe_run_compares_its_parameters(data, tmp_path):
+    config = TrainConfig(epochs=1, device='cpu', output_dir=str(tmp_path))
+    run_recipe('lightgcn', data.clone(), {'num_layers': 1}, config)
+    before = digest(tmp_path)
+    config.resume = True
+    with pytest.raises(RunFolderError, match=r'params\.num_layers \(stored '
+                       r'1, requested 2\)'):
+        run_recipe('lightgcn', data.clone(), {'num_layers': 2}, config)
+    other = make_synthetic(num_users=61, num_items=50, feature_dim=8, seed=1)
+    with pytest.raises(RunFolderError, match='data .stored 60 users'):
+        run_recipe('lightgcn', other, {'num_layers': 1}, config)
+    assert digest(tmp_path) == before
+
+
+def test_overwrite_replaces_the_run_and_only_its_files(data, tmp_path):
+    fit(data, tmp_path)
+    (tmp_path / 'notes.txt').write_text('mine')
+    (tmp_path / 'curves.png').write_bytes(b'old plot')
+    old = json.loads((tmp_path / 'run.json').read_text())['config_hash']
+    with pytest.raises(RunFolderError, match='already holds a run'):
+        fit(data, tmp_path, seed=8)
+    fit(data, tmp_path, seed=8, overwrite=True)
+    manifest = json.loads((tmp_path / 'run.json').read_text())
+    assert manifest['config_hash'] != old and manifest['config']['seed'] == 8
+    assert (tmp_path / 'notes.txt').read_text() == 'mine'
+    assert not (tmp_path / 'curves.png').exists()  # the old run's plot
+    with pytest.raises(ValueError, match='exclude each other'):
+        TrainConfig(resume=True, overwrite=True)
+
+
+def test_only_rank_zero_writes(data, tmp_path, monkeypatch):
+    from pyg_brmrs.utils import distributed
+    assert distributed.is_writer()
+    monkeypatch.setattr(distributed, 'rank', lambda: 1)
+    assert not distributed.is_writer()
+    res = fit(data, tmp_path / 'run')
+    assert res.epochs_run == 3
+    assert not (tmp_path / 'run').exists()
+
+
+def test_differences_and_setting_changes():
+    fp = {'hash': 'a', 'num_users': 3, 'num_items': 2,
+          'interactions': [4, 1, 1], 'modalities': []}
+    config = TrainConfig(device='cpu').to_dict()
+    a = runs.make_manifest({'model': 'x', 'params': {'k': 1}}, fp, config)
+    b = runs.make_manifest({'model': 'x', 'params': {'k': 1}}, fp,
+                           dict(config, epochs=5, output_dir='elsewhere'))
+    assert runs.differences(a, b) == [] and \
+        a['config_hash'] == b['config_hash']
+    assert runs.setting_changes(a, b) == {
+        'epochs': {'stored': 1000, 'requested': 5}}
+    c = runs.make_manifest({'model': 'x', 'params': {'j': 2}},
+                           dict(fp, hash='b'), dict(config, seed=1))
+    keys = [k for k, _, _ in runs.differences(a, c)]
+    assert keys == ['params.k', 'params.j', 'seed', 'data']
+    assert a['config_hash'] != c['config_hash']
+
+
+def test_grid_runs_can_be_resumed_as_single_runs(data, tmp_path):
+    from pyg_brmrs.experiment import grid
+    config = TrainConfig(epochs=1, device='cpu', seed=3)
+    grid('lightgcn', data.clone(), {}, {'num_layers': [1, 2]}, config,
+         output_dir=tmp_path)
+    with pytest.raises(RunFolderError, match='grid.json'):
+        grid('lightgcn', data.clone(), {}, {'num_layers': [1, 2]}, config,
+             output_dir=tmp_path)
+    resumed = run_recipe(
+        'lightgcn', data.clone(), {'num_layers': 2},
+        TrainConfig(epochs=2, device='cpu', seed=3, resume=True,
+                    output_dir=str(tmp_path / 'run_1'))).result
+    assert resumed.epochs_run == 2 and resumed.resumed[0]['at_epoch'] == 1
