@@ -21,7 +21,11 @@ k=10, user k=40, alpha_item=0.2, alpha_user=0.4, beta_image=0 for items and
   multiply-adds), both timed in the same process right after ``ours``;
 * a ``chunk_size`` sweep of ``ours`` (memory vs. speed);
 * ``verify``: the user similarity parts and the co-occurrence weights of
-  the real Baby graph against float64.
+  the real Baby graph against float64;
+* ``--topk-modes``: the build time and peak memory of the two ``topk``
+  modes (``per_part``, REARM's union of per-part lists, and ``combined``,
+  the paper's top-k of the combined weight) with the Baby settings, written
+  to ``bench_graphs_topk.{json,md}`` instead of the full report.
 
 Every configuration runs in its own subprocess and reports its own peak RSS
 (``resource.getrusage(RUSAGE_SELF).ru_maxrss``), so one configuration's peak
@@ -32,6 +36,7 @@ Usage::
 
     python benchmarks/bench_graphs.py                 # Baby + Clothing
     python benchmarks/bench_graphs.py --datasets baby --chunks 1024
+    python benchmarks/bench_graphs.py --datasets baby --topk-modes
 
 Results go to ``benchmarks/results/bench_graphs.{json,md}``. Skips with a
 message when the data is absent (set ``PYG_BRMRS_DATA`` to the shared/data
@@ -100,6 +105,24 @@ def load(dataset: str):
                                                  generator=gen)
     del df, train
     return data
+
+
+TOPK_MODES = [('per_part', 'softmax'), ('per_part', 'jaccard'),
+              ('combined', 'jaccard'), ('combined', 'count')]
+
+
+def run_topk(data, chunk, topk, cooccurrence):
+    from pyg_brmrs.data.schema import ITEM_SIM, USER_SIM
+    from pyg_brmrs.transforms import HomogeneousKNNGraph
+
+    transform = HomogeneousKNNGraph(**SETTINGS, chunk_size=chunk, topk=topk,
+                                    cooccurrence=cooccurrence)
+    t = time.perf_counter()
+    out = transform(data)
+    total = time.perf_counter() - t
+    return dict(total_s=total,
+                num_edges={'item': out[ITEM_SIM].edge_index.size(1),
+                           'user': out[USER_SIM].edge_index.size(1)})
 
 
 def run_ours(data, chunk, save=None):
@@ -391,6 +414,9 @@ def worker(spec: dict) -> dict:
         res = run_verify(data)
     elif spec['kind'] == 'dense':
         res = run_dense(data, spec.get('compare'))
+    elif spec['kind'] == 'topk':
+        res = run_topk(data, spec['chunk'], spec['topk'],
+                       spec['cooccurrence'])
     else:
         raise ValueError(spec['kind'])
     res.setdefault('peak_rss_mb', peak_rss_mb())
@@ -565,6 +591,9 @@ def main():
                         help='skip the float64 check of the Baby graphs')
     parser.add_argument('--no-single-thread', action='store_true',
                         help='skip the 1-thread ours + floor pair')
+    parser.add_argument('--topk-modes', action='store_true',
+                        help='only compare the topk modes (per_part vs '
+                        'combined); writes bench_graphs_topk.{json,md}')
     parser.add_argument('--out', default=str(ROOT / 'benchmarks' / 'results'))
     parser.add_argument('--worker', help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -581,6 +610,9 @@ def main():
     datasets = [ds for ds in args.datasets if ds not in missing]
     if not datasets:
         return
+
+    if args.topk_modes:
+        return topk_modes(datasets, args)
 
     import pandas as pd
     chunks = [None if c == 'all' else int(c) for c in args.chunks]
@@ -639,6 +671,49 @@ def main():
     md = to_markdown(report)
     (out / 'bench_graphs.md').write_text(md)
     print()
+    print(md)
+
+
+def topk_modes(datasets, args):
+    report = dict(command='python ' + ' '.join(sys.argv),
+                  machine=machine_info(), settings=SETTINGS, results={})
+    lines = ['# HomogeneousKNNGraph: per-part vs combined top-k', '',
+             f"Command: `{report['command']}`  ",
+             f"Date: {report['machine']['date']}; "
+             f"{report['machine']['cpu_count']} CPUs "
+             f"({report['machine']['processor']}), torch "
+             f"{report['machine']['torch']}; load average at start "
+             f"{list(report['machine']['loadavg_at_start'])}.  ",
+             f"Settings: {json.dumps(SETTINGS)}, chunk 1024; random "
+             'features image 4096-d, text 384-d. Each row: median of '
+             f'{args.repeats} subprocesses (peak RSS: the largest).', '']
+    for ds in datasets:
+        rows = []
+        for topk, co in TOPK_MODES:
+            runs = [launch(dict(dataset=ds, kind='topk', chunk=1024,
+                                topk=topk, cooccurrence=co))
+                    for _ in range(args.repeats)]
+            runs = [r for r in runs if 'error' not in r]
+            rows.append(dict(topk=topk, cooccurrence=co, runs=runs))
+        report['results'][ds] = rows
+        base = median([r['total_s'] for r in rows[0]['runs']])
+        lines += [f'## {ds}', '',
+                  '| topk | cooccurrence | build s | / per_part softmax | '
+                  'peak RSS MB | item edges | user edges |',
+                  '|---|---|---|---|---|---|---|']
+        for row in rows:
+            t = median([r['total_s'] for r in row['runs']])
+            peak = max(r['peak_rss_mb'] for r in row['runs'])
+            edges = row['runs'][0]['num_edges']
+            lines.append(f"| {row['topk']} | {row['cooccurrence']} | "
+                         f"{t:.2f} | {t / base:.2f} | {peak:.0f} | "
+                         f"{edges['item']} | {edges['user']} |")
+        lines.append('')
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / 'bench_graphs_topk.json').write_text(json.dumps(report, indent=2))
+    md = '\n'.join(lines)
+    (out / 'bench_graphs_topk.md').write_text(md)
     print(md)
 
 
