@@ -6,10 +6,12 @@ subsets.
         --format diffmm
     python examples/ablation.py --variants full,chns-only,syn-only \
         --seeds 1 2 3
+    python examples/ablation.py --model brmrs       # the tuned variant
 
-Every variant is the BR-MRS backbone (same graphs, same model, recipe
-defaults or ``--preset``) trained under the same protocol with one change to
-the objective or the fusion; the test metrics at the best validation epoch
+Every variant is one BR-MRS recipe (``--model``: ``brmrs_paper``, the
+paper's model, by default, or ``brmrs``, the tuned variant; same graphs,
+same model, recipe defaults or ``--preset``) trained under the same protocol
+with one change to the objective or the fusion; the test metrics at the best validation epoch
 and the subsets of the test pairs at K = 20 go into a markdown table
 (``<out>/ablation.md``) through :func:`pyg_brmrs.report.ablation_table`.
 
@@ -17,7 +19,14 @@ Variants (``--variants`` takes their ids):
 
 ==================  ==========================================================
 ``full``            BR-MRS: CHNS + L_syn, cross-assigned hard negatives
-``chns-only``       CHNS only (``lambda_s=0``)
+``chns-only``       CHNS only (``lambda_s=0``; with a non-additive fusion
+                    nothing then trains the fused branch's own weights)
+``no-syn``          no L_syn: replaced by a plain BPR term on the fused
+                    branch with the same negative (``lambda_s=0``,
+                    ``bpr_weight=1``)
+``no-chns``         no CHNS: one uniform candidate (``num_candidates=1``)
+``neither``         no CHNS and no L_syn (``num_candidates=1``,
+                    ``lambda_s=0``, ``bpr_weight=1``)
 ``syn-only``        L_syn only (``lambda_h=0``) plus a plain BPR term on the
                     fused branch (``bpr_weight=1``). Without CHNS the
                     modality branches get no ranking loss of their own: L_syn
@@ -31,8 +40,6 @@ Variants (``--variants`` takes their ids):
 ``same``            hard negatives of each branch's own score
                     (``assignment="same"``, Eq. 2 as printed)
 ``fused-assign``    hard negatives of the fused score (``assignment="fused"``)
-``uniform``         one candidate (``num_candidates=1``): uniform negatives
-                    in the CHNS term
 ``detach``          ``detach_reference=True``: no gradient through
                     ``max_m Delta_m`` in L_syn
 ``mean``            ``fusion="mean"``
@@ -53,9 +60,15 @@ from pyg_brmrs.data import modalities, split_sizes
 from pyg_brmrs.experiment import DataSource, run
 from pyg_brmrs.training import TrainConfig
 
-#: id -> (row label, recipe, parameters on top of the base ones)
+#: id -> (row label, recipe, parameters on top of the base ones); the recipe
+#: 'brmrs' stands for the chosen ``--model``.
 VARIANTS: Dict[str, Tuple[str, str, Dict[str, Any]]] = {
     'full': ('BR-MRS (CHNS + L_syn, cross)', 'brmrs', {}),
+    'no-chns': ('no CHNS (C=1)', 'brmrs', {'num_candidates': 1}),
+    'no-syn': ('no L_syn (fused BPR instead)', 'brmrs',
+               {'lambda_s': 0.0, 'bpr_weight': 1.0}),
+    'neither': ('neither (C=1, fused BPR)', 'brmrs',
+                {'num_candidates': 1, 'lambda_s': 0.0, 'bpr_weight': 1.0}),
     'chns-only': ('CHNS only (λ_s=0)', 'brmrs', {'lambda_s': 0.0}),
     'syn-only': ('L_syn only (λ_h=0) + fused BPR', 'brmrs',
                  {'lambda_h': 0.0, 'bpr_weight': 1.0}),
@@ -65,7 +78,6 @@ VARIANTS: Dict[str, Tuple[str, str, Dict[str, Any]]] = {
                  {'lambda_h': 0.0, 'lambda_s': 0.0, 'bpr_weight': 1.0}),
     'same': ('assignment = same', 'brmrs', {'assignment': 'same'}),
     'fused-assign': ('assignment = fused', 'brmrs', {'assignment': 'fused'}),
-    'uniform': ('uniform negatives (C=1)', 'brmrs', {'num_candidates': 1}),
     'detach': ('detach_reference = True', 'brmrs',
                {'detach_reference': True}),
     'mean': ('fusion = mean', 'brmrs', {'fusion': 'mean'}),
@@ -78,6 +90,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--model', choices=list(recipes.BRMRS_RECIPES),
+                        default='brmrs_paper',
+                        help="the BR-MRS recipe to ablate (default: "
+                        "brmrs_paper, the paper's model)")
     parser.add_argument('--data', help='dataset folder (default: synthetic '
                         'data from make_synthetic())')
     parser.add_argument('--format', choices=['mmrec', 'diffmm'],
@@ -132,6 +148,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     graphs = None
     for vid in chosen:
         label, model, change = VARIANTS[vid]
+        if model == 'brmrs':
+            model = args.model
         base = (recipes.dataset_defaults(args.preset, model)
                 if args.preset else {})
         params = {**base, **change}

@@ -23,6 +23,7 @@ import json
 import logging
 import math
 import sys
+import textwrap
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -53,8 +54,14 @@ examples:
   pyg-brmrs report runs/*/results.json --out table1.md
 
 models (--model):
-""" + '\n'.join(f'  {n:9s} {recipes.get_recipe(n).description}'
-                for n in recipes.list_recipes())
+""" + '\n'.join(
+    textwrap.fill(recipes.get_recipe(n).description, width=79,
+                  initial_indent=f'  {n:12s}', subsequent_indent=' ' * 14)
+    for n in recipes.list_recipes()) + """
+
+brmrs_paper is the paper's model; brmrs is a tuned variant that departs from
+it (see each description and the README's results for what each choice
+gains or loses on TikTok)."""
 
 
 class CLIError(ValueError):
