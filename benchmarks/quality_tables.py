@@ -1,9 +1,13 @@
 r"""Renders the quality results written by ``run_quality.py``
 (``results/quality/<dataset>/<tag>/summary.json``) into the markdown tables
-of ``benchmarks/README.md``: the TikTok main table (mean ± std over seeds),
-the exploration runs, the ablation with its synergy / unique / degradation
-fractions, and the Amazon protocol check. Nothing is computed here but
-means, ratios and margins of numbers already recorded.
+of ``benchmarks/README.md``: the TikTok table at an equal tuning budget
+(every model: the same number of validation runs, then three seeds at the
+selected point; tags ``eq_<model>``), the fusion choice of ``brmrs_paper``,
+the ablations of both BR-MRS recipes with the synergy / unique /
+degradation fractions and per-branch hit rates (tags
+``abl_<model>_<variant>``), the earlier (unequal-budget) exploration, and
+the Amazon protocol check. Nothing is computed here but means, ratios and
+margins of numbers already recorded.
 
     python benchmarks/quality_tables.py          # prints, writes results/quality/tables.md
 """
@@ -20,7 +24,28 @@ METRICS = ('recall@10', 'recall@20', 'ndcg@10', 'ndcg@20')
 SHORT = {'recall@10': 'R@10', 'recall@20': 'R@20', 'ndcg@10': 'N@10',
          'ndcg@20': 'N@20'}
 
-#: TikTok main table: (tag, label); the last row is the model under test.
+#: The equal-budget table: (model, label).
+EQUAL = [('bprmf', 'BPR-MF'), ('vbpr', 'VBPR'), ('lightgcn', 'LightGCN'),
+         ('freedom', 'FREEDOM'),
+         ('rearm', 'REARM objective (BR-MRS backbone)'),
+         ('brmrs_paper', '**BR-MRS, the paper\'s model** (`brmrs_paper`)'),
+         ('brmrs', 'BR-MRS, tuned variant (`brmrs`)')]
+EQUAL_BASELINES = ('bprmf', 'vbpr', 'lightgcn', 'freedom', 'rearm')
+EQUAL_BRMRS = ('brmrs_paper', 'brmrs')
+TARGET = 0.05  # the best BR-MRS variant >= 5 % ahead on R@20 and N@20
+
+#: Ablation variants of both BR-MRS recipes (tag abl_<model>_<variant>);
+#: 'full' is the selected point of the equal-budget run (eq_<model>).
+ABLATION_VARIANTS = [
+    ('full', 'full: CHNS (cross) + L_syn'),
+    ('no_chns', 'no CHNS (C = 1, uniform negatives)'),
+    ('no_syn', 'no L_syn (fused BPR instead)'),
+    ('neither', 'neither (C = 1, fused BPR)'),
+    ('same', 'CHNS same-branch assignment (Eq. 2 as printed)'),
+    ('pool', 'L_syn negative from the candidate pool'),
+]
+
+#: TikTok, the earlier exploration (not at an equal budget): (tag, label).
 MAIN = [('bprmf', 'BPR-MF'), ('vbpr', 'VBPR'), ('lightgcn', 'LightGCN'),
         ('freedom', 'FREEDOM'), ('rearm', 'REARM objective (BR-MRS backbone)'),
         ('brmrs', 'BR-MRS, first grid (L=2, ID added; λs × C)'),
@@ -58,6 +83,143 @@ def fmt_point(point: Dict) -> str:
 def pm(summary: Dict, metric: str) -> str:
     r"""``mean ± std`` of a test metric over a summary's seeds."""
     return f"{summary['mean'][metric]:.4f} ± {summary['std'][metric]:.4f}"
+
+
+def mean(values: List[float]) -> float:
+    return sum(values) / len(values)
+
+
+def equal_budget_table(root: Path) -> List[str]:
+    found = {m: load(root, 'tiktok', f'eq_{m}') for m, _ in EQUAL}
+    found = {m: s for m, s in found.items() if s is not None}
+    if not found:
+        return ['(not run yet)']
+    rows = ['| model | validation runs (seed 999) | selected on valid R@20 | '
+            + ' | '.join(SHORT[m] for m in METRICS)
+            + ' | epochs | s/epoch |',
+            '|---|---|---|' + '---|' * len(METRICS) + '---|---|']
+    for model, label in EQUAL:
+        s = found.get(model)
+        if s is None:
+            continue
+        grid = ', '.join(f'{k} ∈ {v}' for k, v in s['grid'].items())
+        epochs = '/'.join(str(e) for e in s['epochs'])
+        sec = mean(s['epoch_time'])
+        rows.append(f"| {label} | {len(s['runs'])}: {grid} | "
+                    f"{fmt_point(s['selected'])} | "
+                    + ' | '.join(pm(s, m) for m in METRICS)
+                    + f' | {epochs} | {sec:.1f} |')
+    runs = {len(s['runs']) for s in found.values()}
+    seeds = {tuple(s['seeds']) for s in found.values()}
+    rows += ['', f"Validation runs per model: {sorted(runs)}; test metrics "
+             f"mean ± std over seeds {sorted(seeds)}, each at the point "
+             "selected on validation Recall@20 of seed 999 (test never "
+             "consulted). s/epoch: training only, 1 CPU thread, on a "
+             "shared 2-core machine."]
+    base = {m: found[m] for m in EQUAL_BASELINES if m in found}
+    ours = {m: found[m] for m in EQUAL_BRMRS if m in found}
+    if base and ours:
+        rows += ['', '| metric | best baseline | best BR-MRS variant | '
+                 'relative margin | target (+5 %) |',
+                 '|---|---|---|---|---|']
+        for metric in METRICS:
+            b = max(base, key=lambda t: base[t]['mean'][metric])
+            o = max(ours, key=lambda t: ours[t]['mean'][metric])
+            rel = ours[o]['mean'][metric] / base[b]['mean'][metric] - 1
+            target = ('met' if rel >= TARGET else 'missed') \
+                if metric in ('recall@20', 'ndcg@20') else '—'
+            rows.append(f"| {SHORT[metric]} | {b} {pm(base[b], metric)} | "
+                        f"{o} {pm(ours[o], metric)} | {100 * rel:+.1f} % | "
+                        f"{target} |")
+    return rows
+
+
+def grid_runs_table(root: Path, model: str) -> List[str]:
+    s = load(root, 'tiktok', f'eq_{model}')
+    if s is None:
+        return ['(not run yet)']
+    rows = ['| point (seed 999) | valid R@20 | valid N@20 | best epoch |',
+            '|---|---|---|---|']
+    for r in sorted(s['runs'], key=lambda r: -r['valid']['recall@20']):
+        sel = ' **(selected)**' if r['point'] == s['selected'] else ''
+        rows.append(f"| {fmt_point(r['point'])}{sel} | "
+                    f"{r['valid']['recall@20']:.4f} | "
+                    f"{r['valid']['ndcg@20']:.4f} | {r['best_epoch']} |")
+    return rows
+
+
+def _subsets_mean(summaries: List[Dict]) -> Optional[Dict]:
+    subs = [x for s in summaries for x in (s.get('subsets') or []) if x]
+    if not subs:
+        return None
+    out = {'unimodal': subs[0]['unimodal'], 'n': len(subs)}
+    out['unique'] = {m: mean([x['unique'][m] for x in subs])
+                     for m in out['unimodal']}
+    for key in ('synergy', 'degradation'):
+        out[key] = mean([x[key] for x in subs])
+    out['hit_rate'] = {b: mean([x['hit_rate'][b] for x in subs])
+                       for b in ['fused'] + out['unimodal']}
+    return out
+
+
+def ablation_equal_table(root: Path, model: str) -> List[str]:
+    entries = []
+    for variant, label in ABLATION_VARIANTS:
+        tag = f'eq_{model}' if variant == 'full' else f'abl_{model}_{variant}'
+        s = load(root, 'tiktok', tag)
+        if s is not None:
+            entries.append((variant, label, s, _subsets_mean([s])))
+    if not entries:
+        return ['(not run yet)']
+    uni = next((sub['unimodal'] for *_, sub in entries if sub), [])
+    rows = ['| variant | seeds | R@20 | N@20 | '
+            + ' | '.join(f'U_{m} %' for m in uni)
+            + ' | ΣU_m % | U_syn % | U_deg % | '
+            + ' | '.join(f'hit {b} %' for b in ['fused'] + uni) + ' |',
+            '|---|---|---|---|' + '---|' * (2 * len(uni) + 4)]
+    for variant, label, s, sub in entries:
+        cells = [label, '/'.join(map(str, s['seeds'])), pm(s, 'recall@20'),
+                 pm(s, 'ndcg@20')]
+        if sub:
+            cells += [f"{100 * sub['unique'][m]:.2f}" for m in uni]
+            cells += [f"{100 * sum(sub['unique'].values()):.2f}",
+                      f"{100 * sub['synergy']:.2f}",
+                      f"{100 * sub['degradation']:.2f}"]
+            cells += [f"{100 * sub['hit_rate'][b]:.2f}"
+                      for b in ['fused'] + uni]
+        rows.append('| ' + ' | '.join(cells) + ' |')
+    rows += ['', 'Fractions of the test pairs at K = 20, mean over the '
+             'seeds: U_m = only the unimodal branch m ranks the held-out '
+             'item in its top 20; U_syn = the fused branch does and no '
+             'unimodal branch does; U_deg = some unimodal branch does, the '
+             'fused one does not; hit b = branch b alone ranks it in its '
+             'top 20.']
+    rows += ['', *claims(entries)]
+    return rows
+
+
+def claims(entries) -> List[str]:
+    r"""The paper's two claims, checked on the seed means."""
+    by = {v: sub for v, _, _, sub in entries if sub}
+    out = []
+    if 'full' in by and 'no_chns' in by:
+        a = sum(by['full']['unique'].values())
+        b = sum(by['no_chns']['unique'].values())
+        out.append(f"- CHNS enlarges the modality-unique subsets: ΣU_m "
+                   f"{100 * b:.2f} % without CHNS → {100 * a:.2f} % with it: "
+                   f"**{'holds' if a > b else 'does not hold'}**.")
+    if 'full' in by and 'no_syn' in by:
+        f, n = by['full'], by['no_syn']
+        deg = f['degradation'] < n['degradation']
+        syn = f['synergy'] > n['synergy']
+        out.append(f"- L_syn shrinks degradation: U_deg "
+                   f"{100 * n['degradation']:.2f} % without → "
+                   f"{100 * f['degradation']:.2f} % with: "
+                   f"**{'holds' if deg else 'does not hold'}**; L_syn "
+                   f"enlarges synergy: U_syn {100 * n['synergy']:.2f} % → "
+                   f"{100 * f['synergy']:.2f} %: "
+                   f"**{'holds' if syn else 'does not hold'}**.")
+    return out
 
 
 def main_table(root: Path) -> List[str]:
@@ -222,13 +384,28 @@ def main(argv=None) -> int:
     parser.add_argument('--root', type=Path, default=RESULTS / 'quality')
     args = parser.parse_args(argv)
     out = ['# Quality results', '',
-           '## TikTok: test metrics, mean ± std over seeds 999/1000/1001', '',
-           *main_table(args.root), '',
-           '## TikTok: BR-MRS exploration (validation decides)', '',
+           '## TikTok at an equal tuning budget', '',
+           *equal_budget_table(args.root), '',
+           '### Validation runs of the paper\'s model (fusion × L)', '',
+           *grid_runs_table(args.root, 'brmrs_paper'), '',
+           '### Validation runs of the tuned variant', '',
+           *grid_runs_table(args.root, 'brmrs'), '',
+           '## TikTok: ablation of the paper\'s model (`brmrs_paper`)', '',
+           *ablation_equal_table(args.root, 'brmrs_paper'), '',
+           '## TikTok: ablation of the tuned variant (`brmrs`)', '',
+           *ablation_equal_table(args.root, 'brmrs'), '',
+           '## Earlier exploration (not at an equal budget)', '',
+           'These runs preceded the equal-budget protocol: BR-MRS received '
+           'more validation runs than the baselines, and the model was the '
+           'tuned variant. Kept as a record; the tables above supersede '
+           'them.', '',
+           '### TikTok: test metrics, mean ± std over seeds 999/1000/1001',
+           '', *main_table(args.root), '',
+           '### TikTok: BR-MRS exploration (validation decides)', '',
            *explore_table(args.root), '',
-           '## TikTok: ablation (seed 999; fractions of test pairs, top-20)',
+           '### TikTok: ablation (seed 999; fractions of test pairs, top-20)',
            '', *ablation_table(args.root), '',
-           '## TikTok: ablation variants with more seeds', '',
+           '### TikTok: ablation variants with more seeds', '',
            *ablation_seeds_table(args.root), '',
            '## Amazon protocol check (interactions only)', '',
            *amazon_table(args.root), '',
