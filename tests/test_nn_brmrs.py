@@ -113,8 +113,8 @@ def test_forward_matches_dense_reference(homogeneous, id_mode, static_users,
                         10**9 if static_users else -10**9)
     data = toy_data()
     model = BRMRS.from_data(data, embedding_dim=5, num_layers=2,
-                            homogeneous=homogeneous, id_mode=id_mode).double()
-    assert BRMRS.from_data(data).id_mode == 'concat'  # the default
+                            homogeneous=homogeneous, id_mode=id_mode,
+                            user_mode='profile', fusion='concat').double()
     out = model(data)
     ref_u, ref_i = naive_forward(model, data)
     for m in model.modalities:
@@ -148,7 +148,8 @@ def test_shapes_for_all_fusions_and_id_modes(fusion, dim, id_mode):
 
 def test_gradients_reach_every_parameter_and_regularization():
     data = toy_data()
-    model = BRMRS.from_data(data, embedding_dim=4, fusion='gated')
+    model = BRMRS.from_data(data, embedding_dim=4, fusion='gated',
+                            id_mode='concat', user_mode='profile')
     out = model(data)
     users = torch.arange(5)
     loss = sum(out.score(users, users, b).sum() for b in out.branches)
@@ -168,7 +169,8 @@ def test_user_profile_equals_projection_of_mean_features():
     data = toy_data(graphs=False)
     model = BRMRS.from_data(data, embedding_dim=4, num_layers=0,
                             num_item_layers=0, num_user_layers=0,
-                            normalize=False).double()
+                            normalize=False, id_mode='concat',
+                            user_mode='profile').double()
     user_ch, _ = model.channels(data)
     ei = data['user', 'rates', 'item'].edge_index
     x = data['item'].x_image.double()
@@ -244,6 +246,21 @@ def test_bad_arguments_and_inputs():
     with pytest.raises(ValueError, match=r'shape \[10, 5\]'):
         model(data)
     assert 'modalities=' in repr(model)
+
+
+def test_defaults_are_the_papers_model():
+    # Pure unimodal branches (no ID table, a user embedding per modality)
+    # and mean fusion, whose fused score is not the sum of the branch scores.
+    data = toy_data()
+    model = BRMRS.from_data(data, embedding_dim=4)
+    assert (model.id_mode, model.user_mode) == ('none', 'embedding')
+    assert not hasattr(model, 'item_embedding')
+    assert type(model.item_fusion).__name__ == 'MeanFusion'
+    out = model(data)
+    users, items = torch.arange(12), torch.arange(12) % 10
+    s = sum(out.score(users, items, m) for m in model.modalities)
+    assert not torch.allclose(out.score(users, items), s)
+    assert out.extras['item_channels'].shape == (10, 2, 4)
 
 
 def test_fusion_modules():

@@ -60,6 +60,22 @@ class BRMRS(Recommender):
     graph, preceded by propagation over the item–item and user–user graphs
     of :class:`~pyg_brmrs.transforms.HomogeneousKNNGraph` (REARM backbone).
 
+    **The defaults are the paper's model**: every unimodal branch comes from
+    its modality alone (:obj:`id_mode="none"`: no ID embedding table;
+    :obj:`user_mode="embedding"`: a free user embedding per modality) and
+    the fusion is :obj:`"mean"`, whose score
+    :math:`\langle \bar{\mathbf{p}}_u, \bar{\mathbf{q}}_i \rangle =
+    \frac{1}{M^2} \sum_{m, m'} \langle \mathbf{p}^{(m)}_u,
+    \mathbf{q}^{(m')}_i \rangle` holds cross-modal terms and is therefore
+    not the sum of the unimodal scores. The tuned variant (recipe
+    ``"brmrs"``) departs from it on purpose: :obj:`id_mode="concat"` (a
+    shared ID embedding in every unimodal branch, so that
+    :math:`s_m = s_{\mathrm{ID}} + s^{\mathrm{mod}}_m`),
+    :obj:`user_mode="profile"` and :obj:`fusion="concat"` (fused score =
+    sum of the branch scores); its unimodal scores are then largely ID
+    scores, so CHNS and the synergy loss no longer act on
+    modality-specific scores as the method intends.
+
     With modalities :math:`m = 1, \dots, M`, item features
     :math:`\mathbf{x}^{(m)}_i \in \mathbb{R}^{F_m}`, free ID embeddings
     :math:`\mathbf{e}_u, \mathbf{e}_i \in \mathbb{R}^d`, and the training
@@ -94,15 +110,18 @@ class BRMRS(Recommender):
        the symmetric-normalised user–item graph with
        :class:`~pyg_brmrs.nn.MultiModalLGConv` for :obj:`num_layers` layers
        and averaged over layers :math:`0..L`, giving :math:`\mathbf{z}^{(c)}`.
-    4. **Branches.** The unimodal representations combine the modality
-       channel with the shared ID channel,
+    4. **Branches.** With :obj:`id_mode="none"` the unimodal
+       representations are the propagated modality channels,
+       :math:`\mathbf{q}^{(m)}_i = \mathbf{z}^{(m)}_i`,
+       :math:`\mathbf{p}^{(m)}_u = \mathbf{z}^{(m)}_u`. Otherwise they
+       combine the modality channel with the shared ID channel,
        :math:`\mathbf{q}^{(m)}_i = [\mathbf{z}^{(0)}_i \,\|\,
        \mathbf{z}^{(m)}_i]` (:obj:`id_mode="concat"`, so that
        :math:`s_m(u, i) = \langle \mathbf{z}^{(0)}_u, \mathbf{z}^{(0)}_i
        \rangle + \langle \mathbf{z}^{(m)}_u, \mathbf{z}^{(m)}_i \rangle`:
        a collaborative term plus a modality term, with no cross terms;
-       :obj:`"add"` uses :math:`\mathbf{z}^{(m)}_i + \mathbf{z}^{(0)}_i`,
-       :obj:`"none"` drops the ID channel), likewise
+       :obj:`"add"` uses :math:`\mathbf{z}^{(m)}_i + \mathbf{z}^{(0)}_i`),
+       likewise
        :math:`\mathbf{p}^{(m)}_u`; the fused
        one is :math:`\mathbf{q}^{(f)}_i = \varphi(\mathbf{q}^{(1..M)}_i)`
        with a pluggable :class:`~pyg_brmrs.nn.fusion.Fusion` (separate
@@ -124,18 +143,19 @@ class BRMRS(Recommender):
             (:obj:`0` skips it). (default: :obj:`1`)
         num_user_layers (int, optional): Layers on the user–user graph
             (:obj:`0` skips it). (default: :obj:`1`)
-        fusion (str or Fusion, optional): :obj:`"concat"`, :obj:`"mean"`,
-            :obj:`"gated"` or a :class:`Fusion` module.
-            (default: :obj:`"concat"`)
+        fusion (str or Fusion, optional): :obj:`"mean"`, :obj:`"concat"`,
+            :obj:`"gated"`, :obj:`"attention"`, :obj:`"mlp"` or a
+            :class:`Fusion` module. (default: :obj:`"mean"`)
         id_mode (str, optional): How the shared ID channel enters the
-            unimodal branches: :obj:`"concat"` (branches of size
-            :math:`2d`), :obj:`"add"` or :obj:`"none"` (no ID embedding
-            table at all: each unimodal branch comes from its modality
-            alone). (default: :obj:`"concat"`)
+            unimodal branches: :obj:`"none"` (no ID embedding table at all:
+            each unimodal branch comes from its modality alone, as the
+            paper writes it), :obj:`"concat"` (branches of size :math:`2d`)
+            or :obj:`"add"`. (default: :obj:`"none"`)
         user_mode (str, optional): The users' modality channels:
-            :obj:`"profile"` (projected mean features of the training items)
-            or :obj:`"embedding"` (a free embedding per user and modality,
-            ``[U, M, d]``). (default: :obj:`"profile"`)
+            :obj:`"embedding"` (a free embedding per user and modality,
+            ``[U, M, d]``, as the paper writes it) or :obj:`"profile"`
+            (projected mean features of the training items).
+            (default: :obj:`"embedding"`)
         homogeneous (str, optional): :obj:`"mean"` or :obj:`"last"`.
             (default: :obj:`"mean"`)
         normalize (bool, optional): :math:`L_2`-normalise every channel
@@ -186,9 +206,9 @@ class BRMRS(Recommender):
         num_layers: int = 2,
         num_item_layers: int = 1,
         num_user_layers: int = 1,
-        fusion: Union[str, Fusion] = 'concat',
-        id_mode: str = 'concat',
-        user_mode: str = 'profile',
+        fusion: Union[str, Fusion] = 'mean',
+        id_mode: str = 'none',
+        user_mode: str = 'embedding',
         homogeneous: str = 'mean',
         normalize: bool = True,
         finetune_features: bool = False,
