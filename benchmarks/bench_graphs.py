@@ -195,11 +195,11 @@ def run_floor(data, chunk=FLOOR_CHUNK, factored=False):
     products of unit features / profiles, as REARM (and every dense kNN
     build) does them. :obj:`factored`: for the user modalities where the
     transform uses the factored form (see
-    ``pyg_brmrs.transforms._similarity.profile_cosine_topk``), its products
+    ``pyg_brmrs.transforms.similarity.profile_cosine_topk``), its products
     instead: ``(P_c X^T) A^T``."""
     import torch
 
-    from pyg_brmrs.transforms import _similarity
+    from pyg_brmrs.transforms import similarity as _similarity
 
     times, total = {}, 0.0
     for node, mat, _, _, alpha, betas, vectors in _graph_inputs(data):
@@ -323,7 +323,7 @@ def run_verify(data):
     from pyg_brmrs.data.schema import RATES
     from pyg_brmrs.transforms._cooccurrence import (binary_csr,
                                                     cooccurrence_topk)
-    from pyg_brmrs.transforms._similarity import profile_cosine_topk
+    from pyg_brmrs.transforms.similarity import profile_cosine_topk
 
     ei = data[RATES].edge_index
     nu, ni = data['user'].num_nodes, data['item'].num_nodes

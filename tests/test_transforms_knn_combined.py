@@ -8,7 +8,7 @@ import torch
 
 from pyg_brmrs.data import ITEM_SIM, RATES, USER_SIM
 from pyg_brmrs.transforms import HomogeneousKNNGraph, _combined
-from pyg_brmrs.transforms import _similarity
+from pyg_brmrs.transforms import similarity as _similarity
 
 from test_transforms_knn_graph import as_dict, assert_same, make_data
 

@@ -9,7 +9,7 @@ from torch_geometric.nn import MessagePassing
 
 from pyg_brmrs.data import ITEM_SIM, RATES, USER_SIM
 from pyg_brmrs.transforms import HomogeneousKNNGraph
-from pyg_brmrs.transforms import _similarity
+from pyg_brmrs.transforms import similarity as _similarity
 from pyg_brmrs.transforms._topk import row_topk
 
 

@@ -1,19 +1,12 @@
 r"""pyg-brmrs: BR-MRS multimodal recommendation as PyTorch Geometric
 components."""
-import warnings
+import pyg_brmrs.data
+import pyg_brmrs.transforms
+import pyg_brmrs.nn
+import pyg_brmrs.sampling
+import pyg_brmrs.loss  # noqa: F401
 
-# torch prints this once per process for any CSR tensor; our CSR use is
-# covered by tests, so it would only be noise for users.
-warnings.filterwarnings('ignore', message='Sparse CSR tensor support is in '
-                        'beta state', category=UserWarning)
-
-import pyg_brmrs.data  # noqa: E402
-import pyg_brmrs.transforms  # noqa: E402
-import pyg_brmrs.nn  # noqa: E402
-import pyg_brmrs.sampling  # noqa: E402
-import pyg_brmrs.loss  # noqa: E402,F401
-
-__version__ = '0.1.0'
+from pyg_brmrs.version import __version__
 
 __all__ = [
     'data',

@@ -1,5 +1,5 @@
 r"""Synergy, uniqueness and degradation subsets of held-out pairs
-(DESIGN.md §1.6).
+of a multimodal recommender.
 
 For a held-out pair :math:`(u, i^+)` and a cutoff :math:`K`, branch :math:`b`
 is *correct* when :math:`i^+` is among the top-:math:`K` items of :math:`u`
@@ -34,14 +34,12 @@ import torch
 from torch import Tensor
 
 from pyg_brmrs.evaluation import (
-    _check_edge_index,
-    _check_item_range,
-    _check_pair,
-    _mask_edge_index,
-    _positive_int,
-    _ranked_items,
-    _RankingPlan,
+    RankingPlan,
+    check_embedding_pair,
+    mask_edge_index,
+    ranked_items,
 )
+from pyg_brmrs.utils.checks import check_edge_index, check_int
 
 
 @dataclass
@@ -133,8 +131,7 @@ def synergy_subsets(
     return_correct: bool = False,
 ) -> SynergySubsets:
     r"""Splits the held-out pairs into the uniqueness (:math:`U_m`), synergy
-    (:math:`U_{syn}`) and degradation (:math:`U_r`) subsets of DESIGN.md
-    §1.6; see the module docstring for the definitions.
+    (:math:`U_{syn}`) and degradation (:math:`U_r`) subsets; see the module docstring for the definitions.
 
     .. code-block:: python
 
@@ -184,10 +181,10 @@ def synergy_subsets(
     if len(unimodal) == 0:
         raise ValueError(f"there is no unimodal branch (keys "
                          f"{list(user_emb)}, fused '{fused}')")
-    k = _positive_int(k, 'k')
+    k = check_int(k, 'k')
 
     branches = [fused] + unimodal
-    embs = {b: _check_pair(user_emb[b], item_emb[b], prefix=f"['{b}'] ")
+    embs = {b: check_embedding_pair(user_emb[b], item_emb[b], prefix=f"['{b}'] ")
             for b in branches}
     num_users = {b: embs[b][0].size(0) for b in branches}
     num_items = {b: embs[b][1].size(0) for b in branches}
@@ -200,28 +197,22 @@ def synergy_subsets(
     device = embs[fused][0].device
     n_users, n_items = num_users[fused], num_items[fused]
 
-    eval_edge_index = _check_edge_index(eval_edge_index, 'eval_edge_index')
-    _check_item_range(eval_edge_index, n_items, 'eval_edge_index')
-    if eval_edge_index.size(1) == 0:
-        raise ValueError("'eval_edge_index' is empty: there is no pair to "
-                         "classify")
-    if int(eval_edge_index[0].max()) >= n_users:
-        raise ValueError(f"'eval_edge_index' holds user id "
-                         f"{int(eval_edge_index[0].max())} but the "
-                         f"embeddings have {n_users} users")
+    eval_edge_index = check_edge_index(
+        eval_edge_index, 'eval_edge_index', num_nodes=(n_users, n_items),
+        kinds=('user', 'item'), allow_empty=False)
     eval_edge_index = eval_edge_index.to(device)
 
     # The masks are built once and shared by the branches (the machinery of
     # `pyg_brmrs.evaluation.topk_items`):
     users, local = torch.unique(eval_edge_index[0], return_inverse=True)
-    mask = _mask_edge_index(train_edge_index, exclude_edge_index, n_items,
-                            device)
-    plan = _RankingPlan(users, mask, n_items, batch_size)
+    mask = mask_edge_index(train_edge_index, exclude_edge_index, n_items,
+                           device)
+    plan = RankingPlan(users, mask, n_items, batch_size)
     item = eval_edge_index[1].view(-1, 1)
     correct = torch.empty((eval_edge_index.size(1), len(branches)),
                           dtype=torch.bool, device=device)
     for j, b in enumerate(branches):
-        top = _ranked_items(plan, embs[b][0], embs[b][1], k)  # [U_eval, k]
+        top = ranked_items(plan, embs[b][0], embs[b][1], k)  # [U_eval, k]
         correct[:, j] = (top[local] == item).any(dim=1)
 
     f = correct[:, 0]

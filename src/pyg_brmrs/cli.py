@@ -30,11 +30,12 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from pyg_brmrs import __version__, experiment, recipes, report, runs
+from pyg_brmrs import experiment, recipes, report, runs
 from pyg_brmrs.data import modalities, split_sizes
 from pyg_brmrs.training import TrainConfig
 from pyg_brmrs.utils.atomic import write_text
 from pyg_brmrs.utils.distributed import is_writer
+from pyg_brmrs.version import __version__
 
 PROG = 'pyg-brmrs'
 

@@ -37,6 +37,7 @@ from torch_geometric.data import HeteroData
 from pyg_brmrs.data.schema import ITEM, RATES, USER, feature_key, modalities
 from pyg_brmrs.utils.atomic import write_json
 from pyg_brmrs.utils.distributed import is_writer
+from pyg_brmrs.version import __version__
 
 PathLike = Union[str, Path]
 
@@ -119,7 +120,6 @@ def make_manifest(run: Dict[str, Any], data: Dict[str, Any],
     :func:`data_fingerprint` :obj:`data` and the training :obj:`config`
     (a :meth:`~pyg_brmrs.training.TrainConfig.to_dict`), split into the
     settings that define the run and those that may change on resume."""
-    import pyg_brmrs
     run = _canonical(run)
     defining = {k: v for k, v in _canonical(config).items()
                 if k not in RESUMABLE + STORAGE}
@@ -131,7 +131,7 @@ def make_manifest(run: Dict[str, Any], data: Dict[str, Any],
             'data': dict(data), 'config': defining, 'settings': settings,
             'config_hash': config_hash,
             'created': time.strftime('%Y-%m-%d %H:%M:%S %Z'),
-            'pyg_brmrs': pyg_brmrs.__version__, 'resumed': []}
+            'pyg_brmrs': __version__, 'resumed': []}
 
 
 def _entries(section: Dict[str, Any]) -> Dict[str, Any]:

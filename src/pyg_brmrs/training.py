@@ -42,6 +42,7 @@ from pyg_brmrs.utils.checkpoint import (
     save_checkpoint,
 )
 from pyg_brmrs.utils.distributed import is_writer
+from pyg_brmrs.version import __version__
 
 logger = logging.getLogger('pyg_brmrs')
 
@@ -210,9 +211,8 @@ def environment_info() -> Dict[str, Any]:
     r"""Versions and machine facts recorded in every results file."""
     import torch_geometric
 
-    import pyg_brmrs
     info = {
-        'pyg_brmrs': pyg_brmrs.__version__,
+        'pyg_brmrs': __version__,
         'torch': torch.__version__,
         'torch_geometric': torch_geometric.__version__,
         'python': sys.version.split()[0],

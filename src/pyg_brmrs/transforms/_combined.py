@@ -17,8 +17,10 @@ from typing import Callable, Dict, List, Tuple
 import torch
 from torch import Tensor
 
+from ..utils.sparse import csr_tensor
+
 from ._cooccurrence import csr_row_block
-from ._similarity import SPARSE_COST, user_profile
+from .similarity import SPARSE_COST, user_profile
 from ._topk import row_topk
 
 Block = Callable[[int, int], Tensor]
@@ -46,7 +48,7 @@ def profile_cosine_block(mat: Tensor, x: Tensor, chunk_size: int) -> Block:
     direction), with :obj:`mat` = :math:`\mathbf{A}` (binary CSR ``[n, m]``)
     and :obj:`x` ``[m, F]``. Users with a zero profile get zero similarity.
 
-    As in :func:`~pyg_brmrs.transforms._similarity.profile_cosine_topk`, the
+    As in :func:`~pyg_brmrs.transforms.similarity.profile_cosine_topk`, the
     block is computed directly from the ``[n, F]`` unit profiles, or, when
     :math:`m F + 64\,\mathrm{nnz}(\mathbf{A}) < n F`, in the factored form
     :math:`(\hat{\mathbf{P}}_c \mathbf{X}^{\top}) \hat{\mathbf{A}}^{\top}`
@@ -68,9 +70,8 @@ def profile_cosine_block(mat: Tensor, x: Tensor, chunk_size: int) -> Block:
     deg = mat.crow_indices().diff()
     row = torch.repeat_interleave(torch.arange(num_rows, device=x.device),
                                   deg)
-    scaled = torch.sparse_csr_tensor(mat.crow_indices(), mat.col_indices(),
-                                     scale[row], size=(num_rows, num_cols),
-                                     check_invariants=False)
+    scaled = csr_tensor(mat.crow_indices(), mat.col_indices(), scale[row],
+                        (num_rows, num_cols))
     x_t = x.t()
 
     def block(start: int, end: int) -> Tensor:

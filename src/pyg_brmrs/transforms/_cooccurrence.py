@@ -15,6 +15,8 @@ from typing import Tuple
 import torch
 from torch import Tensor
 
+from ..utils.sparse import csr_tensor
+
 from ._topk import row_topk
 
 COOCCURRENCE_MODES = ('softmax', 'count', 'jaccard')
@@ -30,18 +32,15 @@ def binary_csr(row: Tensor, col: Tensor, size: Tuple[int, int]) -> Tensor:
     crow = row.new_zeros(num_rows + 1)
     crow[1:] = torch.cumsum(torch.bincount(row, minlength=num_rows), dim=0)
     value = torch.ones(key.numel(), dtype=torch.float32, device=key.device)
-    return torch.sparse_csr_tensor(crow, col, value, size=size,
-                                   check_invariants=False)
+    return csr_tensor(crow, col, value, size)
 
 
 def csr_row_block(mat: Tensor, start: int, end: int) -> Tensor:
     r"""Rows ``start:end`` of the CSR matrix :obj:`mat` as a CSR matrix."""
     crow = mat.crow_indices()
     lo, hi = int(crow[start]), int(crow[end])
-    return torch.sparse_csr_tensor(
-        crow[start:end + 1] - lo, mat.col_indices()[lo:hi],
-        mat.values()[lo:hi], size=(end - start, mat.size(1)),
-        check_invariants=False)
+    return csr_tensor(crow[start:end + 1] - lo, mat.col_indices()[lo:hi],
+                      mat.values()[lo:hi], (end - start, mat.size(1)))
 
 
 def cooccurrence_topk(

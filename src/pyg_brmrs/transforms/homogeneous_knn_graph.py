@@ -1,7 +1,5 @@
 r"""The user–user and item–item graphs of BR-MRS (Eq. 1), built exactly,
 without dense :math:`n \times n` matrices."""
-import math
-from numbers import Integral, Real
 from typing import Dict, List, Mapping, Optional, Tuple
 
 import torch
@@ -19,9 +17,10 @@ from ..data.schema import (
     feature_key,
     modalities,
 )
+from ..utils.checks import check_float, check_int, check_modality_weights
 from ._combined import combined_topk, similarity_blocks
 from ._cooccurrence import COOCCURRENCE_MODES, binary_csr, cooccurrence_topk
-from ._similarity import (
+from .similarity import (
     NORMALIZATIONS,
     cosine_topk,
     normalize_similarity,
@@ -202,14 +201,14 @@ class HomogeneousKNNGraph(BaseTransform):
         chunk_size: Optional[int] = 1024,
         topk: str = 'per_part',
     ) -> None:
-        self.k_item = _check_int('k_item', k_item, minimum=0)
-        self.k_user = _check_int('k_user', k_user, minimum=0)
-        self.alpha_item = _check_alpha('alpha_item', alpha_item)
-        self.alpha_user = _check_alpha('alpha_user', alpha_user)
-        self.modality_weights_item = _check_weights('modality_weights_item',
-                                                    modality_weights_item)
-        self.modality_weights_user = _check_weights('modality_weights_user',
-                                                    modality_weights_user)
+        self.k_item = check_int(k_item, 'k_item', 0)
+        self.k_user = check_int(k_user, 'k_user', 0)
+        self.alpha_item = check_float(alpha_item, 'alpha_item', 0.0, 1.0)
+        self.alpha_user = check_float(alpha_user, 'alpha_user', 0.0, 1.0)
+        self.modality_weights_item = check_modality_weights(
+            modality_weights_item, 'modality_weights_item')
+        self.modality_weights_user = check_modality_weights(
+            modality_weights_user, 'modality_weights_user')
         if cooccurrence not in COOCCURRENCE_MODES:
             raise ValueError(f"'cooccurrence' must be one of "
                              f"{COOCCURRENCE_MODES} (got {cooccurrence!r})")
@@ -219,7 +218,7 @@ class HomogeneousKNNGraph(BaseTransform):
         if not isinstance(loop, bool):
             raise TypeError(f"'loop' must be a bool (got {loop!r})")
         if chunk_size is not None:
-            chunk_size = _check_int('chunk_size', chunk_size, minimum=1)
+            chunk_size = check_int(chunk_size, 'chunk_size', 1)
         if topk not in TOPK_MODES:
             raise ValueError(f"'topk' must be one of {TOPK_MODES} (got "
                              f"{topk!r})")
@@ -350,52 +349,6 @@ class HomogeneousKNNGraph(BaseTransform):
                 f'cooccurrence={self.cooccurrence!r}, '
                 f'normalization={self.normalization!r}, loop={self.loop}, '
                 f'chunk_size={self.chunk_size}, topk={self.topk!r})')
-
-
-def _check_int(name: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, Integral):
-        raise TypeError(f"'{name}' must be an int (got {value!r})")
-    if value < minimum:
-        raise ValueError(f"'{name}' must be >= {minimum} (got {value})")
-    return int(value)
-
-
-def _check_alpha(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(f"'{name}' must be a float in [0, 1] (got {value!r})")
-    if not 0.0 <= float(value) <= 1.0:
-        raise ValueError(f"'{name}' must lie in [0, 1] (got {value})")
-    return float(value)
-
-
-def _check_weights(name: str,
-                   weights: Optional[Mapping[str, float]]
-                   ) -> Optional[Dict[str, float]]:
-    if weights is None:
-        return None
-    if not isinstance(weights, Mapping):
-        raise TypeError(f"'{name}' must be a mapping modality -> weight or "
-                        f"None (got {type(weights).__name__})")
-    if len(weights) == 0:
-        raise ValueError(f"'{name}' must not be empty")
-    out = {}
-    for m, w in weights.items():
-        if not isinstance(m, str):
-            raise TypeError(f"'{name}': modality names must be str "
-                            f"(got {m!r})")
-        if isinstance(w, bool) or not isinstance(w, Real) or not math.isfinite(
-                float(w)):
-            raise TypeError(f"'{name}[{m!r}]' must be a finite float "
-                            f"(got {w!r})")
-        if w < 0:
-            raise ValueError(f"'{name}[{m!r}]' must be non-negative "
-                             f"(got {w})")
-        out[m] = float(w)
-    total = sum(out.values())
-    if abs(total - 1.0) > 1e-6:
-        raise ValueError(f"'{name}' must sum to 1 (got {total:.6g} for "
-                         f"{out})")
-    return out
 
 
 def _resolve_weights(name: str, weights: Optional[Dict[str, float]],

@@ -45,10 +45,18 @@ def to_csr(
     counts = torch.bincount(row, minlength=num_dst)
     crow = torch.zeros(num_dst + 1, dtype=torch.long, device=src.device)
     crow[1:] = torch.cumsum(counts, 0)
-    with warnings.catch_warnings():  # "Sparse CSR support is in beta"
+    return csr_tensor(crow, col, value, (num_dst, num_src))
+
+
+def csr_tensor(crow: Tensor, col: Tensor, value: Tensor,
+               size: Tuple[int, int]) -> Tensor:
+    r""":func:`torch.sparse_csr_tensor` without invariant checks (the callers
+    build valid CSR arrays), with torch's one-time "CSR support is in beta"
+    and "invariant checks are disabled" warnings silenced *here only*, so
+    that no global warnings filter is needed."""
+    with warnings.catch_warnings():
         warnings.simplefilter('ignore', UserWarning)
-        return torch.sparse_csr_tensor(crow, col, value,
-                                       size=(num_dst, num_src),
+        return torch.sparse_csr_tensor(crow, col, value, size=size,
                                        check_invariants=False)
 
 

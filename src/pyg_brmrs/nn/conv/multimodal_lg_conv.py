@@ -6,6 +6,7 @@ from torch_geometric.nn.conv import MessagePassing
 from torch_geometric.nn.conv.gcn_conv import gcn_norm
 from torch_geometric.typing import OptTensor, SparseTensor
 
+from pyg_brmrs.utils.cache import tensor_key
 from pyg_brmrs.utils.sparse import CSRAdjacency
 
 try:  # pragma: no cover - depends on the environment
@@ -144,7 +145,7 @@ class MultiModalLGConv(MessagePassing):
 
     def _prepare(self, edge_index, edge_weight, num_nodes: int, backend: str,
                  dtype: torch.dtype):
-        key = (backend, _tensor_key(edge_index), _tensor_key(edge_weight),
+        key = (backend, tensor_key(edge_index), tensor_key(edge_weight),
                num_nodes, dtype)
         if self.cached and self._cache_key == key:
             return self._cache
@@ -189,14 +190,6 @@ class MultiModalLGConv(MessagePassing):
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}(normalize={self.normalize}, '
                 f'cached={self.cached}, backend={self.backend})')
-
-
-def _tensor_key(t) -> Optional[Tuple]:
-    if t is None:
-        return None
-    if isinstance(t, Tensor):
-        return (id(t), t.data_ptr(), t._version, tuple(t.shape), t.device)
-    return (id(t), )
 
 
 def _check_edge_index(edge_index: Tensor, edge_weight: OptTensor,

@@ -15,13 +15,11 @@ from pyg_brmrs.data.schema import (
     modalities,
 )
 from pyg_brmrs.nn.base import FUSED, Recommender, RecOutput, ego_regularization
-from pyg_brmrs.nn.conv.multimodal_lg_conv import (
-    MultiModalLGConv,
-    _tensor_key,
-)
+from pyg_brmrs.nn.conv import MultiModalLGConv
 from pyg_brmrs.nn.fusion import Fusion, resolve_fusion
 from pyg_brmrs.nn.models._common import item_features as check_item_features
 from pyg_brmrs.nn.models._common import trainable_features
+from pyg_brmrs.utils.cache import tensor_key
 from pyg_brmrs.utils.dropout import degree_sensitive_edge_pruning
 from pyg_brmrs.utils.sparse import CSRAdjacency, bipartite_to_homogeneous
 
@@ -365,7 +363,7 @@ class BRMRS(Recommender):
         if self.finetune_features:
             xc = x.to(dtype)
         else:
-            xc = self._cached(f'cast_{key}', (_tensor_key(x), dtype),
+            xc = self._cached(f'cast_{key}', (tensor_key(x), dtype),
                               lambda: x.detach().to(dtype))
         return F.linear(xc, weight.to(dtype)).to(weight.dtype)
 
@@ -377,12 +375,12 @@ class BRMRS(Recommender):
             return CSRAdjacency(train_ei.flip(0), w,
                                 (self.num_users, self.num_items))
 
-        return self._cached('user_mean', _tensor_key(train_ei), build)
+        return self._cached('user_mean', tensor_key(train_ei), build)
 
     def _ui_edge_index(self, train_ei: Tensor) -> Tensor:
         if self.training and self.edge_dropout > 0:
             hit = self._graph_cache.get('ui_pruned')
-            key = _tensor_key(train_ei)
+            key = tensor_key(train_ei)
             if self._prune_due or hit is None or hit[0] != key:
                 kept = degree_sensitive_edge_pruning(
                     train_ei, self.num_users, self.num_items,
@@ -392,7 +390,7 @@ class BRMRS(Recommender):
                 self._prune_due, self._prune_generator = False, None
             return hit[1]
         return self._cached(
-            'ui', _tensor_key(train_ei),
+            'ui', tensor_key(train_ei),
             lambda: bipartite_to_homogeneous(train_ei, self.num_users))
 
     def on_epoch_start(self, epoch: int,
@@ -415,8 +413,8 @@ class BRMRS(Recommender):
         if edge_type not in data.edge_types:
             return (None, )
         store = data[edge_type]
-        return (_tensor_key(store.edge_index),
-                _tensor_key(store.get('edge_weight')))
+        return (tensor_key(store.edge_index),
+                tensor_key(store.get('edge_weight')))
 
     def _static_item(self, data: HeteroData,
                      feats: Dict[str, Tensor]) -> Dict[str, Tuple]:
@@ -424,7 +422,7 @@ class BRMRS(Recommender):
         graph and the propagated all-ones column, ``([I, F_m], [I, 1])``
         (computed once while the features and the graph stay the same)."""
         key = (self._graph_key(data, ITEM_SIM),
-               tuple(_tensor_key(feats[m]) for m in self.modalities))
+               tuple(tensor_key(feats[m]) for m in self.modalities))
 
         def build():
             with torch.no_grad():
@@ -458,8 +456,8 @@ class BRMRS(Recommender):
                   sparse + self.num_items * self.feature_dims[m]]
         if not chosen:
             return {}
-        key = (self._graph_key(data, USER_SIM), _tensor_key(train_ei),
-               tuple(_tensor_key(feats[m]) for m in chosen))
+        key = (self._graph_key(data, USER_SIM), tensor_key(train_ei),
+               tuple(tensor_key(feats[m]) for m in chosen))
         mean_op = self._mean_operator(train_ei)
 
         def build():

@@ -9,7 +9,7 @@ from torch_geometric.utils import coalesce
 from pyg_brmrs.data.schema import ITEM, RATES, USER, features, modalities
 from pyg_brmrs.loss import bpr_loss
 from pyg_brmrs.nn.base import FUSED, Recommender, RecOutput
-from pyg_brmrs.nn.conv.multimodal_lg_conv import MultiModalLGConv, _tensor_key
+from pyg_brmrs.nn.conv import MultiModalLGConv
 from pyg_brmrs.nn.models._common import (
     check_bipartite,
     check_counts,
@@ -18,7 +18,8 @@ from pyg_brmrs.nn.models._common import (
     item_features,
     trainable_features,
 )
-from pyg_brmrs.transforms._similarity import cosine_topk, normalize_similarity
+from pyg_brmrs.transforms.similarity import cosine_topk, normalize_similarity
+from pyg_brmrs.utils.cache import tensor_key
 from pyg_brmrs.utils.dropout import degree_sensitive_edge_pruning
 from pyg_brmrs.utils.sparse import CSRAdjacency, bipartite_to_homogeneous
 
@@ -44,7 +45,7 @@ def freedom_knn_graph(
     :func:`torch.topk` over the full similarity row) and :math:`\mathbf{D}_m`
     holds the row sums of :math:`\mathbf{A}_m` (:math:`k` for every item).
     Computed :obj:`chunk_size` rows at a time with
-    :func:`pyg_brmrs.transforms._similarity.cosine_topk`, so no
+    :func:`pyg_brmrs.transforms.similarity.cosine_topk`, so no
     :math:`n \times n` matrix is formed. Ties are broken by the smaller index
     (MMRec: unspecified); an all-zero feature row has no neighbours in that
     modality and is nobody's neighbour (MMRec: NaN similarities); a row keeps
@@ -332,7 +333,7 @@ class FREEDOM(Recommender):
         return self._item_graph(self._raw_features(data))[0]
 
     def _item_graph(self, xs: Dict[str, Tensor]):
-        key = tuple(_tensor_key(xs[m]) for m in self.modalities)
+        key = tuple(tensor_key(xs[m]) for m in self.modalities)
 
         def build():
             ei, ew = freedom_knn_graph(xs, self.knn_k, self.modality_weights,
@@ -347,7 +348,7 @@ class FREEDOM(Recommender):
             check_bipartite(train_ei, self.num_users, self.num_items)
             return bipartite_to_homogeneous(train_ei, self.num_users)
 
-        return self._cached('full', _tensor_key(train_ei), build)
+        return self._cached('full', tensor_key(train_ei), build)
 
     def on_epoch_start(self, epoch: int,
                        generator: Optional[torch.Generator] = None) -> None:
@@ -364,7 +365,7 @@ class FREEDOM(Recommender):
         return None if hit is None else hit[1][0]
 
     def _pruned_graph(self, train_ei: Tensor) -> Tensor:
-        key = _tensor_key(train_ei)
+        key = tensor_key(train_ei)
         hit = self._cache.get('pruned')
         if not self._prune_due and hit is not None and hit[0] == key:
             return hit[1][1]

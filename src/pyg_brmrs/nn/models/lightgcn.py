@@ -7,7 +7,7 @@ from torch_geometric.nn.models import LightGCN as PyGLightGCN
 
 from pyg_brmrs.data.schema import ITEM, RATES, USER
 from pyg_brmrs.nn.base import FUSED, Recommender, RecOutput
-from pyg_brmrs.nn.conv.multimodal_lg_conv import MultiModalLGConv, _tensor_key
+from pyg_brmrs.nn.conv import MultiModalLGConv
 from pyg_brmrs.nn.models._common import (
     batch_regularization,
     check_bipartite,
@@ -15,6 +15,7 @@ from pyg_brmrs.nn.models._common import (
     check_positive_int,
     check_reg_norm,
 )
+from pyg_brmrs.utils.cache import tensor_key
 from pyg_brmrs.utils.sparse import bipartite_to_homogeneous
 
 LIGHTGCN_BACKENDS = ('csr', 'torch_sparse', 'edge_index', 'pyg')
@@ -138,7 +139,7 @@ class LightGCN(Recommender):
 
     def homogeneous_edge_index(self, edge_index: Tensor) -> Tensor:
         r"""The ``[2, 2E]`` user–item graph on :math:`N` nodes (cached)."""
-        key = _tensor_key(edge_index)
+        key = tensor_key(edge_index)
         if self.cached and self._graph is not None and self._graph[0] == key:
             return self._graph[1]
         check_bipartite(edge_index, self.num_users, self.num_items)

@@ -40,41 +40,18 @@ of unmasked items (masked items then fill the tail of the ranking), while
     and may differ between devices and versions; with continuous embeddings
     ties have probability zero. Any tie order gives a valid ranking.
 """
-import operator
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
+
+from pyg_brmrs.utils.checks import check_edge_index, check_int
 
 METRICS = ('recall', 'ndcg', 'precision', 'map', 'hit')
 DEFAULT_METRICS = ('recall', 'ndcg', 'precision', 'map')
 
 
 # Input checks ################################################################
-
-def _check_edge_index(edge_index: Tensor, name: str) -> Tensor:
-    if not isinstance(edge_index, Tensor):
-        raise TypeError(f"'{name}' must be a torch.Tensor of shape [2, E] "
-                        f"(got {type(edge_index).__name__})")
-    if edge_index.dim() != 2 or edge_index.size(0) != 2:
-        raise ValueError(f"'{name}' must have shape [2, E] "
-                         f"(got {list(edge_index.size())})")
-    if edge_index.dtype.is_floating_point or edge_index.dtype == torch.bool \
-            or edge_index.is_complex():
-        raise ValueError(f"'{name}' must hold integer ids "
-                         f"(got dtype {edge_index.dtype})")
-    edge_index = edge_index.long()
-    if edge_index.numel() > 0 and int(edge_index.min()) < 0:
-        raise ValueError(f"'{name}' holds negative ids "
-                         f"(min {int(edge_index.min())})")
-    return edge_index
-
-
-def _check_item_range(edge_index: Tensor, num_items: int, name: str):
-    if edge_index.numel() > 0 and int(edge_index[1].max()) >= num_items:
-        raise ValueError(f"'{name}' holds item id {int(edge_index[1].max())} "
-                         f"but there are only {num_items} items")
-
 
 def _check_emb(emb: Tensor, name: str) -> Tensor:
     if not isinstance(emb, Tensor):
@@ -94,7 +71,13 @@ def _check_emb(emb: Tensor, name: str) -> Tensor:
     return emb.detach()
 
 
-def _check_pair(user_emb: Tensor, item_emb: Tensor, prefix: str = ''):
+def check_embedding_pair(user_emb: Tensor, item_emb: Tensor,
+                         prefix: str = '') -> Tuple[Tensor, Tensor]:
+    r"""Checks user embeddings ``[num_users, d]`` and item embeddings
+    ``[num_items, d]`` (tensors, 2-D, floating point, finite, same ``d`` and
+    device) and returns them detached, the item embeddings cast to the user
+    embeddings' dtype. :obj:`prefix` is prepended to the argument names in
+    messages (*e.g.* ``"['image'] "`` for one branch of a dict)."""
     user_emb = _check_emb(user_emb, prefix + 'user_emb')
     item_emb = _check_emb(item_emb, prefix + 'item_emb')
     if user_emb.size(1) != item_emb.size(1):
@@ -110,26 +93,13 @@ def _check_pair(user_emb: Tensor, item_emb: Tensor, prefix: str = ''):
     return user_emb, item_emb
 
 
-def _positive_int(value, name: str) -> int:
-    try:
-        if isinstance(value, bool):
-            raise TypeError
-        out = operator.index(value)
-    except TypeError:
-        out = 0
-    if out <= 0:
-        raise ValueError(f"'{name}' must be a positive integer "
-                         f"(got {value!r})")
-    return out
-
-
 def _check_ks(ks: Union[int, Sequence[int]]) -> Tuple[int, ...]:
     if not isinstance(ks, (list, tuple, range)) and not (
             isinstance(ks, Tensor) and ks.dim() == 1):
         ks = (ks, )
     if len(ks) == 0:
         raise ValueError("'ks' must hold at least one cutoff")
-    return tuple(sorted({_positive_int(k, 'ks') for k in ks}))
+    return tuple(sorted({check_int(k, 'ks') for k in ks}))
 
 
 def _check_metrics(metrics: Union[str, Sequence[str]]) -> Tuple[str, ...]:
@@ -149,7 +119,7 @@ def _float_dtype(device: torch.device) -> torch.dtype:
 
 # Ranking plan ################################################################
 
-class _RankingPlan:
+class RankingPlan:
     r"""Precomputed masks for ranking the (distinct) users :obj:`users` in
     batches of :obj:`batch_size` rows.
 
@@ -159,10 +129,23 @@ class _RankingPlan:
     (:obj:`mask_flat`; the slice of batch :obj:`b` is
     ``mask_ptr[b]:mask_ptr[b + 1]``). At most one sort (none for pairs that
     are already sorted by user), no loop over users.
+
+    Args:
+        users (torch.Tensor): The distinct user ids ``[U]`` to rank.
+        mask_edge_index (torch.Tensor): Pairs ``[2, E]`` (user, item) never
+            ranked (see :func:`mask_edge_index`); pairs of users not in
+            :obj:`users` are ignored.
+        num_items (int): The number of items.
+        batch_size (int): Users scored at once (memory ``batch_size *
+            num_items`` scores).
+
+    :meth:`topk` then ranks any embeddings against the same masks, which is
+    how :class:`RankingEvaluator`, :func:`topk_items` and
+    :func:`pyg_brmrs.analysis.synergy_subsets` share one ranking.
     """
     def __init__(self, users: Tensor, mask_edge_index: Tensor, num_items: int,
                  batch_size: int):
-        batch_size = _positive_int(batch_size, 'batch_size')
+        batch_size = check_int(batch_size, 'batch_size')
         device = users.device
         self.users = users
         self.num_items = num_items
@@ -193,7 +176,7 @@ class _RankingPlan:
     def num_batches(self) -> int:
         return len(self.bounds) - 1
 
-    def to(self, device: torch.device) -> '_RankingPlan':
+    def to(self, device: torch.device) -> 'RankingPlan':
         self.users = self.users.to(device)
         self.mask_flat = self.mask_flat.to(device)
         return self
@@ -241,15 +224,18 @@ def _lookup_table(users: Tensor, *others: Tensor) -> Tensor:
     return table
 
 
-def _mask_edge_index(train_edge_index: Optional[Tensor],
-                     exclude_edge_index: Optional[Tensor],
-                     num_items: int, device) -> Tensor:
+def mask_edge_index(train_edge_index: Optional[Tensor],
+                    exclude_edge_index: Optional[Tensor],
+                    num_items: int, device) -> Tensor:
+    r"""The pairs ``[2, E_train + E_exclude]`` that a ranking masks: the
+    checked :obj:`train_edge_index` and :obj:`exclude_edge_index` (either may
+    be :obj:`None`) concatenated on :obj:`device`."""
     parts = []
     for name, ei in (('train_edge_index', train_edge_index),
                      ('exclude_edge_index', exclude_edge_index)):
         if ei is not None:
-            ei = _check_edge_index(ei, name)
-            _check_item_range(ei, num_items, name)
+            ei = check_edge_index(ei, name, num_nodes=(None, num_items),
+                                  kinds=('user', 'item'))
             parts.append(ei.to(device))
     if not parts:
         return torch.empty((2, 0), dtype=torch.long, device=device)
@@ -288,8 +274,8 @@ def topk_items(
         when :obj:`k` exceeds the number of unmasked items of that user (or
         :obj:`num_items`). Ties follow :meth:`torch.topk` (unspecified order).
     """
-    user_emb, item_emb = _check_pair(user_emb, item_emb)
-    k = _positive_int(k, 'k')
+    user_emb, item_emb = check_embedding_pair(user_emb, item_emb)
+    k = check_int(k, 'k')
     device = user_emb.device
     num_items = item_emb.size(0)
     if users is None:
@@ -303,21 +289,21 @@ def topk_items(
                                   >= user_emb.size(0)):
             raise ValueError(f"'users' holds ids outside [0, "
                              f"{user_emb.size(0)})")
-    mask = _mask_edge_index(train_edge_index, exclude_edge_index, num_items,
+    mask = mask_edge_index(train_edge_index, exclude_edge_index, num_items,
                             device)
     out = torch.full((users.numel(), k), -1, dtype=torch.long, device=device)
     if users.numel() == 0 or num_items == 0:
         return out
     # Rank every distinct user once, then expand to the requested rows:
     distinct, inverse = torch.unique(users, return_inverse=True)
-    plan = _RankingPlan(distinct, mask, num_items, batch_size)
-    out[:, :min(k, num_items)] = _ranked_items(plan, user_emb, item_emb,
+    plan = RankingPlan(distinct, mask, num_items, batch_size)
+    out[:, :min(k, num_items)] = ranked_items(plan, user_emb, item_emb,
                                                k)[inverse]
     return out
 
 
-def _ranked_items(plan: _RankingPlan, user_emb: Tensor, item_emb: Tensor,
-                  k: int) -> Tensor:
+def ranked_items(plan: RankingPlan, user_emb: Tensor, item_emb: Tensor,
+                 k: int) -> Tensor:
     r"""The top-:math:`k` item ids ``[num_rows, min(k, num_items)]`` of the
     rows of :obj:`plan`, :obj:`-1` where a rank falls on a masked item."""
     with torch.no_grad():
@@ -375,20 +361,17 @@ class RankingEvaluator:
         batch_size: int = 4096,
         exclude_edge_index: Optional[Tensor] = None,
     ):
-        num_items = _positive_int(num_items, 'num_items')
+        num_items = check_int(num_items, 'num_items')
         self.num_items = num_items
         self.ks = _check_ks(ks)
         self.metrics = _check_metrics(metrics)
-        self.batch_size = batch_size = _positive_int(batch_size, 'batch_size')
+        self.batch_size = batch_size = check_int(batch_size, 'batch_size')
 
-        eval_edge_index = _check_edge_index(eval_edge_index,
-                                            'eval_edge_index')
-        _check_item_range(eval_edge_index, num_items, 'eval_edge_index')
-        if eval_edge_index.size(1) == 0:
-            raise ValueError("'eval_edge_index' is empty: there is no user "
-                             "to evaluate")
+        eval_edge_index = check_edge_index(
+            eval_edge_index, 'eval_edge_index', num_nodes=(None, num_items),
+            kinds=('user', 'item'), allow_empty=False)
         device = eval_edge_index.device
-        mask = _mask_edge_index(train_edge_index, exclude_edge_index,
+        mask = mask_edge_index(train_edge_index, exclude_edge_index,
                                 num_items, device)
         self.max_user = max(int(eval_edge_index[0].max()),
                             int(mask[0].max()) if mask.numel() else 0)
@@ -410,7 +393,7 @@ class RankingEvaluator:
                              f"{key % num_items})")
         self.pos_keys = keys
         self.pos_count = count[users]
-        self.plan = _RankingPlan(users, mask, num_items, batch_size)
+        self.plan = RankingPlan(users, mask, num_items, batch_size)
 
     @classmethod
     def from_data(cls, data, split: str = 'val',
@@ -463,14 +446,14 @@ class RankingEvaluator:
         r"""Returns the boolean hit matrix ``[num_eval_users, k]``
         (:obj:`k` defaults to ``max(ks)``): entry :math:`(u, j)` tells whether
         the item at rank :math:`j + 1` of user ``users[u]`` is held out."""
-        user_emb, item_emb = _check_pair(user_emb, item_emb)
+        user_emb, item_emb = check_embedding_pair(user_emb, item_emb)
         if item_emb.size(0) != self.num_items:
             raise ValueError(f"'item_emb' has {item_emb.size(0)} rows but the "
                              f"evaluator was built for {self.num_items} items")
         if user_emb.size(0) <= self.max_user:
             raise ValueError(f"'user_emb' has {user_emb.size(0)} rows but the "
                              f"edge indices hold user id {self.max_user}")
-        k = max(self.ks) if k is None else _positive_int(k, 'k')
+        k = max(self.ks) if k is None else check_int(k, 'k')
         self._to(user_emb.device)
         with torch.no_grad():
             values, index = self.plan.topk(user_emb, item_emb, k)
@@ -490,7 +473,7 @@ class RankingEvaluator:
         ...}`` over the evaluated users (for significance tests)."""
         hits = self.hit_matrix(user_emb, item_emb)
         out: Dict[str, Tensor] = {'user': self.users.clone()}
-        out.update(_metrics_from_hits(hits, self.pos_count, self.ks,
+        out.update(metrics_from_hits(hits, self.pos_count, self.ks,
                                       self.metrics))
         return out
 
@@ -526,7 +509,7 @@ class RankingEvaluator:
                 f'metrics={self.metrics})')
 
 
-def _metrics_from_hits(hits: Tensor, pos_count: Tensor, ks: Sequence[int],
+def metrics_from_hits(hits: Tensor, pos_count: Tensor, ks: Sequence[int],
                        metrics: Sequence[str]) -> Dict[str, Tensor]:
     r"""Per-user metrics ``{'recall@10': [U], ...}`` from a hit matrix
     ``[U, max(ks)]`` and the number of held-out items ``[U]`` of every
@@ -607,7 +590,7 @@ def full_ranking_metrics(
     The ranking is :meth:`torch.topk` per batch of users, as in MMRec: among
     exactly equal scores the order is unspecified (see the module note).
     """
-    user_emb, item_emb = _check_pair(user_emb, item_emb)
+    user_emb, item_emb = check_embedding_pair(user_emb, item_emb)
     evaluator = RankingEvaluator(
         train_edge_index.to(user_emb.device)
         if isinstance(train_edge_index, Tensor) else train_edge_index,
@@ -618,4 +601,15 @@ def full_ranking_metrics(
     return evaluator(user_emb, item_emb, return_per_user=return_per_user)
 
 
-__all__ = ['RankingEvaluator', 'full_ranking_metrics', 'topk_items']
+__all__ = [
+    'METRICS',
+    'DEFAULT_METRICS',
+    'RankingEvaluator',
+    'RankingPlan',
+    'check_embedding_pair',
+    'full_ranking_metrics',
+    'mask_edge_index',
+    'metrics_from_hits',
+    'ranked_items',
+    'topk_items',
+]

@@ -1,8 +1,18 @@
-r"""Cosine-similarity neighbours, computed one block of rows at a time."""
+r"""Cosine-similarity neighbours, computed one block of rows at a time: the
+similarity part of :class:`~pyg_brmrs.transforms.HomogeneousKNNGraph`,
+public so that models that build their own kNN graphs (FREEDOM's frozen item
+graph) use the same neighbour rule, tie-breaking and normalisation.
+
+Every function returns COO triples ``(row, col, value)`` with rows ascending
+and, within a row, values descending then columns ascending; no function
+materialises an :math:`n \times n` matrix.
+"""
 from typing import Callable, Tuple
 
 import torch
 from torch import Tensor
+
+from ..utils.sparse import csr_tensor
 
 from ._cooccurrence import csr_row_block
 from ._topk import row_topk
@@ -15,6 +25,15 @@ NORMALIZATIONS = ('sym', 'none')
 SPARSE_COST = 64
 
 Triple = Tuple[Tensor, Tensor, Tensor]
+
+__all__ = [
+    'NORMALIZATIONS',
+    'cosine_topk',
+    'knn_from_blocks',
+    'normalize_similarity',
+    'profile_cosine_topk',
+    'user_profile',
+]
 
 
 def knn_from_blocks(
@@ -172,9 +191,8 @@ def profile_cosine_topk(
         torch.arange(node.numel(), device=device), deg_valid)
     src = first[local] + torch.arange(local.numel(), device=device) - (
         crow[:-1][local])
-    scaled = torch.sparse_csr_tensor(
-        crow, mat.col_indices()[src], (1.0 / norm[node])[local],
-        size=(node.numel(), num_cols), check_invariants=False)
+    scaled = csr_tensor(crow, mat.col_indices()[src],
+                        (1.0 / norm[node])[local], (node.numel(), num_cols))
     del norm, valid, deg, first, local, src
     x_t = x.t()
 
