@@ -89,8 +89,32 @@ def mean(values: List[float]) -> float:
     return sum(values) / len(values)
 
 
+def verified_earlier(root: Path, model: str) -> Optional[Dict]:
+    r"""The earlier 4-run grid of a baseline (tag ``<model>``), used in the
+    equal-budget table only when a rerun of its selected point with today's
+    code (tag ``verify_<model>``, seed 999) reproduced the earlier run's
+    validation and test metrics exactly."""
+    earlier = load(root, 'tiktok', model)
+    check = load(root, 'tiktok', f'verify_{model}')
+    if earlier is None or check is None:
+        return None
+    old = next((r for r in earlier['runs']
+                if r['point'] == {**check['fixed'], **check['selected']}),
+               None)
+    new = check['runs'][0]
+    if old is None or old['point'] != earlier['selected']:
+        return None
+    same = all(abs(old[part][m] - new[part][m]) < 1e-12
+               for part in ('valid', 'test') for m in METRICS)
+    return dict(earlier, verified=check['machine'].get('date', '?')[:10]) \
+        if same else None
+
+
 def equal_budget_table(root: Path) -> List[str]:
     found = {m: load(root, 'tiktok', f'eq_{m}') for m, _ in EQUAL}
+    for m in EQUAL_BASELINES:
+        if found[m] is None:
+            found[m] = verified_earlier(root, m)
     found = {m: s for m, s in found.items() if s is not None}
     if not found:
         return ['(not run yet)']
@@ -103,8 +127,13 @@ def equal_budget_table(root: Path) -> List[str]:
         if s is None:
             continue
         grid = ', '.join(f'{k} ∈ {v}' for k, v in s['grid'].items())
+        if s.get('fixed'):
+            grid += f"; fixed {fmt_point(s['fixed'])}"
         epochs = '/'.join(str(e) for e in s['epochs'])
         sec = mean(s['epoch_time'])
+        if 'verified' in s:
+            label += (f" † (run {s['machine'].get('date', '?')[:10]}; "
+                      f"selected point rerun {s['verified']}: identical)")
         rows.append(f"| {label} | {len(s['runs'])}: {grid} | "
                     f"{fmt_point(s['selected'])} | "
                     + ' | '.join(pm(s, m) for m in METRICS)
@@ -148,8 +177,13 @@ def grid_runs_table(root: Path, model: str) -> List[str]:
     return rows
 
 
-def _subsets_mean(summaries: List[Dict]) -> Optional[Dict]:
-    subs = [x for s in summaries for x in (s.get('subsets') or []) if x]
+def seed_subsets(summary: Dict) -> Dict[int, Dict]:
+    r"""seed -> subsets of the runs that recorded them (``--subsets``)."""
+    subs = summary.get('subsets') or []
+    return {seed: sub for seed, sub in zip(summary['seeds'], subs) if sub}
+
+
+def _subsets_mean(subs: List[Dict]) -> Optional[Dict]:
     if not subs:
         return None
     out = {'unimodal': subs[0]['unimodal'], 'n': len(subs)}
@@ -168,18 +202,20 @@ def ablation_equal_table(root: Path, model: str) -> List[str]:
         tag = f'eq_{model}' if variant == 'full' else f'abl_{model}_{variant}'
         s = load(root, 'tiktok', tag)
         if s is not None:
-            entries.append((variant, label, s, _subsets_mean([s])))
+            entries.append((variant, label, s, seed_subsets(s)))
     if not entries:
         return ['(not run yet)']
-    uni = next((sub['unimodal'] for *_, sub in entries if sub), [])
-    rows = ['| variant | seeds | R@20 | N@20 | '
+    uni = next((next(iter(sub.values()))['unimodal']
+                for *_, sub in entries if sub), [])
+    rows = ['| variant | seeds | R@20 | N@20 | seeds with subsets | '
             + ' | '.join(f'U_{m} %' for m in uni)
             + ' | ΣU_m % | U_syn % | U_deg % | '
             + ' | '.join(f'hit {b} %' for b in ['fused'] + uni) + ' |',
-            '|---|---|---|---|' + '---|' * (2 * len(uni) + 4)]
-    for variant, label, s, sub in entries:
+            '|---|---|---|---|---|' + '---|' * (2 * len(uni) + 4)]
+    for variant, label, s, per_seed in entries:
+        sub = _subsets_mean(list(per_seed.values()))
         cells = [label, '/'.join(map(str, s['seeds'])), pm(s, 'recall@20'),
-                 pm(s, 'ndcg@20')]
+                 pm(s, 'ndcg@20'), '/'.join(map(str, per_seed)) or '—']
         if sub:
             cells += [f"{100 * sub['unique'][m]:.2f}" for m in uni]
             cells += [f"{100 * sum(sub['unique'].values()):.2f}",
@@ -189,9 +225,9 @@ def ablation_equal_table(root: Path, model: str) -> List[str]:
                       for b in ['fused'] + uni]
         rows.append('| ' + ' | '.join(cells) + ' |')
     rows += ['', 'Fractions of the test pairs at K = 20, mean over the '
-             'seeds: U_m = only the unimodal branch m ranks the held-out '
-             'item in its top 20; U_syn = the fused branch does and no '
-             'unimodal branch does; U_deg = some unimodal branch does, the '
+             'seeds with subsets: U_m = only the unimodal branch m ranks the '
+             'held-out item in its top 20; U_syn = the fused branch does and '
+             'no unimodal branch does; U_deg = some unimodal branch does, the '
              'fused one does not; hit b = branch b alone ranks it in its '
              'top 20.']
     rows += ['', *claims(entries)]
@@ -199,26 +235,40 @@ def ablation_equal_table(root: Path, model: str) -> List[str]:
 
 
 def claims(entries) -> List[str]:
-    r"""The paper's two claims, checked on the seed means."""
-    by = {v: sub for v, _, _, sub in entries if sub}
+    r"""The paper's two claims, checked on the seeds that both runs of a
+    comparison recorded subsets for (same seed = same initialisation and
+    batch order up to the change)."""
+    by = {v: per_seed for v, _, _, per_seed in entries if per_seed}
     out = []
+
+    def matched(a: str, b: str):
+        seeds = sorted(set(by[a]) & set(by[b]))
+        return (seeds, _subsets_mean([by[a][x] for x in seeds]),
+                _subsets_mean([by[b][x] for x in seeds]))
+
     if 'full' in by and 'no_chns' in by:
-        a = sum(by['full']['unique'].values())
-        b = sum(by['no_chns']['unique'].values())
-        out.append(f"- CHNS enlarges the modality-unique subsets: ΣU_m "
-                   f"{100 * b:.2f} % without CHNS → {100 * a:.2f} % with it: "
-                   f"**{'holds' if a > b else 'does not hold'}**.")
+        seeds, f, n = matched('full', 'no_chns')
+        if seeds:
+            a = sum(f['unique'].values())
+            b = sum(n['unique'].values())
+            out.append(f"- CHNS enlarges the modality-unique subsets "
+                       f"(seeds {'/'.join(map(str, seeds))}): ΣU_m "
+                       f"{100 * b:.2f} % without CHNS → {100 * a:.2f} % "
+                       f"with it: **{'holds' if a > b else 'does not hold'}"
+                       f"**.")
     if 'full' in by and 'no_syn' in by:
-        f, n = by['full'], by['no_syn']
-        deg = f['degradation'] < n['degradation']
-        syn = f['synergy'] > n['synergy']
-        out.append(f"- L_syn shrinks degradation: U_deg "
-                   f"{100 * n['degradation']:.2f} % without → "
-                   f"{100 * f['degradation']:.2f} % with: "
-                   f"**{'holds' if deg else 'does not hold'}**; L_syn "
-                   f"enlarges synergy: U_syn {100 * n['synergy']:.2f} % → "
-                   f"{100 * f['synergy']:.2f} %: "
-                   f"**{'holds' if syn else 'does not hold'}**.")
+        seeds, f, n = matched('full', 'no_syn')
+        if seeds:
+            deg = f['degradation'] < n['degradation']
+            syn = f['synergy'] > n['synergy']
+            out.append(f"- L_syn shrinks degradation (seeds "
+                       f"{'/'.join(map(str, seeds))}): U_deg "
+                       f"{100 * n['degradation']:.2f} % without → "
+                       f"{100 * f['degradation']:.2f} % with: "
+                       f"**{'holds' if deg else 'does not hold'}**; L_syn "
+                       f"enlarges synergy: U_syn {100 * n['synergy']:.2f} % "
+                       f"→ {100 * f['synergy']:.2f} %: "
+                       f"**{'holds' if syn else 'does not hold'}**.")
     return out
 
 
@@ -386,7 +436,7 @@ def main(argv=None) -> int:
     out = ['# Quality results', '',
            '## TikTok at an equal tuning budget', '',
            *equal_budget_table(args.root), '',
-           '### Validation runs of the paper\'s model (fusion × L)', '',
+           '### Validation runs of the paper\'s model (fusion, L = 2)', '',
            *grid_runs_table(args.root, 'brmrs_paper'), '',
            '### Validation runs of the tuned variant', '',
            *grid_runs_table(args.root, 'brmrs'), '',
