@@ -26,7 +26,8 @@ from pyg_brmrs.training import TrainConfig
 #: Where MMRec's preprocessed datasets (interactions + features) live.
 MMREC_DATA_URL = ('https://drive.google.com/drive/folders/'
                   '13cBy1EA_saTUuXxVllKgtfci2A09jyaG')
-ALL_MODELS = ['bprmf', 'lightgcn', 'vbpr', 'freedom', 'rearm', 'brmrs']
+ALL_MODELS = ['bprmf', 'lightgcn', 'vbpr', 'freedom', 'rearm', 'brmrs_paper',
+              'brmrs']
 
 
 def expected_files(name: str) -> List[str]:
@@ -72,7 +73,7 @@ def parse_args(name: str, argv: Optional[Sequence[str]],
                         f'image_feat.npy, text_feat.npy) or its parent '
                         f'(default: data/{name})')
     parser.add_argument('--models', default=','.join(ALL_MODELS),
-                        help='comma-separated recipes (default: all six: '
+                        help='comma-separated recipes (default: all seven: '
                         f"{','.join(ALL_MODELS)})")
     parser.add_argument('--seeds', type=int, nargs='+', default=[999],
                         help='one run per seed (default: 999, MMRec\'s)')

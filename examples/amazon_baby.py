@@ -1,7 +1,7 @@
 r"""Amazon Baby (MMRec split): BR-MRS and the baselines with the package's
 recommended settings, written as a paper-style results table.
 
-    python examples/amazon_baby.py --root data/baby   # all six models
+    python examples/amazon_baby.py --root data/baby   # all seven models
     python examples/amazon_baby.py --root data/baby \
         --models brmrs,lightgcn --seeds 999 1000 1001 --out results/baby
 

@@ -1,7 +1,7 @@
 r"""Amazon Clothing (MMRec split): BR-MRS and the baselines with the package's
 recommended settings, written as a paper-style results table.
 
-    python examples/amazon_clothing.py --root data/clothing   # all six models
+    python examples/amazon_clothing.py --root data/clothing   # all seven models
     python examples/amazon_clothing.py --root data/clothing \
         --models brmrs,lightgcn --seeds 999 1000 1001 --out results/clothing
 

@@ -1,7 +1,7 @@
 r"""Amazon Sports (MMRec split): BR-MRS and the baselines with the package's
 recommended settings, written as a paper-style results table.
 
-    python examples/amazon_sports.py --root data/sports   # all six models
+    python examples/amazon_sports.py --root data/sports   # all seven models
     python examples/amazon_sports.py --root data/sports \
         --models brmrs,lightgcn --seeds 999 1000 1001 --out results/sports
 

@@ -47,9 +47,9 @@ validation epoch, hyper-parameters selected on validation only)."""
 
 EPILOG = """\
 examples:
-  pyg-brmrs train --model brmrs --synthetic --epochs 50 --subsets
-  pyg-brmrs train --model brmrs --data data/baby --preset baby \\
-      --param fusion=mean --param lambda_s=0.5 --output-dir runs/baby-brmrs
+  pyg-brmrs train --model brmrs_paper --synthetic --epochs 50 --subsets
+  pyg-brmrs train --model brmrs_paper --data data/baby --preset baby \\
+      --param lambda_s=0.5 --output-dir runs/baby-brmrs
   pyg-brmrs evaluate --run-dir runs/baby-brmrs
   pyg-brmrs grid --model brmrs --data data/baby --grid theta=0.05,0.1,0.2
   pyg-brmrs report runs/*/results.json --out table1.md
@@ -60,9 +60,10 @@ models (--model):
                   initial_indent=f'  {n:12s}', subsequent_indent=' ' * 14)
     for n in recipes.list_recipes()) + """
 
-brmrs_paper is the paper's model; brmrs is a tuned variant that departs from
-it (see each description and the README's results for what each choice
-gains or loses on TikTok)."""
+brmrs_paper is the paper's model (and BRMRS's constructor defaults); brmrs is
+a tuned variant that departs from it in four settings (id_mode=concat,
+user_mode=profile, fusion=concat, per-part top-k graphs). benchmarks/README.md
+compares both with the baselines at an equal tuning budget."""
 
 
 class CLIError(ValueError):

@@ -186,6 +186,14 @@ DATASET_DEFAULTS: Dict[str, Dict[str, Dict[str, Any]]] = {
     },
 }
 
+# The paper's model on Amazon takes the same graph and layer settings as the
+# tuned variant (REARM's published ones); its own choices (pure branches,
+# mean fusion, the combined top-k) come from the recipe.
+for _dataset in ('baby', 'sports', 'clothing'):
+    DATASET_DEFAULTS[_dataset]['brmrs_paper'] = dict(
+        DATASET_DEFAULTS[_dataset]['brmrs'])
+del _dataset
+
 
 def dataset_defaults(dataset: str, model: str) -> Dict[str, Any]:
     r"""The recommended keywords of recipe :obj:`model` on :obj:`dataset`
