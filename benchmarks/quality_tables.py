@@ -243,7 +243,23 @@ def claims(entries) -> List[str]:
     comparison recorded subsets for (same seed = same initialisation and
     batch order up to the change)."""
     by = {v: per_seed for v, _, _, per_seed in entries if per_seed}
+    runs = {v: s for v, _, s, _ in entries}
     out = []
+
+    def accuracy(variant: str, seeds: List[int]) -> str:
+        s = runs[variant]
+        vals = {m: mean([s['test'][m][s['seeds'].index(x)] for x in seeds])
+                for m in ('recall@20', 'ndcg@20')}
+        return f"R@20 {vals['recall@20']:.4f}, N@20 {vals['ndcg@20']:.4f}"
+
+    for variant, label in ABLATION_VARIANTS[1:]:
+        if 'full' in by and variant in by:
+            seeds = sorted(set(by['full']) & set(by[variant]))
+            if seeds:
+                out.append(f"- test accuracy on seeds "
+                           f"{'/'.join(map(str, seeds))}: full "
+                           f"{accuracy('full', seeds)}; {label}: "
+                           f"{accuracy(variant, seeds)}.")
 
     def matched(a: str, b: str):
         seeds = sorted(set(by[a]) & set(by[b]))
@@ -428,6 +444,8 @@ def commands(root: Path) -> List[str]:
                 'id_mode' not in s['grid']:
             note = (' — ran while `id_mode="add"` was the default: add '
                     '`"id_mode": "add"` to `--params` to reproduce it')
+        if cmd.count('--seeds') > 1:
+            note += ' — the last `--seeds` is the one that applies'
         rows.append(f"- `{s['dataset']}/{s['tag']}`: `python benchmarks/{cmd}`"
                     f" ({s.get('machine', {}).get('date', '?')[:16]}){note}")
     return rows
