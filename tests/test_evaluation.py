@@ -494,3 +494,39 @@ def test_numpy_integers_are_accepted():
     assert list(out) == ['recall@5', 'ndcg@5', 'precision@5', 'map@5']
     evaluator = RankingEvaluator(train, held, np.int64(25), [np.int32(5)])
     assert evaluator(user_emb, item_emb) == out
+
+
+@pytest.mark.parametrize('max_scores', [1, 7, 30, 45, 10**9])
+def test_max_scores_chunking_is_exact(max_scores):
+    # Chunked by users (max_scores >= num_items) and by items too
+    # (max_scores < num_items: item blocks merged): the same hit matrix,
+    # per-user metrics and top-k items as one block.
+    user_emb, item_emb, train, held = random_case(num_users=40, seed=11)
+    num_items = item_emb.size(0)
+    want = RankingEvaluator(train, held, num_items, ks=(1, 5, 20),
+                            metrics=METRICS)
+    got = RankingEvaluator(train, held, num_items, ks=(1, 5, 20),
+                           metrics=METRICS, max_scores=max_scores)
+    assert got.plan.batch_size == min(4096, max(1, max_scores // num_items))
+    assert got.plan.item_block == min(num_items, max_scores)
+    assert torch.equal(got.hit_matrix(user_emb, item_emb),
+                       want.hit_matrix(user_emb, item_emb))
+    out, pu = got(user_emb, item_emb, return_per_user=True)
+    ref, ref_pu = want(user_emb, item_emb, return_per_user=True)
+    assert out == ref
+    for name in pu:
+        assert torch.equal(pu[name], ref_pu[name])
+    # k beyond the unmasked items: masked ranks give -1 in both.
+    k = num_items + 3
+    assert torch.equal(
+        topk_items(user_emb, item_emb, None, k, train_edge_index=train,
+                   max_scores=max_scores),
+        topk_items(user_emb, item_emb, None, k, train_edge_index=train))
+    assert_close_dict(out, reference_mean(
+        reference(user_emb, item_emb, train, held, (1, 5, 20))))
+
+
+def test_max_scores_bad_value():
+    user_emb, item_emb, train, held = random_case(num_users=10, seed=1)
+    with pytest.raises(ValueError, match="'max_scores' must be an int"):
+        RankingEvaluator(train, held, item_emb.size(0), max_scores=0)

@@ -196,3 +196,32 @@ def test_chns_no_gradient_and_bad_inputs():
         fused(torch.arange(U), ue, ie)
     with pytest.raises(ValueError, match='must have 8 rows'):
         sampler(torch.arange(U), ue, {k: v[:5] for k, v in ie.items()})
+
+
+@pytest.mark.parametrize('max_gather', [1, 5, 13, 10**6])
+def test_chns_max_gather_is_exact(max_gather):
+    # Chunked candidate scoring gives the same scores and negatives as one
+    # gather of the whole batch.
+    U, I, C = 40, 30, 6
+    ei = random_interactions(U, I)
+    ue, ie = embeddings(U, I, ['audio', 'image', 'text'])
+    users = torch.arange(U).repeat(3)
+    results = []
+    for mg in (None, max_gather):
+        sampler = CrossModalHardNegativeSampler(
+            ei, I, num_candidates=C, num_users=U, max_gather=mg,
+            generator=torch.Generator().manual_seed(0))
+        results.append(sampler(users, ue, ie))
+    want, got = results
+    assert torch.equal(got.candidates, want.candidates)
+    for m in want.scores:
+        assert torch.equal(got.scores[m], want.scores[m])
+    for m in want.negatives:
+        assert torch.equal(got.negatives[m], want.negatives[m])
+
+
+@pytest.mark.parametrize('bad', [0, -3, 2.5, True])
+def test_chns_bad_max_gather(bad):
+    with pytest.raises((TypeError, ValueError), match="'max_gather'"):
+        CrossModalHardNegativeSampler(random_interactions(), 30,
+                                      max_gather=bad)

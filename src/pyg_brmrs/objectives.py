@@ -184,11 +184,13 @@ class BRMRSObjective(Objective):
     @classmethod
     def from_data(cls, data: HeteroData, num_candidates: int = 16,
                   assignment: str = 'cross', generator=None,
+                  max_gather: Optional[int] = None,
                   **kwargs) -> 'BRMRSObjective':
         sampler = CrossModalHardNegativeSampler(
             data[RATES].edge_index, int(data['item'].num_nodes),
             num_candidates=num_candidates, assignment=assignment,
-            num_users=int(data['user'].num_nodes), generator=generator)
+            num_users=int(data['user'].num_nodes), generator=generator,
+            max_gather=max_gather)
         return cls(sampler, **kwargs)
 
     @staticmethod

@@ -20,6 +20,8 @@ from typing import Dict, Mapping, Optional
 import torch
 from torch import Tensor
 
+from pyg_brmrs.utils.checks import check_int
+
 ASSIGNMENTS = ('cross', 'same', 'fused')
 
 
@@ -219,6 +221,13 @@ class CrossModalHardNegativeSampler:
         generator (torch.Generator, optional): Default random generator.
         reference (str, optional): The branch used by
             :obj:`assignment="fused"`. (default: :obj:`"fused"`)
+        max_gather (int, optional): Memory bound of the candidate scoring:
+            at most this many candidate embedding rows are gathered at once
+            (users in blocks of :math:`\max(1, \lfloor
+            \text{max\_gather} / C \rfloor)`), so its peak extra memory is
+            :math:`O(\text{max\_gather} \cdot d)` instead of
+            :math:`O(B C d)`. Scores do not depend on it.
+            (default: :obj:`None`: the whole batch at once)
 
     Shapes:
         - **input:** users ``[B]``; :obj:`user_emb` / :obj:`item_emb` map
@@ -230,7 +239,8 @@ class CrossModalHardNegativeSampler:
                  num_candidates: int = 16, assignment: str = 'cross',
                  num_users: Optional[int] = None,
                  generator: Optional[torch.Generator] = None,
-                 reference: str = 'fused'):
+                 reference: str = 'fused',
+                 max_gather: Optional[int] = None):
         if not isinstance(num_candidates, int) or num_candidates < 1:
             raise ValueError(f"'num_candidates' must be a positive int (got "
                              f"{num_candidates!r})")
@@ -240,6 +250,8 @@ class CrossModalHardNegativeSampler:
         self.uniform = UniformNegativeSampler(edge_index, num_items,
                                               num_users=num_users,
                                               generator=generator)
+        self.max_gather = None if max_gather is None else check_int(
+            max_gather, 'max_gather')
         self.num_candidates = num_candidates
         self.assignment = assignment
         self.reference = reference
@@ -264,7 +276,24 @@ class CrossModalHardNegativeSampler:
     def candidate_scores(self, users: Tensor, candidates: Tensor,
                          user_emb: Tensor, item_emb: Tensor) -> Tensor:
         r"""``[B, C]`` scores :math:`\langle \mathbf{p}_u, \mathbf{q}_j
-        \rangle` of the candidates."""
+        \rangle` of the candidates ``[B, C]``, with at most
+        :obj:`max_gather` item rows gathered at once."""
+        num, width = candidates.shape
+        rows = num if self.max_gather is None else max(
+            1, self.max_gather // max(width, 1))
+        if rows >= num:
+            return self._scores(users, candidates, user_emb, item_emb)
+        out = user_emb.new_empty((num, width))
+        for start in range(0, num, rows):
+            end = min(start + rows, num)
+            out[start:end] = self._scores(users[start:end],
+                                          candidates[start:end], user_emb,
+                                          item_emb)
+        return out
+
+    @staticmethod
+    def _scores(users: Tensor, candidates: Tensor, user_emb: Tensor,
+                item_emb: Tensor) -> Tensor:
         u = user_emb.index_select(0, users).unsqueeze(-1)  # [B, d, 1]
         q = item_emb.index_select(0, candidates.reshape(-1))
         return torch.bmm(q.view(*candidates.shape, -1), u).squeeze(-1)
@@ -325,4 +354,6 @@ class CrossModalHardNegativeSampler:
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}(num_items={self.num_items}, '
                 f'num_candidates={self.num_candidates}, '
-                f'assignment={self.assignment})')
+                f'assignment={self.assignment}'
+                + (f', max_gather={self.max_gather}'
+                   if self.max_gather is not None else '') + ')')

@@ -130,6 +130,13 @@ class RankingPlan:
     ``mask_ptr[b]:mask_ptr[b + 1]``). At most one sort (none for pairs that
     are already sorted by user), no loop over users.
 
+    With :obj:`max_scores`, at most that many scores exist at once: a batch
+    holds :math:`\min(\text{batch\_size}, \max(1, \lfloor
+    \text{max\_scores} / |\mathcal{I}| \rfloor))` users and, when one
+    user's row alone is longer, the items are scored in blocks of
+    :obj:`max_scores` columns whose top-:math:`k` lists are merged (the
+    same top-:math:`k` values as one block).
+
     Args:
         users (torch.Tensor): The distinct user ids ``[U]`` to rank.
         mask_edge_index (torch.Tensor): Pairs ``[2, E]`` (user, item) never
@@ -138,14 +145,21 @@ class RankingPlan:
         num_items (int): The number of items.
         batch_size (int): Users scored at once (memory ``batch_size *
             num_items`` scores).
+        max_scores (int, optional): At most this many scores at once (see
+            above). (default: :obj:`None`)
 
     :meth:`topk` then ranks any embeddings against the same masks, which is
     how :class:`RankingEvaluator`, :func:`topk_items` and
     :func:`pyg_brmrs.analysis.synergy_subsets` share one ranking.
     """
     def __init__(self, users: Tensor, mask_edge_index: Tensor, num_items: int,
-                 batch_size: int):
+                 batch_size: int, max_scores: Optional[int] = None):
         batch_size = check_int(batch_size, 'batch_size')
+        self.item_block = num_items
+        if max_scores is not None:
+            max_scores = check_int(max_scores, 'max_scores')
+            batch_size = min(batch_size, max(1, max_scores // num_items))
+            self.item_block = min(num_items, max_scores)
         device = users.device
         self.users = users
         self.num_items = num_items
@@ -191,21 +205,58 @@ class RankingPlan:
         values = user_emb.new_empty((num_rows, kk))
         index = torch.empty((num_rows, kk), dtype=torch.long,
                             device=user_emb.device)
+        item_t = item_emb.t()
+        if self.item_block < self.num_items:
+            return self._topk_item_blocks(user_emb, item_t, kk, values,
+                                          index)
         buf = user_emb.new_empty((min(self.batch_size, num_rows),
                                   self.num_items))
-        item_t = item_emb.t()
         for b in range(self.num_batches):
             start, end = self.bounds[b], self.bounds[b + 1]
             scores = buf[:end - start]
-            if self.offset is not None:
-                batch_emb = user_emb[self.offset + start:self.offset + end]
-            else:
-                batch_emb = user_emb[self.users[start:end]]
-            torch.mm(batch_emb, item_t, out=scores)
+            torch.mm(self._batch_emb(user_emb, start, end), item_t,
+                     out=scores)
             mask = self.mask_flat[self.mask_ptr[b]:self.mask_ptr[b + 1]]
             scores.view(-1).index_fill_(0, mask, float('-inf'))
             torch.topk(scores, kk, dim=1,
                        out=(values[start:end], index[start:end]))
+        return values, index
+
+    def _batch_emb(self, user_emb: Tensor, start: int, end: int) -> Tensor:
+        if self.offset is not None:
+            return user_emb[self.offset + start:self.offset + end]
+        return user_emb[self.users[start:end]]
+
+    def _topk_item_blocks(self, user_emb: Tensor, item_t: Tensor, kk: int,
+                          values: Tensor, index: Tensor
+                          ) -> Tuple[Tensor, Tensor]:
+        r"""Like :meth:`topk`, with the items scored :obj:`item_block`
+        columns at a time: the running top-:math:`k` of every row is merged
+        with each block's (``[rows, 2k]`` candidates, one
+        :func:`torch.topk`)."""
+        n, width = self.num_items, self.item_block
+        for b in range(self.num_batches):
+            start, end = self.bounds[b], self.bounds[b + 1]
+            batch_emb = self._batch_emb(user_emb, start, end)
+            mask = self.mask_flat[self.mask_ptr[b]:self.mask_ptr[b + 1]]
+            mask_row, mask_col = mask // n, mask % n
+            best_val = best_idx = None
+            for s in range(0, n, width):
+                e = min(s + width, n)
+                scores = batch_emb @ item_t[:, s:e]
+                inside = (mask_col >= s) & (mask_col < e)
+                scores.view(-1).index_fill_(
+                    0, mask_row[inside] * (e - s) + mask_col[inside] - s,
+                    float('-inf'))
+                val, idx = torch.topk(scores, min(kk, e - s), dim=1)
+                idx += s
+                if best_val is not None:
+                    val = torch.cat([best_val, val], dim=1)
+                    idx = torch.cat([best_idx, idx], dim=1)
+                    val, pos = torch.topk(val, min(kk, val.size(1)), dim=1)
+                    idx = idx.gather(1, pos)
+                best_val, best_idx = val, idx
+            values[start:end], index[start:end] = best_val, best_idx
         return values, index
 
 
@@ -251,6 +302,7 @@ def topk_items(
     train_edge_index: Optional[Tensor] = None,
     exclude_edge_index: Optional[Tensor] = None,
     batch_size: int = 4096,
+    max_scores: Optional[int] = None,
 ) -> Tensor:
     r"""Returns the top-:math:`k` items of every user in :obj:`users` under
     the score ``user_emb[u] @ item_emb.T``, with the user's pairs in
@@ -267,6 +319,9 @@ def topk_items(
         exclude_edge_index (torch.Tensor, optional): Further pairs to mask.
         batch_size (int, optional): Users scored at once; memory is
             ``batch_size * num_items`` scores. (default: :obj:`4096`)
+        max_scores (int, optional): At most this many scores at once
+            (fewer users per batch and, when needed, items in blocks; see
+            :class:`RankingEvaluator`). (default: :obj:`None`)
 
     Returns:
         A long tensor ``[B, k]`` of item ids in descending score order. An
@@ -296,7 +351,7 @@ def topk_items(
         return out
     # Rank every distinct user once, then expand to the requested rows:
     distinct, inverse = torch.unique(users, return_inverse=True)
-    plan = RankingPlan(distinct, mask, num_items, batch_size)
+    plan = RankingPlan(distinct, mask, num_items, batch_size, max_scores)
     out[:, :min(k, num_items)] = ranked_items(plan, user_emb, item_emb,
                                                k)[inverse]
     return out
@@ -346,6 +401,16 @@ class RankingEvaluator:
         exclude_edge_index (torch.Tensor, optional): Further pairs to mask,
             *e.g.*, the validation pairs when scoring test (MMRec does not;
             default :obj:`None`).
+        max_scores (int, optional): Memory bound: at most this many scores
+            exist at once. A batch then holds :math:`\min(\text{batch\_size},
+            \max(1, \lfloor\text{max\_scores} / |\mathcal{I}|\rfloor))`
+            users, and when a single user's :math:`|\mathcal{I}|` scores
+            exceed it the items are scored in blocks of :obj:`max_scores`
+            and the blocks' top-:math:`K` merged; peak extra memory is then
+            :math:`O(\text{max\_scores} + U K)` whatever the catalogue
+            size, e.g. ``2**27`` (512 MB of float32) for 1M users x 1M
+            items. The top-:math:`K` values are those of the unchunked
+            ranking. (default: :obj:`None`: ``batch_size`` rules)
 
     The precomputed tensors live on the device of :obj:`eval_edge_index` and
     are moved (once, then cached) to the device of the embeddings.
@@ -360,6 +425,7 @@ class RankingEvaluator:
         metrics: Sequence[str] = DEFAULT_METRICS,
         batch_size: int = 4096,
         exclude_edge_index: Optional[Tensor] = None,
+        max_scores: Optional[int] = None,
     ):
         num_items = check_int(num_items, 'num_items')
         self.num_items = num_items
@@ -393,7 +459,8 @@ class RankingEvaluator:
                              f"{key % num_items})")
         self.pos_keys = keys
         self.pos_count = count[users]
-        self.plan = RankingPlan(users, mask, num_items, batch_size)
+        self.plan = RankingPlan(users, mask, num_items, batch_size,
+                                max_scores)
 
     @classmethod
     def from_data(cls, data, split: str = 'val',
@@ -554,6 +621,7 @@ def full_ranking_metrics(
     batch_size: int = 4096,
     exclude_edge_index: Optional[Tensor] = None,
     return_per_user: bool = False,
+    max_scores: Optional[int] = None,
 ) -> Union[Dict[str, float], Tuple[Dict[str, float], Dict[str, Tensor]]]:
     r"""Full-ranking top-:math:`K` metrics in the protocol of MMRec (see the
     module docstring for the definitions): scores ``user_emb @ item_emb.T``
@@ -581,6 +649,8 @@ def full_ranking_metrics(
             as MMRec)
         return_per_user (bool, optional): Also return the per-user values
             ``{'user': [U], 'recall@20': [U], ...}``. (default: :obj:`False`)
+        max_scores (int, optional): At most this many scores at once (see
+            :class:`RankingEvaluator`). (default: :obj:`None`)
 
     Returns:
         ``{'recall@10': float, 'recall@20': float, 'ndcg@10': ..., ...}``
@@ -597,7 +667,7 @@ def full_ranking_metrics(
         eval_edge_index.to(user_emb.device)
         if isinstance(eval_edge_index, Tensor) else eval_edge_index,
         item_emb.size(0), ks, metrics=metrics, batch_size=batch_size,
-        exclude_edge_index=exclude_edge_index)
+        exclude_edge_index=exclude_edge_index, max_scores=max_scores)
     return evaluator(user_emb, item_emb, return_per_user=return_per_user)
 
 

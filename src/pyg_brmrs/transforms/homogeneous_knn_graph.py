@@ -1,6 +1,6 @@
 r"""The user–user and item–item graphs of BR-MRS (Eq. 1), built exactly,
 without dense :math:`n \times n` matrices."""
-from typing import Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -18,13 +18,20 @@ from ..data.schema import (
     modalities,
 )
 from ..utils.checks import check_float, check_int, check_modality_weights
-from ._combined import combined_topk, similarity_blocks
+from ._ann import (
+    ann_cosine_topk,
+    check_knn_kwargs,
+    combined_ann_topk,
+    modality_candidates,
+)
+from ._combined import combined_topk, overlap_block, similarity_blocks
 from ._cooccurrence import COOCCURRENCE_MODES, binary_csr, cooccurrence_topk
 from .similarity import (
     NORMALIZATIONS,
     cosine_topk,
     normalize_similarity,
     profile_cosine_topk,
+    user_profile,
 )
 
 Part = Tuple[Tensor, Tensor, Tensor]  # (centre i, neighbour j, weight)
@@ -129,6 +136,29 @@ class HomogeneousKNNGraph(BaseTransform):
     the cosine blocks and of the sparse overlap block), so memory stays
     :math:`O(\text{chunk} \cdot n)`.
 
+    **Approximate similarity** (:obj:`knn="faiss"`, for catalogues where
+    the exact :math:`O(n^2 F)` products are too slow; needs
+    ``pip install 'pyg-brmrs[ann]'``). The cosine top-:math:`k` of every
+    modality comes from a faiss inner-product index over the unit rows
+    (item features, or the users' profiles :math:`\mathbf{A}\mathbf{X}`,
+    materialised ``[|U|, F]``): IVF-Flat by default, HNSW or exact Flat
+    through :obj:`knn_kwargs` (``index``, ``nlist``, ``nprobe``,
+    ``hnsw_m``, ``ef_construction``, ``ef_search``, ``train_size``,
+    ``query_batch``, ``gpu``, ``seed``; see
+    :func:`pyg_brmrs.transforms._ann.check_knn_kwargs`). The :math:`k + 1`
+    proposals of a row are re-scored exactly and cut with the same
+    tie-break, so a list differs from the exact one only by the true
+    neighbours the index missed (recall of the exact top-:math:`k` >= 0.95
+    at the defaults in ``benchmarks/bench_ann.py``); weights are exact
+    cosines. With :obj:`topk="combined"` the candidates of row :math:`i` are
+    the union of every modality's proposals and of the :math:`j` with
+    :math:`o_{ij} > 0`, each scored exactly by the combined weight (exact
+    with one modality; with several, a :math:`j` that is in no modality's
+    list and shares no interaction with :math:`i` is missed). The
+    co-occurrence part is the same sparse, chunked computation as with
+    :obj:`knn="exact"`. Memory is :math:`O(n F)` for the index plus
+    :math:`O(n k)` candidates, never a ``[chunk, n]`` block.
+
     **Output.** ``edge_index`` ``[2, E]`` follows PyG's ``knn_graph`` with
     ``flow="source_to_target"``: ``edge_index[1]`` is the centre node
     :math:`i` whose list the edge belongs to and ``edge_index[0]`` the
@@ -186,6 +216,11 @@ class HomogeneousKNNGraph(BaseTransform):
         topk (str): :obj:`"per_part"` (a top-:math:`k` list per part, the
             union kept, as REARM) or :obj:`"combined"` (the top-:math:`k` of
             the combined weight, see above). (default: :obj:`"per_part"`)
+        knn (str): :obj:`"exact"` (dense blocks) or :obj:`"faiss"` (an
+            approximate index, see above). (default: :obj:`"exact"`)
+        knn_kwargs (Mapping[str, Any], optional): Index parameters for
+            :obj:`knn="faiss"` (keys above; unknown keys are an error).
+            (default: :obj:`None`)
     """
     def __init__(
         self,
@@ -200,6 +235,8 @@ class HomogeneousKNNGraph(BaseTransform):
         loop: bool = False,
         chunk_size: Optional[int] = 1024,
         topk: str = 'per_part',
+        knn: str = 'exact',
+        knn_kwargs: Optional[Mapping[str, Any]] = None,
     ) -> None:
         self.k_item = check_int(k_item, 'k_item', 0)
         self.k_user = check_int(k_user, 'k_user', 0)
@@ -223,6 +260,9 @@ class HomogeneousKNNGraph(BaseTransform):
             raise ValueError(f"'topk' must be one of {TOPK_MODES} (got "
                              f"{topk!r})")
         self.topk = topk
+        self.knn = knn
+        self.knn_params = check_knn_kwargs(knn, knn_kwargs)
+        self.knn_kwargs = None if knn_kwargs is None else dict(knn_kwargs)
         self.cooccurrence = cooccurrence
         self.normalization = normalization
         self.loop = loop
@@ -265,18 +305,23 @@ class HomogeneousKNNGraph(BaseTransform):
                     feats_user), num_users, device)
             return data
 
+        ann = self.knn == 'faiss'
         if self.k_item > 0:
             k, chunk = self.k_item, self._chunk(num_items)
             parts = self._parts(
                 A_t, A, num_items, k, self.alpha_item, betas_item, feats_item,
-                lambda x: cosine_topk(x, k, self.loop, chunk))
+                (lambda x: ann_cosine_topk(x, k, self.loop, self.knn_params))
+                if ann else (lambda x: cosine_topk(x, k, self.loop, chunk)))
             _store(data, ITEM_SIM, parts, num_items, device)
 
         if self.k_user > 0:
             k, chunk = self.k_user, self._chunk(num_users)
             parts = self._parts(
                 A, A_t, num_users, k, self.alpha_user, betas_user, feats_user,
-                lambda x: profile_cosine_topk(A, x, k, self.loop, chunk))
+                (lambda x: ann_cosine_topk(user_profile(A, x, chunk), k,
+                                           self.loop, self.knn_params))
+                if ann else
+                (lambda x: profile_cosine_topk(A, x, k, self.loop, chunk)))
             _store(data, USER_SIM, parts, num_users, device)
         return data
 
@@ -332,6 +377,22 @@ class HomogeneousKNNGraph(BaseTransform):
                   feats: Dict[str, Tensor]) -> List[Part]:
         chunk = self._chunk(mat.size(0))
         weights = {m: (1.0 - alpha) * betas[m] for m in feats}
+        if self.knn == 'faiss':
+            jaccard = self.cooccurrence == 'jaccard'
+            similarity = []
+            for m, x in feats.items():
+                x = x.to(device=mat.device, dtype=torch.float32)
+                if kind == 'user':
+                    x = user_profile(mat, x, chunk)
+                xn, cand = modality_candidates(x, k, self.knn_params)
+                similarity.append((weights[m], xn, cand))
+            row, col, e = combined_ann_topk(
+                lambda s, t: overlap_block(mat, mat_t, s, t, jaccard),
+                mat.size(0), k, alpha, similarity, self.loop, chunk,
+                device=mat.device)
+            w = normalize_similarity(row, col, e, mat.size(0),
+                                     self.normalization)
+            return [(row, col, w)]
         row, col, e = combined_topk(
             mat, mat_t, k, alpha,
             similarity_blocks(kind, mat, feats, weights, chunk),
@@ -348,7 +409,9 @@ class HomogeneousKNNGraph(BaseTransform):
                 f'modality_weights_user={self.modality_weights_user}, '
                 f'cooccurrence={self.cooccurrence!r}, '
                 f'normalization={self.normalization!r}, loop={self.loop}, '
-                f'chunk_size={self.chunk_size}, topk={self.topk!r})')
+                f'chunk_size={self.chunk_size}, topk={self.topk!r}'
+                + (f', knn={self.knn!r}, knn_kwargs={self.knn_kwargs}'
+                   if self.knn != 'exact' else '') + ')')
 
 
 def _resolve_weights(name: str, weights: Optional[Dict[str, float]],
