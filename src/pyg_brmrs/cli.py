@@ -22,9 +22,10 @@ import argparse
 import json
 import logging
 import math
+import os
 import sys
 import textwrap
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -34,6 +35,7 @@ from pyg_brmrs import experiment, recipes, report, runs
 from pyg_brmrs.data import modalities, split_sizes
 from pyg_brmrs.training import TrainConfig
 from pyg_brmrs.utils.atomic import write_text
+from pyg_brmrs.utils import distributed
 from pyg_brmrs.utils.distributed import is_writer
 from pyg_brmrs.version import __version__
 
@@ -497,6 +499,17 @@ def _logging(quiet: bool):
 # ----------------------------------------------------------------------
 # Commands
 def cmd_train(args) -> int:
+    try:
+        if not is_writer():  # torchrun: rank 0 reports, the others train
+            with open(os.devnull, 'w') as null, redirect_stdout(null):
+                logging.getLogger('pyg_brmrs').setLevel(logging.WARNING)
+                return _train(args)
+        return _train(args)
+    finally:
+        distributed.shutdown()
+
+
+def _train(args) -> int:
     params = model_params(args)
     source = data_source(args)
     out = args.output_dir or str(

@@ -56,7 +56,7 @@ MANIFEST_VERSION = 1
 #: Training settings that may change when a run is resumed: the new value
 #: is applied and recorded in ``run.json`` and ``results.json``.
 RESUMABLE = ('epochs', 'patience', 'max_time', 'device', 'eval_batch_size',
-             'num_threads', 'progress')
+             'num_threads', 'progress', 'distributed')
 #: Training settings that say where and how a run is stored, not what it
 #: computes.
 STORAGE = ('output_dir', 'resume', 'overwrite', 'checkpoint')
@@ -230,11 +230,17 @@ def check_output_dir(folder: PathLike, *, resume: bool = False,
             written, or holds files of a run while neither :obj:`resume` nor
             :obj:`overwrite` is set, or (:obj:`resume`) holds files of a
             run but no readable manifest.
+
+    Under ``torchrun`` only rank 0 checks (it alone decides and writes;
+    the :class:`~pyg_brmrs.training.Trainer` passes its decision on): a
+    later rank would otherwise find the folder rank 0 has just started.
     """
     if resume and overwrite:
         raise RunFolderError("resume and overwrite exclude each other: "
                              "resume continues the run in the folder, "
                              "overwrite replaces it")
+    if not is_writer():
+        return []
     folder = Path(folder)
     existing = folder
     while not existing.exists() and existing != existing.parent:

@@ -41,6 +41,7 @@ from pyg_brmrs.utils.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
+from pyg_brmrs.utils import distributed as dist_utils
 from pyg_brmrs.utils.distributed import is_writer
 from pyg_brmrs.version import __version__
 
@@ -50,6 +51,12 @@ logger = logging.getLogger('pyg_brmrs')
 #: so that checkpoints load with ``weights_only=True``; ``config_hash``
 #: ties a checkpoint to the ``run.json`` of its folder.
 CHECKPOINT_VERSION = 2
+
+#: The trainer's evaluators hold at most this many scores at once
+#: (:obj:`max_scores` of :class:`~pyg_brmrs.evaluation.RankingEvaluator`,
+#: 512 MB of float32): no effect up to ``eval_batch_size`` x 32,768 items,
+#: a bounded memory for million-item catalogues.
+EVAL_MAX_SCORES = 1 << 27
 
 
 def _check_number(name: str, value: Any, minimum: float,
@@ -108,6 +115,13 @@ class TrainConfig:
         max_time (float, optional): Stop after this many seconds of training
             (the run is then marked as cut short). (default: :obj:`None`)
         num_threads (int, optional): ``torch.set_num_threads`` on CPU.
+        distributed (bool, optional): Data-parallel training over the
+            processes of :mod:`torch.distributed` (see :class:`Trainer`).
+            :obj:`None`: automatic, when launched by ``torchrun`` with
+            ``WORLD_SIZE`` > 1 or when a process group is initialised;
+            :obj:`False`: never. :obj:`batch_size` is then per process, so
+            one step trains on ``world_size * batch_size`` pairs.
+            (default: :obj:`None`)
     """
     epochs: int = 1000
     batch_size: int = 2048
@@ -128,6 +142,7 @@ class TrainConfig:
     progress: bool = False
     max_time: Optional[float] = None
     num_threads: Optional[int] = None
+    distributed: Optional[bool] = None
 
     def __post_init__(self):
         for name in ('epochs', 'batch_size', 'patience', 'eval_every',
@@ -145,6 +160,10 @@ class TrainConfig:
                 not isinstance(self.seed, numbers.Integral):
             raise ValueError(f"TrainConfig.seed must be an int (got "
                              f"{self.seed!r})")
+        if self.distributed is not None and \
+                not isinstance(self.distributed, bool):
+            raise ValueError(f"TrainConfig.distributed must be True, False "
+                             f"or None (got {self.distributed!r})")
         if self.resume and self.overwrite:
             raise ValueError("TrainConfig.resume and TrainConfig.overwrite "
                              "exclude each other")
@@ -180,6 +199,8 @@ class TrainResult:
     #: checkpoint and the following ones were trained after resuming;
     #: ``changed`` holds the settings changed on resume.
     resumed: List[Dict[str, Any]] = field(default_factory=list)
+    #: The number of data-parallel processes that trained the run.
+    world_size: int = 1
 
     def to_dict(self) -> Dict[str, Any]:
         return asdict(self)
@@ -250,8 +271,32 @@ class Trainer:
     :obj:`config.overwrite`), ``run.json`` records the run, ``last.pt`` and
     ``best.pt`` are written atomically every epoch / improvement and
     ``results.json`` at the end. :obj:`config.resume` continues the run
-    only if the stored ``run.json`` describes the requested run. Under
-    :mod:`torch.distributed` only rank 0 writes.
+    only if the stored ``run.json`` describes the requested run.
+
+    **Data-parallel training** (``torchrun --nproc_per_node=K``, or any
+    initialised :mod:`torch.distributed` group, see
+    :obj:`TrainConfig.distributed`). Each of the :math:`W` processes holds
+    the whole dataset and graphs (replicated) and the model wrapped in
+    :class:`~torch.nn.parallel.DistributedDataParallel` (on
+    ``cuda:LOCAL_RANK`` with ``nccl``, or on the CPU with ``gloo``). The
+    epoch's permutation of the :math:`E` training pairs comes from the
+    shared seeded generator, identical on every rank; step :math:`t` takes
+    the pairs :math:`[tWB, (t+1)WB)` of it and rank :math:`r` the
+    :math:`r`-th of :math:`W` near-equal contiguous parts, so every pair is
+    trained once per epoch across the ranks, every rank takes the same
+    :math:`\lceil E / (WB) \rceil` steps, and with :math:`W = 1` this is
+    the single-process loop. Rank :math:`r`'s loss is scaled by
+    :math:`W n_r / n_t` (:math:`n_r` its pairs, :math:`n_t` the step's), so
+    DDP's gradient average is the gradient of the mean loss over the
+    step's pairs (a rank left without pairs on the last step contributes a
+    zero-weighted pair). Negatives come from a per-rank generator seeded by
+    (seed, epoch, rank); stochastic graph edits
+    (:meth:`~pyg_brmrs.nn.Recommender.on_epoch_start`) use the shared one,
+    so the graphs stay identical. Evaluation is sharded by users (user
+    :math:`u` on rank :math:`u \bmod W`) and the per-user metrics gathered
+    and averaged in user order: the same numbers as one process. Only rank
+    0 writes (run folder, checkpoints, ``results.json``, which records
+    ``"world_size"``); every rank resumes from the same ``last.pt``.
 
     Args:
         model (Recommender): The model.
@@ -281,31 +326,55 @@ class Trainer:
                                  f"and test interactions")
         if cfg.num_threads is not None:
             torch.set_num_threads(cfg.num_threads)
+        self.dist = dist_utils.setup(cfg.distributed, cfg.device)
         self.device = resolve_device(cfg.device)
+        if self.dist.enabled and self.device.type == 'cuda':
+            self.device = torch.device('cuda', self.dist.local_rank)
         self.data = data.to(self.device)
         self.model = model.to(self.device)
+        self.train_model: torch.nn.Module = self.model
+        if self.dist.enabled:
+            self.train_model = _DDP(
+                self.model, device_ids=[self.device.index]
+                if self.device.type == 'cuda' else None)
+        # Negatives: the shared generator with one process; a per-rank one
+        # (re-seeded every epoch) with several.
+        self.sample_generator: Optional[torch.Generator] = None
         self.objective = objective.to(self.device)
         self.run = dict(run) if run is not None else {
             'model': repr(self.model), 'objective': repr(self.objective)}
         self.generator = torch.Generator(device=self.device)
         self.objective.generator = self.generator
+        if self.dist.enabled:
+            self.sample_generator = torch.Generator(device=self.device)
+            self.objective.generator = self.sample_generator
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr,
                                           weight_decay=cfg.weight_decay)
 
         store = self.data[RATES]
         n_items = num_items(self.data)
-        self.val_evaluator = RankingEvaluator(store.edge_index,
-                                              store.val_edge_index, n_items,
-                                              ks=cfg.ks,
-                                              batch_size=cfg.eval_batch_size)
-        self.test_evaluator = RankingEvaluator(
-            store.edge_index, store.test_edge_index, n_items, ks=cfg.ks,
-            batch_size=cfg.eval_batch_size,
-            exclude_edge_index=store.val_edge_index
+        self.val_evaluator = self._evaluator(store.val_edge_index, None)
+        self.test_evaluator = self._evaluator(
+            store.test_edge_index, store.val_edge_index
             if cfg.mask_valid_in_test else None)
         self.output_dir = Path(cfg.output_dir) if cfg.output_dir else None
         self.manifest: Optional[Dict[str, Any]] = None
         self._reset_state()
+
+    def _evaluator(self, eval_edge_index, exclude
+                   ) -> Optional[RankingEvaluator]:
+        r"""The evaluator of this rank's users (:math:`u \bmod W = r`;
+        all users with one process), :obj:`None` for a rank without any."""
+        cfg, store = self.config, self.data[RATES]
+        if self.dist.enabled:
+            mine = eval_edge_index[0] % self.dist.world_size == self.dist.rank
+            eval_edge_index = eval_edge_index[:, mine]
+            if eval_edge_index.size(1) == 0:
+                return None
+        return RankingEvaluator(
+            store.edge_index, eval_edge_index, num_items(self.data),
+            ks=cfg.ks, batch_size=cfg.eval_batch_size,
+            exclude_edge_index=exclude, max_scores=EVAL_MAX_SCORES)
 
     def _reset_state(self):
         self.epoch = 0
@@ -330,16 +399,26 @@ class Trainer:
         edge_index = self.data[RATES].edge_index
         perm = torch.randperm(edge_index.size(1), generator=self.generator,
                               device=self.device)
-        batches = perm.split(cfg.batch_size)
+        world, rank = self.dist.world_size, self.dist.rank
+        batches = perm.split(cfg.batch_size * world)
+        if self.sample_generator is not None:
+            self.sample_generator.manual_seed(
+                rank_seed(cfg.seed, self.epoch, rank))
         sums: Dict[str, float] = {}
         iterator = batches
-        if cfg.progress:
+        if cfg.progress and is_writer():
             from tqdm.auto import tqdm
             iterator = tqdm(batches, desc=f'epoch {self.epoch}', leave=False)
-        for n, idx in enumerate(iterator):
+        for n, step in enumerate(iterator):
+            idx, scale = step, 1.0
+            if world > 1:  # this rank's part of the step, weighted
+                idx = torch.tensor_split(step, world)[rank]
+                scale = world * idx.numel() / step.numel()
+                if idx.numel() == 0:  # a zero-weighted stand-in pair
+                    idx = step[:1]
             users, pos = edge_index[0, idx], edge_index[1, idx]
-            terms = self.objective(self.model, self.data, users, pos)
-            loss = terms['loss']
+            terms = self.objective(self.train_model, self.data, users, pos)
+            loss = terms['loss'] if scale == 1.0 else terms['loss'] * scale
             if not torch.isfinite(loss):
                 shown = ', '.join(f'{k}={float(v.detach()):.4g}'
                                   for k, v in terms.items())
@@ -351,8 +430,12 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
-            for k, v in terms.items():
-                sums[k] = sums.get(k, 0.0) + float(v.detach())
+            for k, v in terms.items():  # the step's mean over all ranks
+                sums[k] = sums.get(k, 0.0) + float(v.detach()) * scale / world
+        if world > 1:
+            names = sorted(sums)
+            sums = dict(zip(names, dist_utils.all_reduce_sum(
+                [sums[k] for k in names], self.device)))
         return {k: v / max(len(batches), 1) for k, v in sums.items()}
 
     @torch.no_grad()
@@ -365,11 +448,50 @@ class Trainer:
         out = self.model.embed(self.data)
         evaluator = self.val_evaluator if split == 'valid' else \
             self.test_evaluator
-        return evaluator(out.user_emb, out.item_emb)
+        if not self.dist.enabled:
+            return evaluator(out.user_emb, out.item_emb)
+        # Every rank ranks its users; the per-user values are gathered and
+        # averaged in user order, as one process averages them.
+        mine = {} if evaluator is None else {
+            k: v.cpu() for k, v in evaluator.per_user(
+                out.user_emb, out.item_emb).items()}
+        parts = [p for p in dist_utils.all_gather_object(mine) if p]
+        user = torch.cat([p['user'] for p in parts])
+        order = torch.argsort(user)
+        names = [k for k in parts[0] if k != 'user']
+        means = torch.stack([torch.cat([p[k] for p in parts])[order]
+                             for k in names]).mean(1)
+        return dict(zip(names, means.tolist()))
 
     def _open_run(self) -> None:
         r"""Checks and prepares the run folder (see :mod:`pyg_brmrs.runs`)
-        and, when resuming, loads ``last.pt``."""
+        and, when resuming, loads ``last.pt``. With several processes, rank
+        0 decides (and writes) alone; the others then take its manifest
+        and load the same ``last.pt``, or raise its error."""
+        if not self.dist.enabled:
+            return self._open_run_here()
+        outcome: Dict[str, Any] = {}
+        if self.dist.rank == 0:
+            try:
+                self._open_run_here()
+                outcome = {'manifest': self.manifest,
+                           'resumed': copy.deepcopy(self.resumed)}
+            except Exception as e:  # passed on so that no rank waits
+                outcome = {'error': e}
+                dist_utils.broadcast_object(outcome)
+                raise
+        outcome = dist_utils.broadcast_object(outcome)
+        if self.dist.rank == 0:
+            return
+        if 'error' in outcome:
+            raise outcome['error']
+        self.manifest = outcome['manifest']
+        if outcome['resumed']:
+            last = self.output_dir / runs.LAST
+            self._load_state(load_checkpoint(last), last)
+            self.resumed = outcome['resumed']
+
+    def _open_run_here(self) -> None:
         cfg = self.config
         if self.output_dir is None:
             if cfg.resume:
@@ -480,8 +602,11 @@ class Trainer:
                 'num_parameters': sum(p.numel()
                                       for p in self.model.parameters()),
                 'epoch_time_mean': self.train_time / max(self.epoch, 1),
+                'world_size': self.dist.world_size,
+                'backend': self.dist.backend,
             },
             resumed=copy.deepcopy(self.resumed),
+            world_size=self.dist.world_size,
         )
         if self.output_dir is not None and is_writer():
             result.save(self.output_dir / runs.RESULTS)
@@ -597,6 +722,26 @@ class Trainer:
         else:
             state = self.state_dict()
         save_checkpoint(state, self.output_dir / name)
+
+
+class _DDP(torch.nn.parallel.DistributedDataParallel):
+    r"""DistributedDataParallel that also exposes the wrapped
+    recommender's methods (``regularization``, ``auxiliary_loss``, ...) to
+    the objectives."""
+    def __getattr__(self, name: str):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self.module, name)
+
+
+def rank_seed(seed: int, epoch: int, rank: int) -> int:
+    r"""The seed of rank :obj:`rank`'s negative sampling in epoch
+    :obj:`epoch` (distinct streams per rank and epoch, a pure function of
+    the three, so a resumed run draws what the uninterrupted one drew)."""
+    state = np.random.SeedSequence([seed % 2**63, epoch, rank]).generate_state(
+        2, dtype=np.uint32)
+    return int(state[0]) << 31 | int(state[1]) >> 1
 
 
 def state_dict_problem(e: BaseException) -> str:
