@@ -15,7 +15,7 @@ from pyg_brmrs.transforms._ann import (
     import_faiss,
     ivf_sizes,
 )
-from pyg_brmrs.transforms._similarity import cosine_topk
+from pyg_brmrs.transforms.similarity import cosine_topk
 
 from test_transforms_knn_graph import as_dict, assert_same, make_data
 

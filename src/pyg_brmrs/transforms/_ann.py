@@ -270,7 +270,7 @@ def ann_cosine_topk(
 ) -> Tuple[Tensor, Tensor, Tensor]:
     r"""Per-row top-:math:`k` cosine neighbours of the rows of :obj:`x`
     ``[n, F]`` through a faiss index: the semantics and output of
-    :func:`~pyg_brmrs.transforms._similarity.cosine_topk` (zero rows get
+    :func:`~pyg_brmrs.transforms.similarity.cosine_topk` (zero rows get
     and are no neighbours; self excluded unless :obj:`loop`; rows
     ascending, each by cosine descending then column ascending; ``cos``
     exact float32), except that a row's list holds only the true

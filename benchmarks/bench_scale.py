@@ -1,0 +1,294 @@
+r"""Scale benchmark: graph build, one training epoch and full-ranking
+evaluation of BR-MRS (the paper's recipe ``brmrs_paper``) on synthetic
+catalogues of ``n`` users and ``n`` items, with time and peak memory.
+
+Data (``make_data``): every user has 1 + Poisson(7) training items drawn
+from a log-normal popularity (sigma 1), one validation and one test item;
+two modalities (``image``, ``text``) of 64-d clustered features (1,000
+Gaussian centres, as in ``bench_ann.py``).
+
+Phases, each measured by the CPU time of the process
+(``time.process_time``: on a loaded machine the wall time mostly measures
+the other jobs; with one thread CPU time is what an idle machine's wall
+time would be; the wall times are in the JSON) and by the peak RSS of the
+process during the phase (``VmHWM`` after a reset through ``/proc/self/clear_refs``;
+``+MB`` = peak minus the RSS at the start of the phase):
+
+* ``graph``: ``HomogeneousKNNGraph(knn="faiss", topk="combined",
+  cooccurrence="jaccard")`` with the transform's k (item 10, user 40) and
+  alphas, both graphs;
+* ``epoch``: ``--steps`` training steps (batch 2048, after one warm-up
+  step) of the ``brmrs_paper`` recipe (64-d, 2 layers, CHNS with 16
+  candidates), **extrapolated** to the ceil(E / 2048) steps of one epoch;
+* ``eval``: full-ranking validation (all items, training items masked,
+  ``max_scores`` = 2**27 as in the trainer) of ``--eval-users`` users
+  (all when fewer), **extrapolated** linearly to all users.
+
+Usage::
+
+    python benchmarks/bench_scale.py --sizes 100000 300000 1000000
+    python benchmarks/bench_scale.py --sizes 100000 --threads 1
+    python benchmarks/bench_scale.py --memory-model   # the 10M / 100M table
+"""
+import argparse
+import json
+import math
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _common  # noqa: E402
+
+EVAL_MAX_SCORES = 1 << 27
+
+
+def rss(field: str = 'VmRSS') -> float:
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith(field):
+                return int(line.split()[1]) / 1024
+    return float('nan')
+
+
+def reset_peak() -> None:
+    try:
+        with open('/proc/self/clear_refs', 'w') as f:
+            f.write('5')
+    except OSError:
+        pass
+
+
+class Phase:
+    def __init__(self, out, name):
+        self.out, self.name = out, name
+
+    def __enter__(self):
+        reset_peak()
+        self.base = rss()
+        self.t = time.perf_counter()
+        self.cpu = time.process_time()
+        return self
+
+    def __exit__(self, *exc):
+        self.out[f'{self.name}_wall_s'] = time.perf_counter() - self.t
+        self.out[f'{self.name}_s'] = time.process_time() - self.cpu
+        peak = rss('VmHWM')
+        self.out[f'{self.name}_peak_mb'] = peak
+        self.out[f'{self.name}_extra_mb'] = peak - self.base
+
+
+def make_data(n: int, dim: int = 64, seed: int = 0):
+    import numpy as np
+    import torch
+    from torch_geometric.data import HeteroData
+
+    from bench_ann import clustered
+    rng = np.random.default_rng(seed)
+    pop = rng.lognormal(0.0, 1.0, n)
+    pop /= pop.sum()
+    deg = 1 + rng.poisson(7, n)
+    users = np.repeat(np.arange(n), deg)
+    items = rng.choice(n, size=users.size, p=pop)
+    key = np.unique(users.astype(np.int64) * n + items)
+    held = rng.integers(0, n, (2, n))
+    data = HeteroData()
+    data['user'].num_nodes = n
+    data['item'].num_nodes = n
+    store = data['user', 'rates', 'item']
+    store.edge_index = torch.from_numpy(np.stack([key // n, key % n]))
+    train = set()  # held-out pairs that are training pairs are dropped
+    for split, row in (('val', 0), ('test', 1)):
+        hk = np.arange(n, dtype=np.int64) * n + held[row]
+        keep = ~np.isin(hk, key)
+        store[f'{split}_edge_index'] = torch.from_numpy(
+            np.stack([np.arange(n)[keep], held[row][keep]]))
+    del train
+    for t, m in enumerate(('image', 'text')):
+        data['item'][f'x_{m}'] = clustered(n, dim, seed=seed + 1 + t)
+    return data
+
+
+def worker(spec):
+    import torch
+    torch.set_num_threads(spec['threads'])
+    from pyg_brmrs import recipes
+    from pyg_brmrs.evaluation import RankingEvaluator
+    from pyg_brmrs.training import Trainer, TrainConfig
+    n = spec['n']
+    out = dict(n=n)
+    with Phase(out, 'data'):
+        data = make_data(n)
+    store = data['user', 'rates', 'item']
+    out['train_edges'] = int(store.edge_index.size(1))
+    params = dict(knn='faiss', num_layers=2)
+    with Phase(out, 'graph'):
+        data = recipes.prepare('brmrs_paper', data, **params)
+    out['item_graph_edges'] = int(
+        data['item', 'similar', 'item'].edge_index.size(1))
+    out['user_graph_edges'] = int(
+        data['user', 'similar', 'user'].edge_index.size(1))
+    if spec.get('graph_only'):
+        return out
+
+    torch.manual_seed(0)
+    model, objective = recipes.build('brmrs_paper', data, **params)
+    trainer = Trainer(model, objective, data,
+                      TrainConfig(device='cpu', batch_size=2048,
+                                  num_threads=spec['threads'],
+                                  distributed=False))
+    gen = torch.Generator().manual_seed(0)
+    steps = spec['steps']
+    edge_index = store.edge_index
+    batches = torch.randperm(edge_index.size(1), generator=gen)[
+        :(steps + 1) * 2048].split(2048)
+
+    def step(idx):
+        terms = objective(model, data, edge_index[0, idx], edge_index[1, idx])
+        trainer.optimizer.zero_grad(set_to_none=True)
+        terms['loss'].backward()
+        trainer.optimizer.step()
+
+    model.train()
+    step(batches[0])  # warm-up (caches, allocator)
+    with Phase(out, 'steps'):
+        for idx in batches[1:]:
+            step(idx)
+    out['step_s'] = out['steps_s'] / steps
+    out['steps_per_epoch'] = math.ceil(out['train_edges'] / 2048)
+    out['epoch_s'] = out['step_s'] * out['steps_per_epoch']
+
+    val = store.val_edge_index
+    users = val[0].unique()
+    k = min(spec['eval_users'], users.numel())
+    chosen = users[torch.randperm(users.numel(), generator=gen)[:k]]
+    mask = torch.zeros(n, dtype=torch.bool)
+    mask[chosen] = True
+    sub = val[:, mask[val[0]]]
+    with Phase(out, 'eval'):
+        emb = model.embed(data)
+        t = time.process_time()
+        evaluator = RankingEvaluator(edge_index, sub, n, ks=(10, 20),
+                                     max_scores=EVAL_MAX_SCORES)
+        evaluator(emb.user_emb, emb.item_emb)
+        rank_s = time.process_time() - t
+    out['eval_users'] = k
+    out['eval_embed_s'] = out['eval_s'] - rank_s
+    out['eval_full_s'] = out['eval_embed_s'] + rank_s * users.numel() / k
+    return out
+
+
+def launch(spec):
+    print(f"  n={spec['n']:,} ...", flush=True)
+    proc = subprocess.run([sys.executable, __file__, '--worker',
+                           json.dumps(spec)], capture_output=True, text=True)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith('RESULT ')]
+    if proc.returncode != 0 or not lines:
+        print(proc.stdout[-2000:], proc.stderr[-3000:], file=sys.stderr)
+        return dict(n=spec['n'], error=f'exit code {proc.returncode}')
+    res = json.loads(lines[-1][len('RESULT '):])
+    print('   ', {k: round(v, 2) if isinstance(v, float) else v
+                  for k, v in res.items()}, flush=True)
+    return res
+
+
+# --------------------------------------------------------------------------
+# Memory model
+# --------------------------------------------------------------------------
+def memory_model(nodes: int, d: int = 64, layers: int = 2, modalities: int = 2,
+                 feat: int = 64, deg: float = 8.0, k_item: int = 10,
+                 k_user: int = 40) -> dict:
+    r"""GB of one training process of ``brmrs_paper`` with ``nodes / 2``
+    users and items (float32, int64 indices), by part. See
+    benchmarks/README.md for the derivation."""
+    u = i = nodes / 2
+    gb = 1e-9
+    channels = modalities + 1  # unimodal branches + the fused one
+    params = (u * modalities * d + modalities * feat * d) * 4
+    optim = 3 * params  # grad + Adam's two moments
+    feats = i * modalities * feat * 4
+    # Propagation: every layer's output of every channel is kept for the
+    # backward pass, for users and items, plus the mean:
+    acts = (layers + 2) * modalities * (u + i) * d * 4
+    fused = 2 * (u + i) * d * channels * 4 / channels  # fused tables
+    e_ui = deg * u
+    edges = 2 * e_ui + k_item * i + k_user * u  # directed, both graphs
+    graphs = edges * (8 + 4) * 2  # CSR index + weight, cached transpose
+    eval_ = EVAL_MAX_SCORES * 4 + u * 20 * 12
+    total = params + optim + feats + acts + fused + graphs + eval_
+    return {k: v * gb for k, v in dict(
+        parameters=params, grad_adam=optim, features=feats,
+        activations=acts + fused, graphs=graphs, evaluation=eval_,
+        total=total).items()}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--worker')
+    parser.add_argument('--sizes', type=int, nargs='*',
+                        default=[100000, 300000, 1000000])
+    parser.add_argument('--steps', type=int, default=3)
+    parser.add_argument('--eval-users', type=int, default=20000)
+    parser.add_argument('--threads', type=int, default=1)
+    parser.add_argument('--graph-only', type=int, nargs='*', default=[],
+                        help='sizes for which only data + graph are run')
+    parser.add_argument('--memory-model', action='store_true')
+    parser.add_argument('--name', default='bench_scale')
+    args = parser.parse_args()
+    if args.worker:
+        print('RESULT ' + json.dumps(worker(json.loads(args.worker))))
+        return 0
+    if args.memory_model:
+        rows = []
+        for nodes in (10**6, 10**7, 10**8):
+            m = memory_model(nodes)
+            rows.append([f'{nodes:.0e}'] + [f'{v:.1f}' for v in m.values()])
+        print(_common.markdown_table(
+            ['nodes', 'params', 'grad+Adam', 'features', 'activations',
+             'graphs', 'eval', 'total GB'], rows))
+        return 0
+
+    results = []
+    for n in args.sizes:
+        results.append(launch(dict(n=n, threads=args.threads,
+                                   steps=args.steps,
+                                   eval_users=args.eval_users,
+                                   graph_only=n in args.graph_only)))
+    rows = []
+    for r in results:
+        if 'error' in r:
+            rows.append([f"{r['n']:,}", r['error']] + [''] * 7)
+            continue
+        has_train = 'epoch_s' in r
+        rows.append([
+            f"{r['n']:,}", f"{r['train_edges']:,}",
+            f"{r['graph_s']:.1f}", f"{r['graph_peak_mb']:.0f}",
+            f"{r['epoch_s']:.0f} ({r['step_s']:.2f}/step)" if has_train
+            else 'not run',
+            f"{r['steps_peak_mb']:.0f}" if has_train else '',
+            f"{r['eval_full_s']:.0f} ({r['eval_users']:,} users)"
+            if has_train else 'not run',
+            f"{r['eval_peak_mb']:.0f}" if has_train else ''])
+    table = _common.markdown_table(
+        ['users = items', 'train pairs', 'graph s', 'graph peak MB',
+         'epoch s (extrapolated)', 'train peak MB', 'eval s (extrapolated)',
+         'eval peak MB'], rows)
+    notes = (
+        f'\n\nCPU, {args.threads} thread(s); the machine was loaded by two '
+        'other long jobs, so times are CPU seconds of the benchmark process '
+        '(wall times in the JSON). Epoch = '
+        f'{args.steps} measured steps x steps per epoch; eval = embedding '
+        'once + ranking time of the sampled users x all users / sampled. '
+        'Peak MB = peak RSS of the benchmark process during the phase '
+        '(the data and, after the graph phase, the graphs included).\n')
+    payload = dict(machine=_common.machine_info(), results=results)
+    path = _common.write_results(args.name, payload, table + notes)
+    print(table + notes)
+    print('written', path)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
