@@ -177,6 +177,39 @@ def label(spec):
     return ' '.join(parts)
 
 
+def report(results, args):
+    rows = []
+    for r in results:
+        if 'error' in r:
+            rows.append([r['dataset'], label(r['spec']), r['error'], '', '',
+                         '', ''])
+            continue
+        exact = r.get('exact_s')
+        rows.append([
+            r['dataset'], label(r['spec']), f"{r['recall']:.4f}",
+            f"{r['build_s']:.1f}",
+            '' if exact is None else
+            (('~' if r.get('exact_estimated') else '') + f'{exact:.1f}'),
+            f"{r['peak_mb']:.0f}", f"{r['extra_mb']:.0f}"])
+    table = _common.markdown_table(
+        ['features', 'index', f'recall@{args.k}', 'time s', 'exact s',
+         'peak RSS MB', 'extra MB'], rows)
+    notes = (
+        f'\n\nk = {args.k}, {args.threads} thread(s); the machine was loaded '
+        'by two other long jobs (2 cores): times are CPU seconds of the '
+        'worker process (wall times in the JSON). '
+        '`time` = the whole approximate top-k (index build + search of '
+        'every row + exact re-scoring); `exact s` = the exact chunked '
+        'top-k of the same rows (`~`: extrapolated from '
+        f'{args.queries} brute-force rows, whose exact lists also give the '
+        'recall estimate above 60,000 rows). `extra` = peak RSS minus '
+        'RSS after loading the features.\n')
+    payload = dict(machine=_common.machine_info(), results=results)
+    path = _common.write_results(args.name, payload, table + notes)
+    print(table + notes)
+    return path
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--worker')
@@ -223,36 +256,7 @@ def main():
             res = launch({**base, **ds, **cfg})
             res['dataset'] = name
             results.append(res)
-
-    rows = []
-    for r in results:
-        if 'error' in r:
-            rows.append([r['dataset'], label(r['spec']), r['error'], '', '',
-                         '', ''])
-            continue
-        exact = r.get('exact_s')
-        rows.append([
-            r['dataset'], label(r['spec']), f"{r['recall']:.4f}",
-            f"{r['build_s']:.1f}",
-            '' if exact is None else
-            (('~' if r.get('exact_estimated') else '') + f'{exact:.1f}'),
-            f"{r['peak_mb']:.0f}", f"{r['extra_mb']:.0f}"])
-    table = _common.markdown_table(
-        ['features', 'index', f'recall@{args.k}', 'time s', 'exact s',
-         'peak RSS MB', 'extra MB'], rows)
-    notes = (
-        f'\n\nk = {args.k}, {args.threads} thread(s); the machine was loaded '
-        'by two other long jobs (2 cores): times are CPU seconds of the '
-        'worker process (wall times in the JSON). '
-        '`time` = the whole approximate top-k (index build + search of '
-        'every row + exact re-scoring); `exact s` = the exact chunked '
-        'top-k of the same rows (`~`: extrapolated from '
-        f'{args.queries} brute-force rows, whose exact lists also give the '
-        'recall estimate above 60,000 rows). `extra` = peak RSS minus '
-        'RSS after loading the features.\n')
-    payload = dict(machine=_common.machine_info(), results=results)
-    path = _common.write_results(args.name, payload, table + notes)
-    print(table + notes)
+            path = report(results, args)  # rewritten after every row
     print('written', path)
     return 0
 

@@ -43,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common  # noqa: E402
 
 EVAL_MAX_SCORES = 1 << 27
+CUDA = [False]  # whether the worker runs on a GPU
 
 
 def rss(field: str = 'VmRSS') -> float:
@@ -61,20 +62,41 @@ def reset_peak() -> None:
         pass
 
 
+def clock() -> float:
+    r"""CPU seconds of this process on the CPU, wall seconds on a GPU."""
+    return time.perf_counter() if CUDA[0] else time.process_time()
+
+
+def mb(r: dict, phase: str) -> str:
+    out = f"{r[phase + '_peak_mb']:.0f}"
+    if phase + '_gpu_peak_mb' in r:
+        out += f" / GPU {r[phase + '_gpu_peak_mb']:.0f}"
+    return out
+
+
 class Phase:
     def __init__(self, out, name):
         self.out, self.name = out, name
 
     def __enter__(self):
         reset_peak()
+        if CUDA[0]:
+            import torch
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
         self.base = rss()
         self.t = time.perf_counter()
-        self.cpu = time.process_time()
+        self.cpu = clock()
         return self
 
     def __exit__(self, *exc):
+        if CUDA[0]:
+            import torch
+            torch.cuda.synchronize()
+            self.out[f'{self.name}_gpu_peak_mb'] = \
+                torch.cuda.max_memory_allocated() / 2**20
         self.out[f'{self.name}_wall_s'] = time.perf_counter() - self.t
-        self.out[f'{self.name}_s'] = time.process_time() - self.cpu
+        self.out[f'{self.name}_s'] = clock() - self.cpu
         peak = rss('VmHWM')
         self.out[f'{self.name}_peak_mb'] = peak
         self.out[f'{self.name}_extra_mb'] = peak - self.base
@@ -99,13 +121,11 @@ def make_data(n: int, dim: int = 64, seed: int = 0):
     data['item'].num_nodes = n
     store = data['user', 'rates', 'item']
     store.edge_index = torch.from_numpy(np.stack([key // n, key % n]))
-    train = set()  # held-out pairs that are training pairs are dropped
     for split, row in (('val', 0), ('test', 1)):
         hk = np.arange(n, dtype=np.int64) * n + held[row]
-        keep = ~np.isin(hk, key)
+        keep = ~np.isin(hk, key)  # held-out pairs never in training
         store[f'{split}_edge_index'] = torch.from_numpy(
             np.stack([np.arange(n)[keep], held[row][keep]]))
-    del train
     for t, m in enumerate(('image', 'text')):
         data['item'][f'x_{m}'] = clustered(n, dim, seed=seed + 1 + t)
     return data
@@ -118,9 +138,11 @@ def worker(spec):
     from pyg_brmrs.evaluation import RankingEvaluator
     from pyg_brmrs.training import Trainer, TrainConfig
     n = spec['n']
-    out = dict(n=n)
+    device = spec.get('device', 'cpu')
+    CUDA[0] = device.startswith('cuda')
+    out = dict(n=n, device=device)
     with Phase(out, 'data'):
-        data = make_data(n)
+        data = make_data(n).to(device)
     store = data['user', 'rates', 'item']
     out['train_edges'] = int(store.edge_index.size(1))
     params = dict(knn='faiss', num_layers=2)
@@ -136,14 +158,14 @@ def worker(spec):
     torch.manual_seed(0)
     model, objective = recipes.build('brmrs_paper', data, **params)
     trainer = Trainer(model, objective, data,
-                      TrainConfig(device='cpu', batch_size=2048,
+                      TrainConfig(device=device, batch_size=2048,
                                   num_threads=spec['threads'],
                                   distributed=False))
     gen = torch.Generator().manual_seed(0)
     steps = spec['steps']
     edge_index = store.edge_index
     batches = torch.randperm(edge_index.size(1), generator=gen)[
-        :(steps + 1) * 2048].split(2048)
+        :(steps + 1) * 2048].to(device).split(2048)
 
     def step(idx):
         terms = objective(model, data, edge_index[0, idx], edge_index[1, idx])
@@ -164,16 +186,18 @@ def worker(spec):
     users = val[0].unique()
     k = min(spec['eval_users'], users.numel())
     chosen = users[torch.randperm(users.numel(), generator=gen)[:k]]
-    mask = torch.zeros(n, dtype=torch.bool)
-    mask[chosen] = True
+    mask = torch.zeros(n, dtype=torch.bool, device=val.device)
+    mask[chosen.to(val.device)] = True
     sub = val[:, mask[val[0]]]
     with Phase(out, 'eval'):
         emb = model.embed(data)
-        t = time.process_time()
+        t = clock()
         evaluator = RankingEvaluator(edge_index, sub, n, ks=(10, 20),
                                      max_scores=EVAL_MAX_SCORES)
         evaluator(emb.user_emb, emb.item_emb)
-        rank_s = time.process_time() - t
+        if CUDA[0]:
+            torch.cuda.synchronize()
+        rank_s = clock() - t
     out['eval_users'] = k
     out['eval_embed_s'] = out['eval_s'] - rank_s
     out['eval_full_s'] = out['eval_embed_s'] + rank_s * users.numel() / k
@@ -232,6 +256,7 @@ def main():
     parser.add_argument('--steps', type=int, default=3)
     parser.add_argument('--eval-users', type=int, default=20000)
     parser.add_argument('--threads', type=int, default=1)
+    parser.add_argument('--device', default='cpu')
     parser.add_argument('--graph-only', type=int, nargs='*', default=[],
                         help='sizes for which only data + graph are run')
     parser.add_argument('--memory-model', action='store_true')
@@ -253,6 +278,7 @@ def main():
     results = []
     for n in args.sizes:
         results.append(launch(dict(n=n, threads=args.threads,
+                                   device=args.device,
                                    steps=args.steps,
                                    eval_users=args.eval_users,
                                    graph_only=n in args.graph_only)))
@@ -264,19 +290,21 @@ def main():
         has_train = 'epoch_s' in r
         rows.append([
             f"{r['n']:,}", f"{r['train_edges']:,}",
-            f"{r['graph_s']:.1f}", f"{r['graph_peak_mb']:.0f}",
+            f"{r['graph_s']:.1f}", mb(r, 'graph'),
             f"{r['epoch_s']:.0f} ({r['step_s']:.2f}/step)" if has_train
             else 'not run',
-            f"{r['steps_peak_mb']:.0f}" if has_train else '',
+            mb(r, 'steps') if has_train else '',
             f"{r['eval_full_s']:.0f} ({r['eval_users']:,} users)"
             if has_train else 'not run',
-            f"{r['eval_peak_mb']:.0f}" if has_train else ''])
+            mb(r, 'eval') if has_train else ''])
     table = _common.markdown_table(
         ['users = items', 'train pairs', 'graph s', 'graph peak MB',
          'epoch s (extrapolated)', 'train peak MB', 'eval s (extrapolated)',
          'eval peak MB'], rows)
     notes = (
-        f'\n\nCPU, {args.threads} thread(s); the machine was loaded by two '
+        f'\n\n{args.device}, {args.threads} CPU thread(s) (on a GPU times '
+        'are wall seconds and peak MB = RSS / GPU allocated); on the CPU '
+        'the machine was loaded by two '
         'other long jobs, so times are CPU seconds of the benchmark process '
         '(wall times in the JSON). Epoch = '
         f'{args.steps} measured steps x steps per epoch; eval = embedding '

@@ -2,7 +2,10 @@ r"""Data-parallel training with two gloo processes on the CPU: the run
 completes, the ranks hold identical parameters after every step, only rank
 0 writes, evaluating its checkpoint in one process gives exactly its
 metrics, a resumed run equals the uninterrupted one, and the final metrics
-are close to those of one process with the same global batch."""
+are close to those of one process with the same global batch.
+
+``PYG_BRMRS_DDP_DEVICE=cuda`` (``benchmarks/gpu_check.sh``) runs the same
+tests with nccl on the first two GPUs."""
 import json
 import os
 import socket
@@ -18,10 +21,16 @@ from pyg_brmrs.objectives import BRMRSObjective
 from pyg_brmrs.training import TrainConfig, Trainer
 from pyg_brmrs.utils import distributed
 
-pytestmark = pytest.mark.skipif(
-    not torch.distributed.is_available() or
-    not torch.distributed.is_gloo_available(),
-    reason='torch.distributed with gloo is not available')
+DEVICE = os.environ.get('PYG_BRMRS_DDP_DEVICE', 'cpu')
+pytestmark = [
+    pytest.mark.skipif(
+        not torch.distributed.is_available() or
+        not torch.distributed.is_gloo_available(),
+        reason='torch.distributed with gloo is not available'),
+    pytest.mark.skipif(
+        DEVICE == 'cuda' and torch.cuda.device_count() < 2,
+        reason='PYG_BRMRS_DDP_DEVICE=cuda needs two GPUs'),
+]
 
 EPOCHS = 2
 BATCH = 128  # per process: a step trains on 2 x 128 pairs
@@ -44,7 +53,7 @@ def build(data):
 
 def config(**kwargs):
     base = dict(epochs=EPOCHS, batch_size=BATCH, lr=5e-3, seed=7,
-                device='cpu', num_threads=1)
+                device=DEVICE, num_threads=1)
     base.update(kwargs)
     return TrainConfig(**base)
 
@@ -141,7 +150,8 @@ def test_only_rank_zero_writes(ddp_run):
     with open(os.path.join(folder, 'ddp', 'results.json')) as f:
         results = json.load(f)
     assert results['world_size'] == 2
-    assert results['info']['backend'] == 'gloo'
+    assert results['info']['backend'] == (
+        'nccl' if DEVICE == 'cuda' else 'gloo')
     assert len(results['history']) == EPOCHS
 
 
@@ -149,11 +159,12 @@ def test_checkpoint_evaluates_to_the_same_metrics(ddp_run):
     # The sharded-and-gathered validation metrics of the best epoch equal
     # one process's evaluation of best.pt exactly.
     folder, (r0, _) = ddp_run
-    data = small_data()
+    data = small_data().to(DEVICE)
     model, _ = build(data)
     state = torch.load(os.path.join(folder, 'ddp', 'best.pt'),
                        weights_only=True)
     model.load_state_dict(state['model'])
+    model.to(DEVICE)
     out = model.embed(data)
     store = data['user', 'rates', 'item']
     for split, key in (('valid', 'val_edge_index'),

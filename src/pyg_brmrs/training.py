@@ -352,7 +352,6 @@ class Trainer:
                                           weight_decay=cfg.weight_decay)
 
         store = self.data[RATES]
-        n_items = num_items(self.data)
         self.val_evaluator = self._evaluator(store.val_edge_index, None)
         self.test_evaluator = self._evaluator(
             store.test_edge_index, store.val_edge_index
