@@ -67,6 +67,7 @@ def worker(rank, world, port, folder):
     os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port),
                       RANK=str(rank), WORLD_SIZE=str(world),
                       LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)  # the caller's choice: the Trainer sets none
     import pyg_brmrs.training as training
     writes = []
     for name in ('save_checkpoint', 'write_json'):

@@ -10,10 +10,10 @@ from pyg_brmrs.nn import BPRMF, FREEDOM, VBPR, LightGCN, RecOutput
 from pyg_brmrs.nn.conv.multimodal_lg_conv import WITH_TORCH_SPARSE
 from pyg_brmrs.nn.models.freedom import (
     default_modality_weights,
-    degree_sensitive_edge_pruning,
     freedom_knn_graph,
 )
 from pyg_brmrs.objectives import BPRObjective
+from pyg_brmrs.utils.dropout import degree_sensitive_edge_pruning
 from pyg_brmrs.utils.sparse import bipartite_to_homogeneous
 
 RATES = ('user', 'rates', 'item')
@@ -531,7 +531,7 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match=r"modality_weights\['text'\]"):
         FREEDOM(3, 3, dims, modality_weights={'image': 1.0, 'text': -0.5},
                 finetune_features=False)
-    with pytest.raises(ValueError, match='positive entry'):
+    with pytest.raises(ValueError, match='must sum to 1'):
         FREEDOM(3, 3, dims, modality_weights={'image': 0, 'text': 0},
                 finetune_features=False)
     with pytest.raises(ValueError, match='item_features'):

@@ -154,7 +154,7 @@ def test_bad_inputs():
     x = torch.randn(5, 3)
     with pytest.raises(ValueError, match=r'\[2, E\]'):
         conv(x, torch.zeros(3, 4, dtype=torch.long))
-    with pytest.raises(ValueError, match='node indices'):
+    with pytest.raises(ValueError, match='node ids'):
         conv(x, torch.tensor([[0, 7], [7, 0]]))
     with pytest.raises(ValueError, match='edge_weight'):
         conv(x, torch.tensor([[0, 1], [1, 0]]), torch.ones(3))
@@ -196,3 +196,81 @@ def test_cuda_matches_cpu():
     out = MultiModalLGConv()(x.cuda(), ei.cuda(), w.cuda())
     assert out.device.type == 'cuda'
     assert torch.allclose(out.cpu(), ref, atol=1e-5)
+
+
+def adjacency_forms(ei, w, n):
+    r"""Every adjacency form LGConv accepts, for the edges ``ei`` (source,
+    target) with weights ``w``: (name, adjacency, edge_weight)."""
+    from torch_geometric import EdgeIndex
+    ei = ei.contiguous()
+    adj_t = torch.sparse_coo_tensor(ei.flip(0), w, (n, n)).coalesce()
+    forms = [('edge_index', ei, w),
+             ('EdgeIndex', EdgeIndex(ei, sparse_size=(n, n)), w),
+             ('sparse_coo', adj_t, None),
+             ('sparse_csr', adj_t.to_sparse_csr(), None),
+             ('sparse_csc', adj_t.to_sparse_csc(), None)]
+    if WITH_TORCH_SPARSE:
+        from torch_geometric.typing import SparseTensor
+        forms.append(('SparseTensor', SparseTensor.from_torch_sparse_coo_tensor(
+            adj_t), None))
+    return forms
+
+
+@pytest.mark.parametrize('backend', ['auto', 'csr', 'edge_index'])
+@pytest.mark.parametrize('normalize', [True, False])
+@pytest.mark.parametrize('cached', [True, False])
+def test_every_adjacency_form_matches_stacked_lgconv(backend, normalize,
+                                                     cached):
+    from torch_geometric.nn import LGConv
+    n, C, d = 30, 3, 5
+    ei, w = random_graph(n, seed=5)
+    x = torch.randn(n, C, d)
+    ref = torch.stack([LGConv(normalize=normalize)(x[:, c], ei, w)
+                       for c in range(C)], dim=1)
+    for name, adj, ew in adjacency_forms(ei, w, n):
+        if name == 'SparseTensor' and backend != 'auto':
+            continue  # a SparseTensor runs on the torch_sparse backend
+        try:  # LGConv on the same form (it has no CSC normalisation)
+            ref_form = torch.stack([LGConv(normalize=normalize)(x[:, c], adj,
+                                                                ew)
+                                    for c in range(C)], dim=1)
+            assert torch.allclose(ref_form, ref, atol=1e-5), name
+        except NotImplementedError:
+            assert name == 'sparse_csc' and normalize
+        conv = MultiModalLGConv(normalize=normalize, cached=cached,
+                                backend=backend)
+        for _ in range(2):  # a second call may hit the cache
+            out = conv(x, adj, ew)
+            assert torch.allclose(out, ref, atol=1e-5), name
+
+
+def test_sparse_adjacency_cache_follows_in_place_changes():
+    n = 12
+    ei, w = random_graph(n, seed=6)
+    adj_t = torch.sparse_coo_tensor(ei.flip(0), w, (n, n)).coalesce()
+    conv = MultiModalLGConv(normalize=False, cached=True)
+    x = torch.randn(n, 4)
+    y1 = conv(x, adj_t)
+    adj_t.values().mul_(2)  # same tensor, new values: the cache is stale
+    y2 = conv(x, adj_t)
+    assert torch.allclose(y2, 2 * y1, atol=1e-6)
+
+
+def test_sparse_adjacency_bad_inputs():
+    n = 5
+    ei, w = random_graph(n, num_edges=8, seed=7)
+    adj_t = torch.sparse_coo_tensor(ei.flip(0), w, (n, n))
+    conv = MultiModalLGConv()
+    with pytest.raises(ValueError, match="'edge_weight' must be None"):
+        conv(torch.randn(n, 2), adj_t, w)
+    with pytest.raises(ValueError, match='sparse adjacency has shape'):
+        conv(torch.randn(n + 1, 2), adj_t)
+
+
+def test_runs_on_the_meta_device():
+    n, C, d = 8, 2, 3
+    ei, _ = random_graph(n, num_edges=20, seed=8)
+    x = torch.empty(n, C, d, device='meta')
+    for normalize in (True, False):
+        out = MultiModalLGConv(normalize=normalize)(x, ei.to('meta'))
+        assert out.shape == (n, C, d) and out.device.type == 'meta'

@@ -127,3 +127,21 @@ def test_bad_config_and_data(small):
     trainer = Trainer(model, obj, small, config())
     with pytest.raises(ValueError, match='split'):
         trainer.evaluate('train')
+
+
+def test_trainer_leaves_threads_and_callers_data_alone(small):
+    threads = torch.get_num_threads()
+    tensors = {(key, name): value for key, store in
+               ((s._key, s) for s in small.stores)
+               for name, value in store.items() if torch.is_tensor(value)}
+    model, obj = build(small)
+    trainer = Trainer(model, obj, small,
+                      config(epochs=1, num_threads=threads + 1))
+    trainer.fit()
+    assert torch.get_num_threads() == threads
+    assert trainer.data is not small
+    after = {(key, name): value for key, store in
+             ((s._key, s) for s in small.stores)
+             for name, value in store.items() if torch.is_tensor(value)}
+    assert after.keys() == tensors.keys()
+    assert all(after[k] is tensors[k] for k in tensors)  # same objects

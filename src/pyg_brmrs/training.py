@@ -114,7 +114,10 @@ class TrainConfig:
         progress (bool): Show tqdm progress bars. (default: :obj:`False`)
         max_time (float, optional): Stop after this many seconds of training
             (the run is then marked as cut short). (default: :obj:`None`)
-        num_threads (int, optional): ``torch.set_num_threads`` on CPU.
+        num_threads (int, optional): The CPU thread count the run was
+            started with, recorded in the run files. The trainer itself
+            never changes torch's global thread count; the command line
+            sets it from ``--threads``. (default: :obj:`None`)
         distributed (bool, optional): Data-parallel training over the
             processes of :mod:`torch.distributed` (see :class:`Trainer`).
             :obj:`None`: automatic, when launched by ``torchrun`` with
@@ -324,13 +327,13 @@ class Trainer:
                 raise ValueError(f"The data has no '{split}' on "
                                  f"{RATES}: the trainer needs validation "
                                  f"and test interactions")
-        if cfg.num_threads is not None:
-            torch.set_num_threads(cfg.num_threads)
         self.dist = dist_utils.setup(cfg.distributed, cfg.device)
         self.device = resolve_device(cfg.device)
         if self.dist.enabled and self.device.type == 'cuda':
             self.device = torch.device('cuda', self.dist.local_rank)
-        self.data = data.to(self.device)
+        # A shallow copy: moving it to the device replaces the tensors of
+        # the copy only, never the caller's `data`.
+        self.data = copy.copy(data).to(self.device)
         self.model = model.to(self.device)
         self.train_model: torch.nn.Module = self.model
         if self.dist.enabled:

@@ -1,3 +1,3 @@
-from .multimodal_lg_conv import MultiModalLGConv
+from .multimodal_lg_conv import MultiModalLGConv, layer_mean
 
-__all__ = ['MultiModalLGConv']
+__all__ = ['MultiModalLGConv', 'layer_mean']

@@ -5,8 +5,10 @@ from torch import Tensor
 from torch_geometric.nn.conv import MessagePassing
 from torch_geometric.nn.conv.gcn_conv import gcn_norm
 from torch_geometric.typing import OptTensor, SparseTensor
+from torch_geometric.utils import is_torch_sparse_tensor
 
 from pyg_brmrs.utils.cache import tensor_key
+from pyg_brmrs.utils.checks import check_edge_index
 from pyg_brmrs.utils.sparse import CSRAdjacency
 
 try:  # pragma: no cover - depends on the environment
@@ -63,7 +65,8 @@ class MultiModalLGConv(MessagePassing):
         cached (bool, optional): Cache the prepared (normalised) operator and
             reuse it while the same :obj:`edge_index` / :obj:`edge_weight`
             tensors are passed (transductive training on a fixed graph). A
-            different tensor object invalidates the cache.
+            different tensor object, or an in-place change of the same one,
+            invalidates the cache; :meth:`reset_parameters` clears it.
             (default: :obj:`False`)
         backend (str, optional): :obj:`"auto"`, :obj:`"csr"`,
             :obj:`"torch_sparse"` or :obj:`"edge_index"`.
@@ -75,8 +78,13 @@ class MultiModalLGConv(MessagePassing):
         - **input:**
           node features :math:`(|\mathcal{V}|, F)`, :math:`(|\mathcal{V}|, C,
           F)` or a dictionary of :math:`(|\mathcal{V}|, F_c)` tensors,
-          edge indices :math:`(2, |\mathcal{E}|)` or a
-          :class:`~torch_sparse.SparseTensor`,
+          edge indices :math:`(2, |\mathcal{E}|)` (a tensor or a PyG
+          :class:`~torch_geometric.EdgeIndex`), a :mod:`torch.sparse`
+          ``adj_t`` (COO, CSR or CSC; entry ``[target, source]``) or a
+          :class:`~torch_sparse.SparseTensor` — every form
+          :class:`~torch_geometric.nn.conv.LGConv` accepts, with the same
+          result; on the ``meta`` device :obj:`"auto"` uses
+          :obj:`"edge_index"`,
           edge weights :math:`(|\mathcal{E}|)` *(optional)*
         - **output:** node features of the same shape (a dictionary with the
           same keys for a dictionary input)
@@ -121,18 +129,22 @@ class MultiModalLGConv(MessagePassing):
                                  edge_weight)
         return out.view(x.shape)
 
-    def _resolve_backend(self, edge_index, edge_weight) -> str:
+    def _resolve_backend(self, edge_index, edge_weight, x: Tensor) -> str:
         if self.backend != 'auto':
             return self.backend
         if isinstance(edge_index, SparseTensor):
             return 'torch_sparse'
+        if x.device.type == 'meta':  # no values: gather/scatter only
+            return 'edge_index'
         if edge_weight is not None and edge_weight.requires_grad:
+            return 'edge_index'
+        if is_torch_sparse_tensor(edge_index) and edge_index.requires_grad:
             return 'edge_index'
         return 'csr'
 
     def _propagate_2d(self, x: Tensor, edge_index, edge_weight) -> Tensor:
         num_nodes = x.size(0)
-        backend = self._resolve_backend(edge_index, edge_weight)
+        backend = self._resolve_backend(edge_index, edge_weight, x)
         op = self._prepare(edge_index, edge_weight, num_nodes, backend,
                            x.dtype)
         if backend == 'csr':
@@ -161,7 +173,8 @@ class MultiModalLGConv(MessagePassing):
                                  flow=self.flow, dtype=dtype)
             op = adj_t
         else:
-            _check_edge_index(edge_index, edge_weight, num_nodes)
+            edge_index, edge_weight = adjacency_to_edge_index(
+                edge_index, edge_weight, num_nodes)
             ew = None if edge_weight is None else edge_weight.to(dtype)
             ei = edge_index
             if self.normalize:
@@ -192,19 +205,64 @@ class MultiModalLGConv(MessagePassing):
                 f'cached={self.cached}, backend={self.backend})')
 
 
-def _check_edge_index(edge_index: Tensor, edge_weight: OptTensor,
-                      num_nodes: int) -> None:
-    if edge_index.dim() != 2 or edge_index.size(0) != 2:
-        raise ValueError(f"'edge_index' must have shape [2, E] (got "
-                         f"{tuple(edge_index.shape)})")
-    if edge_index.dtype != torch.long:
+def adjacency_to_edge_index(adj, edge_weight: OptTensor,
+                            num_nodes: int) -> Tuple[Tensor, OptTensor]:
+    r"""Any adjacency :class:`~torch_geometric.nn.conv.LGConv` accepts, as a
+    checked ``(edge_index, edge_weight)`` pair with ``edge_index[0]`` the
+    sources and ``edge_index[1]`` the targets:
+
+    * an ``edge_index`` tensor ``[2, E]`` (or a PyG
+      :class:`~torch_geometric.EdgeIndex`) with optional weights ``[E]``;
+    * a :mod:`torch.sparse` matrix (COO, CSR or CSC) read as PyG's
+      ``adj_t``, *i.e.* entry ``[target, source]`` holds the weight of the
+      edge ``source -> target`` (duplicate entries are summed);
+    * a :class:`torch_sparse.SparseTensor`, also as ``adj_t``.
+    """
+    if isinstance(adj, SparseTensor):
+        row, col, value = adj.coo()
+        return torch.stack([col, row]), value
+    if isinstance(adj, Tensor) and adj.layout != torch.strided:
+        if edge_weight is not None:
+            raise ValueError("'edge_weight' must be None when 'edge_index' is "
+                             "a sparse adjacency matrix (its values are the "
+                             "weights)")
+        if tuple(adj.shape) != (num_nodes, num_nodes):
+            raise ValueError(f"The sparse adjacency has shape "
+                             f"{tuple(adj.shape)} but 'x' has {num_nodes} "
+                             f"nodes")
+        coo = adj.to_sparse_coo().coalesce()
+        row, col = coo.indices()
+        return torch.stack([col, row]), coo.values()
+    if isinstance(adj, Tensor) and hasattr(adj, 'as_tensor'):  # EdgeIndex
+        adj = adj.as_tensor()
+    edge_index = check_edge_index(adj, 'edge_index', num_nodes=num_nodes,
+                                  edge_weight=edge_weight)
+    if edge_index is not adj:
         raise ValueError(f"'edge_index' must be a long tensor (got "
-                         f"{edge_index.dtype})")
-    if edge_weight is not None and edge_weight.numel() != edge_index.size(1):
-        raise ValueError(f"'edge_weight' has {edge_weight.numel()} entries "
-                         f"but 'edge_index' has {edge_index.size(1)} edges")
-    if edge_index.numel() > 0:
-        lo, hi = int(edge_index.min()), int(edge_index.max())
-        if lo < 0 or hi >= num_nodes:
-            raise ValueError(f"'edge_index' has node indices in [{lo}, {hi}] "
-                             f"but 'x' has {num_nodes} nodes")
+                         f"{adj.dtype})")
+    return edge_index, edge_weight
+
+
+def layer_mean(conv: MultiModalLGConv, x: Tensor, edge_index,
+               edge_weight: Optional[Tensor], num_layers: int,
+               last: bool = False) -> Tensor:
+    r"""LightGCN's layer combination over :obj:`num_layers` applications
+    :math:`L` of :obj:`conv` (:math:`\mathbf{A}` its propagation operator):
+
+    .. math::
+        \frac{1}{L+1}\sum_{l=0}^{L} \mathbf{A}^l \mathbf{x}
+
+    or :math:`\mathbf{A}^L \mathbf{x}` with :obj:`last=True`; :obj:`x` (any
+    shape :obj:`conv` accepts, *e.g.* ``[N, d]`` or ``[N, C, d]``) for
+    :math:`L = 0`. The sum is accumulated in place in one buffer (the
+    layer outputs are not kept), then scaled by :math:`1 / (L + 1)`."""
+    if num_layers == 0:
+        return x
+    h, acc = x, None
+    for _ in range(num_layers):
+        h = conv(h, edge_index, edge_weight)
+        if not last:
+            acc = h + x if acc is None else acc.add_(h)
+    if last:
+        return h
+    return acc.mul_(1.0 / (num_layers + 1))

@@ -1,5 +1,5 @@
 r"""Shared pieces of the models: the mini-batch embedding regularisers,
-argument checks and feature access.
+argument checks, feature access and the (pruned) user–item graph.
 
 MMRec's ``EmbLoss`` (used by its BPR, LightGCN and VBPR) is *not* the
 squared :math:`L_2` norm of :func:`~pyg_brmrs.nn.base.ego_regularization`:
@@ -15,6 +15,10 @@ from torch_geometric.data import HeteroData
 
 from pyg_brmrs.data.schema import ITEM, USER, features, modalities
 from pyg_brmrs.nn.base import Recommender, ego_regularization
+from pyg_brmrs.utils.cache import KeyedCache, tensor_key
+from pyg_brmrs.utils.checks import check_edge_index, check_float
+from pyg_brmrs.utils.dropout import degree_sensitive_edge_pruning
+from pyg_brmrs.utils.sparse import bipartite_to_homogeneous
 
 REG_NORMS = ('frobenius', 'squared')
 
@@ -45,15 +49,6 @@ def check_reg_norm(reg_norm: str) -> str:
     return reg_norm
 
 
-def check_positive_int(name: str, value, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"'{name}' must be an int (got "
-                        f"{type(value).__name__})")
-    if value < minimum:
-        raise ValueError(f"'{name}' must be >= {minimum} (got {value})")
-    return value
-
-
 def check_feature_dims(feature_dims) -> dict:
     if not hasattr(feature_dims, 'items') or len(feature_dims) < 1:
         raise ValueError("'feature_dims' must map at least one modality name "
@@ -76,19 +71,14 @@ def check_counts(model: Recommender, data: HeteroData) -> None:
 
 def check_bipartite(edge_index: Tensor, num_users: int,
                     num_items: int) -> None:
-    if edge_index.dim() != 2 or edge_index.size(0) != 2:
-        raise ValueError(f"The training 'edge_index' must have shape [2, E] "
-                         f"(got {tuple(edge_index.shape)})")
-    if edge_index.dtype != torch.long:
+    r"""Checks user→item training edges ``[2, E]`` (long, ids in range)."""
+    if isinstance(edge_index, Tensor) and edge_index.dim() == 2 \
+            and edge_index.dtype not in (torch.long, torch.bool) \
+            and not edge_index.dtype.is_floating_point:
         raise ValueError(f"The training 'edge_index' must be a long tensor "
                          f"(got {edge_index.dtype})")
-    if edge_index.numel() > 0:
-        for row, name, n in ((0, 'user', num_users), (1, 'item', num_items)):
-            lo, hi = int(edge_index[row].min()), int(edge_index[row].max())
-            if lo < 0 or hi >= n:
-                raise ValueError(f"The training 'edge_index' has {name} ids "
-                                 f"in [{lo}, {hi}] but there are {n} "
-                                 f"{name}s")
+    check_edge_index(edge_index, 'edge_index', num_nodes=(num_users, num_items),
+                     kinds=('user', 'item'))
 
 
 def item_features(data: HeteroData, feature_dims: Mapping[str, int],
@@ -127,3 +117,87 @@ def trainable_features(item_features: Optional[Mapping[str, Tensor]],
                              f"[{num_items}, {dim}] (got {tuple(x.shape)})")
         out[m] = torch.nn.Parameter(x.detach().clone().float())
     return out
+
+
+class UserItemGraph:
+    r"""The undirected user–item graph ``[2, 2E]`` on ``num_users +
+    num_items`` nodes (items shifted by ``num_users``) of the training edges,
+    and FREEDOM's degree-sensitive pruned version of it
+    (:func:`~pyg_brmrs.utils.degree_sensitive_edge_pruning`) that BRMRS and
+    FREEDOM train on when :obj:`edge_dropout > 0`.
+
+    :meth:`full` is cached (with :obj:`cached`) while the same training
+    ``edge_index`` (same tensor, same version) is passed. :meth:`pruned`
+    draws a new subgraph on its first call after :meth:`redraw` (the models
+    call it from ``on_epoch_start``) or when the training edges change, and
+    returns the same subgraph otherwise. :meth:`clear` drops both.
+
+    Args:
+        num_users (int): The number of users.
+        num_items (int): The number of items.
+        edge_dropout (float): The pruning ratio :math:`p \in [0, 1)`.
+        cached (bool, optional): Cache the full graph. (default: :obj:`True`)
+    """
+    def __init__(self, num_users: int, num_items: int, edge_dropout: float,
+                 cached: bool = True):
+        self.num_users = num_users
+        self.num_items = num_items
+        self.edge_dropout = check_float(edge_dropout, 'edge_dropout', 0.0,
+                                        1.0)
+        if self.edge_dropout >= 1.0:
+            raise ValueError(f"'edge_dropout' must lie in [0, 1) (got "
+                             f"{edge_dropout})")
+        self.cached = cached
+        self.cache = KeyedCache()
+        self._due = True
+        self._generator: Optional[torch.Generator] = None
+
+    def full(self, edge_index: Tensor) -> Tensor:
+        r"""The homogeneous graph ``[2, 2E]`` of the user→item edges
+        :obj:`edge_index` ``[2, E]``."""
+        def build():
+            check_bipartite(edge_index, self.num_users, self.num_items)
+            return bipartite_to_homogeneous(edge_index, self.num_users)
+
+        return self.cache.get('full', tensor_key(edge_index), build,
+                              enabled=self.cached)
+
+    def redraw(self, generator: Optional[torch.Generator] = None) -> None:
+        r"""Requests a new pruned subgraph, drawn with :obj:`generator` by
+        the next :meth:`pruned`."""
+        self._due, self._generator = True, generator
+
+    def pruned(self, edge_index: Tensor) -> Tensor:
+        r"""The homogeneous graph ``[2, 2K]`` of the kept user→item edges,
+        :math:`K = \lfloor E (1 - p) \rfloor`."""
+        key = tensor_key(edge_index)
+        hit = self.cache.lookup('pruned', key)
+        if self._due or hit is None:
+            check_bipartite(edge_index, self.num_users, self.num_items)
+            kept = degree_sensitive_edge_pruning(
+                edge_index, self.num_users, self.num_items,
+                self.edge_dropout, self._generator)
+            hit = self.cache.put(
+                'pruned', key,
+                (kept, bipartite_to_homogeneous(kept, self.num_users)))
+            self._due, self._generator = False, None
+        return hit[1]
+
+    def __call__(self, edge_index: Tensor, training: bool) -> Tensor:
+        r""":meth:`pruned` when :obj:`training` and :obj:`edge_dropout > 0`,
+        else :meth:`full`."""
+        if training and self.edge_dropout > 0:
+            return self.pruned(edge_index)
+        return self.full(edge_index)
+
+    @property
+    def pruned_edge_index(self) -> Optional[Tensor]:
+        r"""The kept user→item edges ``[2, K]`` of the current pruned graph
+        (:obj:`None` before the first draw)."""
+        hit = self.cache.lookup('pruned')
+        return None if hit is None else hit[0]
+
+    def clear(self) -> None:
+        r"""Drops the cached graphs and requests a new draw."""
+        self.cache.clear()
+        self._due, self._generator = True, None

@@ -15,13 +15,13 @@ from pyg_brmrs.data.schema import (
     modalities,
 )
 from pyg_brmrs.nn.base import FUSED, Recommender, RecOutput, ego_regularization
-from pyg_brmrs.nn.conv import MultiModalLGConv
+from pyg_brmrs.nn.conv import MultiModalLGConv, layer_mean
 from pyg_brmrs.nn.fusion import Fusion, resolve_fusion
+from pyg_brmrs.nn.models._common import UserItemGraph
 from pyg_brmrs.nn.models._common import item_features as check_item_features
 from pyg_brmrs.nn.models._common import trainable_features
-from pyg_brmrs.utils.cache import tensor_key
-from pyg_brmrs.utils.dropout import degree_sensitive_edge_pruning
-from pyg_brmrs.utils.sparse import CSRAdjacency, bipartite_to_homogeneous
+from pyg_brmrs.utils.cache import KeyedCache, tensor_key
+from pyg_brmrs.utils.sparse import CSRAdjacency
 
 ID_MODES = ('add', 'concat', 'none')
 USER_MODES = ('profile', 'embedding')
@@ -30,24 +30,6 @@ USER_MODES = ('profile', 'embedding')
 # multiply-add (measured 5-10 on CPU); decides whether a user modality
 # channel is propagated once on the raw features (see `_static_user`).
 SPARSE_COST = 8
-
-
-def layer_mean(conv: MultiModalLGConv, x: Tensor, edge_index: Tensor,
-               edge_weight: Optional[Tensor], num_layers: int,
-               last: bool = False) -> Tensor:
-    r"""LightGCN's layer combination :math:`\frac{1}{L+1}\sum_{l=0}^{L}
-    \mathbf{A}^l \mathbf{x}` (or :math:`\mathbf{A}^L \mathbf{x}` with
-    :obj:`last=True`), accumulated in place to spare memory traffic."""
-    if num_layers == 0:
-        return x
-    h, acc = x, None
-    for _ in range(num_layers):
-        h = conv(h, edge_index, edge_weight)
-        if not last:
-            acc = h + x if acc is None else acc.add_(h)
-    if last:
-        return h
-    return acc.mul_(1.0 / (num_layers + 1))
 
 
 HOMOGENEOUS_MODES = ('mean', 'last')
@@ -293,13 +275,10 @@ class BRMRS(Recommender):
         self.uu_conv = MultiModalLGConv(normalize=False, cached=cached,
                                         backend=backend)
         self.cached = cached
-        if not 0.0 <= edge_dropout < 1.0:
-            raise ValueError(f"'edge_dropout' must lie in [0, 1) (got "
-                             f"{edge_dropout})")
-        self.edge_dropout = float(edge_dropout)
-        self._prune_due = True
-        self._prune_generator: Optional[torch.Generator] = None
-        self._graph_cache: Dict[str, Tuple] = {}
+        self.ui_graph = UserItemGraph(num_users, num_items, edge_dropout,
+                                      cached=cached)
+        self.edge_dropout = self.ui_graph.edge_dropout
+        self._cache = KeyedCache()
         self.reset_parameters()
 
     @classmethod
@@ -335,18 +314,12 @@ class BRMRS(Recommender):
         self.item_fusion.reset_parameters()
         for conv in (self.ui_conv, self.ii_conv, self.uu_conv):
             conv.reset_parameters()
-        self._graph_cache = {}
-        self._prune_due = True
+        self._cache.clear()
+        self.ui_graph.clear()
 
     # ------------------------------------------------------------------
-    def _cached(self, name: str, key: Tuple, build):
-        hit = self._graph_cache.get(name)
-        if self.cached and hit is not None and hit[0] == key:
-            return hit[1]
-        value = build()
-        if self.cached:
-            self._graph_cache[name] = (key, value)
-        return value
+    def _cached(self, name: str, key, build):
+        return self._cache.get(name, key, build, enabled=self.cached)
 
     def _item_features(self, data: HeteroData) -> Dict[str, Tensor]:
         feats = check_item_features(data, self.feature_dims, self.num_items)
@@ -377,29 +350,12 @@ class BRMRS(Recommender):
 
         return self._cached('user_mean', tensor_key(train_ei), build)
 
-    def _ui_edge_index(self, train_ei: Tensor) -> Tensor:
-        if self.training and self.edge_dropout > 0:
-            hit = self._graph_cache.get('ui_pruned')
-            key = tensor_key(train_ei)
-            if self._prune_due or hit is None or hit[0] != key:
-                kept = degree_sensitive_edge_pruning(
-                    train_ei, self.num_users, self.num_items,
-                    self.edge_dropout, self._prune_generator)
-                hit = (key, bipartite_to_homogeneous(kept, self.num_users))
-                self._graph_cache['ui_pruned'] = hit
-                self._prune_due, self._prune_generator = False, None
-            return hit[1]
-        return self._cached(
-            'ui', tensor_key(train_ei),
-            lambda: bipartite_to_homogeneous(train_ei, self.num_users))
-
     def on_epoch_start(self, epoch: int,
                        generator: Optional[torch.Generator] = None) -> None:
         r"""Requests a new pruned user–item graph (with
         :obj:`edge_dropout > 0`), drawn with :obj:`generator` by the next
         training-mode :meth:`forward`."""
-        self._prune_due = True
-        self._prune_generator = generator
+        self.ui_graph.redraw(generator)
 
     def _homogeneous(self, x: Tensor, data: HeteroData, edge_type,
                      num_layers: int, conv: MultiModalLGConv) -> Tensor:
@@ -542,7 +498,7 @@ class BRMRS(Recommender):
             user_x = F.normalize(user_x, dim=-1)
 
         x = torch.cat([user_x, item_x], dim=0)
-        out = layer_mean(self.ui_conv, x, self._ui_edge_index(train_ei), None,
+        out = layer_mean(self.ui_conv, x, self.ui_graph(train_ei, self.training), None,
                          self.num_layers)
         return out[:self.num_users], out[self.num_users:]
 

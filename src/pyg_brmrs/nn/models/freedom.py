@@ -1,4 +1,3 @@
-import math
 from typing import Dict, List, Mapping, Optional, Tuple
 
 import torch
@@ -9,19 +8,22 @@ from torch_geometric.utils import coalesce
 from pyg_brmrs.data.schema import ITEM, RATES, USER, features, modalities
 from pyg_brmrs.loss import bpr_loss
 from pyg_brmrs.nn.base import FUSED, Recommender, RecOutput
-from pyg_brmrs.nn.conv import MultiModalLGConv
+from pyg_brmrs.nn.conv import MultiModalLGConv, layer_mean
 from pyg_brmrs.nn.models._common import (
-    check_bipartite,
+    UserItemGraph,
     check_counts,
     check_feature_dims,
-    check_positive_int,
     item_features,
     trainable_features,
 )
 from pyg_brmrs.transforms.similarity import cosine_topk, normalize_similarity
-from pyg_brmrs.utils.cache import tensor_key
-from pyg_brmrs.utils.dropout import degree_sensitive_edge_pruning
-from pyg_brmrs.utils.sparse import CSRAdjacency, bipartite_to_homogeneous
+from pyg_brmrs.utils.cache import KeyedCache, tensor_key
+from pyg_brmrs.utils.checks import (
+    check_float,
+    check_int,
+    check_modality_weights,
+)
+from pyg_brmrs.utils.sparse import CSRAdjacency
 
 #: MMRec's default ``mm_image_weight`` for the modalities {image, text}.
 MMREC_MODALITY_WEIGHTS = {'image': 0.1, 'text': 0.9}
@@ -110,23 +112,14 @@ def default_modality_weights(names: List[str]) -> Dict[str, float]:
 def resolve_modality_weights(
         names: List[str],
         modality_weights: Optional[Mapping[str, float]]) -> Dict[str, float]:
+    r"""The checked :obj:`modality_weights` (one non-negative weight per
+    modality, summing to one: the rule of
+    :class:`~pyg_brmrs.transforms.HomogeneousKNNGraph` too), or
+    :func:`default_modality_weights` for :obj:`None`."""
     if modality_weights is None:
         return default_modality_weights(names)
-    if set(modality_weights) != set(names):
-        raise ValueError(f"'modality_weights' must have one entry per "
-                         f"modality {sorted(names)} (got "
-                         f"{sorted(modality_weights)})")
-    out = {}
-    for m in names:
-        w = modality_weights[m]
-        if isinstance(w, bool) or not isinstance(w, (int, float)) or \
-                not math.isfinite(w) or w < 0:
-            raise ValueError(f"'modality_weights[{m!r}]' must be a finite "
-                             f"number >= 0 (got {w!r})")
-        out[m] = float(w)
-    if sum(out.values()) <= 0:
-        raise ValueError("'modality_weights' must have a positive entry")
-    return out
+    return check_modality_weights(modality_weights, 'modality_weights',
+                                  modalities=names)
 
 
 class FREEDOM(Recommender):
@@ -249,19 +242,15 @@ class FREEDOM(Recommender):
         super().__init__(num_users, num_items)
         self.feature_dims = check_feature_dims(feature_dims)
         self.modalities: List[str] = list(self.feature_dims)
-        self.embedding_dim = check_positive_int('embedding_dim', embedding_dim)
-        self.num_layers = check_positive_int('num_layers', num_layers, 0)
-        self.num_ui_layers = check_positive_int('num_ui_layers',
-                                                num_ui_layers, 0)
-        self.knn_k = check_positive_int('knn_k', knn_k)
-        self.chunk_size = check_positive_int('chunk_size', chunk_size)
-        if isinstance(dropout, bool) or not 0.0 <= dropout < 1.0:
-            raise ValueError(f"'dropout' (the edge pruning ratio) must lie in "
-                             f"[0, 1) (got {dropout})")
-        if not math.isfinite(reg_weight) or reg_weight < 0:
-            raise ValueError(f"'reg_weight' must be >= 0 (got {reg_weight})")
-        self.dropout = float(dropout)
-        self.reg_weight = float(reg_weight)
+        self.embedding_dim = check_int(embedding_dim, 'embedding_dim')
+        self.num_layers = check_int(num_layers, 'num_layers', 0)
+        self.num_ui_layers = check_int(num_ui_layers, 'num_ui_layers', 0)
+        self.knn_k = check_int(knn_k, 'knn_k')
+        self.chunk_size = check_int(chunk_size, 'chunk_size')
+        self.ui_graph = UserItemGraph(num_users, num_items, dropout,
+                                      cached=cached)
+        self.dropout = self.ui_graph.edge_dropout
+        self.reg_weight = check_float(reg_weight, 'reg_weight')
         self.modality_weights = resolve_modality_weights(
             self.modalities, modality_weights)
         self.finetune_features = bool(finetune_features)
@@ -283,9 +272,7 @@ class FREEDOM(Recommender):
                                           backend='csr')
         self.pruned_conv = MultiModalLGConv(normalize=True, cached=True,
                                             backend='csr')
-        self._cache: Dict[str, Tuple] = {}
-        self._prune_due = True
-        self._prune_generator: Optional[torch.Generator] = None
+        self._cache = KeyedCache()
         self.reset_parameters()
 
     @classmethod
@@ -309,19 +296,12 @@ class FREEDOM(Recommender):
             lin.reset_parameters()
         self.full_conv.reset_parameters()
         self.pruned_conv.reset_parameters()
-        self._cache = {}
-        self._prune_due = True
-        self._prune_generator = None
+        self._cache.clear()
+        self.ui_graph.clear()
 
     # ------------------------------------------------------------------
-    def _cached(self, name: str, key: Tuple, build):
-        hit = self._cache.get(name)
-        if self.cached and hit is not None and hit[0] == key:
-            return hit[1]
-        value = build()
-        if self.cached:
-            self._cache[name] = (key, value)
-        return value
+    def _cached(self, name: str, key, build):
+        return self._cache.get(name, key, build, enabled=self.cached)
 
     def _raw_features(self, data: HeteroData) -> Dict[str, Tensor]:
         return item_features(data, self.feature_dims, self.num_items)
@@ -343,41 +323,17 @@ class FREEDOM(Recommender):
 
         return self._cached('item', key, build)
 
-    def _full_graph(self, train_ei: Tensor) -> Tensor:
-        def build():
-            check_bipartite(train_ei, self.num_users, self.num_items)
-            return bipartite_to_homogeneous(train_ei, self.num_users)
-
-        return self._cached('full', tensor_key(train_ei), build)
-
     def on_epoch_start(self, epoch: int,
                        generator: Optional[torch.Generator] = None) -> None:
         r"""Requests a new pruned user–item graph, drawn with
         :obj:`generator` by the next training-mode :meth:`forward`."""
-        self._prune_due = True
-        self._prune_generator = generator
+        self.ui_graph.redraw(generator)
 
     @property
     def pruned_edge_index(self) -> Optional[Tensor]:
         r"""The user→item edges ``[2, K]`` of the current pruned graph
         (:obj:`None` before the first draw)."""
-        hit = self._cache.get('pruned')
-        return None if hit is None else hit[1][0]
-
-    def _pruned_graph(self, train_ei: Tensor) -> Tensor:
-        key = tensor_key(train_ei)
-        hit = self._cache.get('pruned')
-        if not self._prune_due and hit is not None and hit[0] == key:
-            return hit[1][1]
-        check_bipartite(train_ei, self.num_users, self.num_items)
-        kept = degree_sensitive_edge_pruning(train_ei, self.num_users,
-                                             self.num_items, self.dropout,
-                                             self._prune_generator)
-        homo = bipartite_to_homogeneous(kept, self.num_users)
-        self._cache['pruned'] = (key, (kept, homo))
-        self._prune_due = False
-        self._prune_generator = None
-        return homo
+        return self.ui_graph.pruned_edge_index
 
     def forward(self, data: HeteroData) -> RecOutput:
         check_counts(self, data)
@@ -388,16 +344,11 @@ class FREEDOM(Recommender):
             h = ii_op.matmul(h)
 
         train_ei = data[RATES].edge_index
-        if self.training and self.dropout > 0:
-            ui_ei, conv = self._pruned_graph(train_ei), self.pruned_conv
-        else:
-            ui_ei, conv = self._full_graph(train_ei), self.full_conv
+        pruned = self.training and self.dropout > 0
+        ui_ei = self.ui_graph(train_ei, self.training)
+        conv = self.pruned_conv if pruned else self.full_conv
         x = torch.cat([self.user_embedding.weight, self.item_embedding.weight])
-        out = x
-        for _ in range(self.num_ui_layers):
-            x = conv(x, ui_ei)
-            out = out + x
-        out = out / (self.num_ui_layers + 1)
+        out = layer_mean(conv, x, ui_ei, None, self.num_ui_layers)
 
         feats = (dict(self.item_features.items())
                  if self.finetune_features else xs)

@@ -1,4 +1,4 @@
-from typing import Optional, Tuple
+from typing import Optional
 
 import torch
 from torch import Tensor
@@ -9,14 +9,12 @@ from pyg_brmrs.data.schema import ITEM, RATES, USER
 from pyg_brmrs.nn.base import FUSED, Recommender, RecOutput
 from pyg_brmrs.nn.conv import MultiModalLGConv
 from pyg_brmrs.nn.models._common import (
+    UserItemGraph,
     batch_regularization,
-    check_bipartite,
     check_counts,
-    check_positive_int,
     check_reg_norm,
 )
-from pyg_brmrs.utils.cache import tensor_key
-from pyg_brmrs.utils.sparse import bipartite_to_homogeneous
+from pyg_brmrs.utils.checks import check_int
 
 LIGHTGCN_BACKENDS = ('csr', 'torch_sparse', 'edge_index', 'pyg')
 
@@ -99,8 +97,8 @@ class LightGCN(Recommender):
                  num_layers: int = 2, backend: str = 'csr',
                  cached: bool = True, reg_norm: str = 'frobenius'):
         super().__init__(num_users, num_items)
-        self.embedding_dim = check_positive_int('embedding_dim', embedding_dim)
-        self.num_layers = check_positive_int('num_layers', num_layers, 0)
+        self.embedding_dim = check_int(embedding_dim, 'embedding_dim')
+        self.num_layers = check_int(num_layers, 'num_layers', 0)
         if backend not in LIGHTGCN_BACKENDS:
             raise ValueError(f"Unknown backend '{backend}' in "
                              f"'{self.__class__.__name__}' (choose from "
@@ -113,7 +111,8 @@ class LightGCN(Recommender):
         self.conv = MultiModalLGConv(
             normalize=True, cached=cached,
             backend='csr' if backend == 'pyg' else backend)
-        self._graph: Optional[Tuple[Tuple, Tensor]] = None
+        self.ui_graph = UserItemGraph(num_users, num_items, 0.0,
+                                      cached=cached)
         self.reset_parameters()
 
     @classmethod
@@ -135,18 +134,11 @@ class LightGCN(Recommender):
         torch.nn.init.xavier_uniform_(weight[:self.num_users])
         torch.nn.init.xavier_uniform_(weight[self.num_users:])
         self.conv.reset_parameters()
-        self._graph = None
+        self.ui_graph.clear()
 
     def homogeneous_edge_index(self, edge_index: Tensor) -> Tensor:
         r"""The ``[2, 2E]`` user–item graph on :math:`N` nodes (cached)."""
-        key = tensor_key(edge_index)
-        if self.cached and self._graph is not None and self._graph[0] == key:
-            return self._graph[1]
-        check_bipartite(edge_index, self.num_users, self.num_items)
-        out = bipartite_to_homogeneous(edge_index, self.num_users)
-        if self.cached:
-            self._graph = (key, out)
-        return out
+        return self.ui_graph.full(edge_index)
 
     def node_embedding(self, edge_index: Tensor) -> Tensor:
         r"""The final embeddings :math:`\mathbf{X}` ``[N, d]`` for the

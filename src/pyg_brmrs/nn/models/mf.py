@@ -9,9 +9,9 @@ from pyg_brmrs.nn.base import FUSED, Recommender, RecOutput
 from pyg_brmrs.nn.models._common import (
     batch_regularization,
     check_counts,
-    check_positive_int,
     check_reg_norm,
 )
+from pyg_brmrs.utils.checks import check_int
 
 
 class BPRMF(Recommender):
@@ -51,7 +51,7 @@ class BPRMF(Recommender):
     def __init__(self, num_users: int, num_items: int, embedding_dim: int = 64,
                  reg_norm: str = 'frobenius'):
         super().__init__(num_users, num_items)
-        self.embedding_dim = check_positive_int('embedding_dim', embedding_dim)
+        self.embedding_dim = check_int(embedding_dim, 'embedding_dim')
         self.reg_norm = check_reg_norm(reg_norm)
         self.user_embedding = torch.nn.Embedding(num_users, embedding_dim)
         self.item_embedding = torch.nn.Embedding(num_items, embedding_dim)

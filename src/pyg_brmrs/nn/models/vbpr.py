@@ -11,10 +11,10 @@ from pyg_brmrs.nn.models._common import (
     batch_regularization,
     check_counts,
     check_feature_dims,
-    check_positive_int,
     check_reg_norm,
     item_features,
 )
+from pyg_brmrs.utils.checks import check_int
 
 
 class VBPR(Recommender):
@@ -91,7 +91,7 @@ class VBPR(Recommender):
         super().__init__(num_users, num_items)
         self.feature_dims = check_feature_dims(feature_dims)
         self.modalities: List[str] = list(self.feature_dims)
-        self.embedding_dim = check_positive_int('embedding_dim', embedding_dim)
+        self.embedding_dim = check_int(embedding_dim, 'embedding_dim')
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"'dropout' must lie in [0, 1) (got {dropout})")
         self.dropout = float(dropout)
