@@ -2,7 +2,7 @@ r"""Table 2: ablations of BR-MRS with the synergy / unique / degradation
 subsets.
 
     python examples/ablation.py                     # synthetic data
-    python examples/ablation.py --data ../shared/data/tiktok-diffmm \
+    python examples/ablation.py --data data/tiktok \
         --format diffmm
     python examples/ablation.py --variants full,chns-only,syn-only \
         --seeds 1 2 3

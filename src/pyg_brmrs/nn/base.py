@@ -1,8 +1,9 @@
 r"""The common interface of every recommender in :mod:`pyg_brmrs.nn`.
 
-A recommender is an encoder: :meth:`Recommender.forward` maps the
-:class:`~torch_geometric.data.HeteroData` of DESIGN §2 to user and item
-representations, one pair per *branch*. Single-space models (MF, LightGCN,
+A recommender is an encoder: :meth:`Recommender.forward` maps a
+:class:`~torch_geometric.data.HeteroData` in the package's data schema
+(README, "Data schema") to user and item representations, one pair per
+*branch*. Single-space models (MF, LightGCN,
 VBPR, FREEDOM) have one branch; BR-MRS has one branch per modality plus the
 fused one. Training objectives live in :mod:`pyg_brmrs.objectives`, ranking
 in :mod:`pyg_brmrs.evaluation`; a model never reads files or samples.
