@@ -143,3 +143,18 @@ def write_results(name: str, payload: Dict[str, object], markdown: str,
               f"{info.get('load_average')}; {info.get('date')}\n\n")
     (out_dir / f'{name}.md').write_text(header + markdown + '\n')
     return out_dir / f'{name}.md'
+
+
+def run_worker(script: str, spec: Dict) -> Dict:
+    r"""Runs ``python <script> --worker <spec as JSON>`` in a fresh process
+    (its own peak RSS) and returns the dictionary it printed on its last
+    ``RESULT {...}`` line, or ``{'error': ...}`` (with the worker's output
+    on stderr) when it failed."""
+    import subprocess
+    proc = subprocess.run([sys.executable, script, '--worker',
+                           json.dumps(spec)], capture_output=True, text=True)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith('RESULT ')]
+    if proc.returncode != 0 or not lines:
+        print(proc.stdout[-2000:], proc.stderr[-3000:], file=sys.stderr)
+        return dict(error=f'exit code {proc.returncode}')
+    return json.loads(lines[-1][len('RESULT '):])

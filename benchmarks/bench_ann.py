@@ -39,7 +39,6 @@ Usage::
 import argparse
 import json
 import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -153,13 +152,9 @@ def worker(spec):
 def launch(spec):
     label = ' '.join(f'{k}={v}' for k, v in spec.items())
     print(f'  {label} ...', flush=True)
-    proc = subprocess.run([sys.executable, __file__, '--worker',
-                           json.dumps(spec)], capture_output=True, text=True)
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith('RESULT ')]
-    if proc.returncode != 0 or not lines:
-        print(proc.stdout[-2000:], proc.stderr[-3000:], file=sys.stderr)
-        return dict(spec=spec, error=f'exit code {proc.returncode}')
-    res = json.loads(lines[-1][len('RESULT '):])
+    res = _common.run_worker(__file__, spec)
+    if 'error' in res:
+        return dict(res, spec=spec)
     res['spec'] = spec
     print(f"    recall {res['recall']:.4f}, {res['build_s']:.1f} s, peak "
           f"{res['peak_mb']:.0f} MB", flush=True)

@@ -33,7 +33,6 @@ Usage::
 import argparse
 import json
 import math
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -206,13 +205,9 @@ def worker(spec):
 
 def launch(spec):
     print(f"  n={spec['n']:,} ...", flush=True)
-    proc = subprocess.run([sys.executable, __file__, '--worker',
-                           json.dumps(spec)], capture_output=True, text=True)
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith('RESULT ')]
-    if proc.returncode != 0 or not lines:
-        print(proc.stdout[-2000:], proc.stderr[-3000:], file=sys.stderr)
-        return dict(n=spec['n'], error=f'exit code {proc.returncode}')
-    res = json.loads(lines[-1][len('RESULT '):])
+    res = _common.run_worker(__file__, spec)
+    if 'error' in res:
+        return dict(res, n=spec['n'])
     print('   ', {k: round(v, 2) if isinstance(v, float) else v
                   for k, v in res.items()}, flush=True)
     return res
