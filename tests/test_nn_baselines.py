@@ -302,7 +302,8 @@ def test_freedom_knn_graph_zero_rows_and_zero_weights():
 
 def test_freedom_item_graph_is_built_once_and_used():
     data = toy_data()
-    model = FREEDOM.from_data(data, embedding_dim=4, knn_k=3, dropout=0.0)
+    model = FREEDOM.from_data(data, embedding_dim=4, knn_k=3,
+                              edge_dropout=0.0)
     model.eval()
     model(data)
     g1 = model.item_graph(data)
@@ -333,7 +334,7 @@ def test_pruning_count_subset_reproducible():
             ei, 30, 20, p, torch.Generator().manual_seed(8))
         assert not torch.equal(kept, other)
     assert torch.equal(degree_sensitive_edge_pruning(ei, 30, 20, 0.0), ei)
-    with pytest.raises(ValueError, match='dropout'):
+    with pytest.raises(ValueError, match='edge_dropout'):
         degree_sensitive_edge_pruning(ei, 30, 20, 1.0)
 
 
@@ -356,8 +357,8 @@ def test_pruning_prefers_low_degree_edges():
 def test_freedom_pruned_graph_per_epoch_and_full_graph_in_eval():
     data = toy_data(U=20, I=15, E=90)
     U, I = 20, 15
-    model = FREEDOM.from_data(data, embedding_dim=4, knn_k=3, dropout=0.6,
-                              num_ui_layers=2)
+    model = FREEDOM.from_data(data, embedding_dim=4, knn_k=3,
+                              edge_dropout=0.6, num_layers=2)
     E = data[RATES].edge_index.size(1)
 
     def dense_ref(edge_index):
@@ -385,7 +386,8 @@ def test_freedom_pruned_graph_per_epoch_and_full_graph_in_eval():
     assert not torch.equal(model.pruned_edge_index, kept0)
 
     # Reproducible with a seeded generator:
-    again = FREEDOM.from_data(data, embedding_dim=4, knn_k=3, dropout=0.6)
+    again = FREEDOM.from_data(data, embedding_dim=4, knn_k=3,
+                              edge_dropout=0.6)
     gen = torch.Generator().manual_seed(1)
     again.on_epoch_start(0, gen)
     again(data)
@@ -399,11 +401,60 @@ def test_freedom_pruned_graph_per_epoch_and_full_graph_in_eval():
     assert torch.allclose(full.item_emb.double(), ri, atol=1e-6)
     emb = model.embed(data)
     assert torch.allclose(emb.user_emb, full.user_emb)
-    # dropout=0 trains on the full graph too:
-    nodrop = FREEDOM.from_data(data, embedding_dim=4, knn_k=3, dropout=0.0)
+    # edge_dropout=0 trains on the full graph too:
+    nodrop = FREEDOM.from_data(data, embedding_dim=4, knn_k=3,
+                               edge_dropout=0.0)
     nodrop.load_state_dict(model.state_dict())
     nodrop.train()
     assert torch.allclose(nodrop(data).user_emb, full.user_emb, atol=1e-6)
+
+
+def test_freedom_layer_names_match_the_other_models():
+    # num_layers = user-item (LightGCN) depth, num_item_layers = item-item
+    # depth, as in BRMRS; checked against the dense reference.
+    data = toy_data(U=20, I=15, E=90)
+    U = 20
+    model = FREEDOM.from_data(data, embedding_dim=4, knn_k=3, num_layers=3,
+                              num_item_layers=2).eval()
+    assert (model.num_layers, model.num_item_layers) == (3, 2)
+    xs = {m: data['item'][f'x_{m}'] for m in ('image', 'text')}
+    S = dense_knn(xs, 3, {'image': 0.1, 'text': 0.9})
+    h = S @ (S @ model.item_embedding.weight.detach().double())
+    x0 = torch.cat([model.user_embedding.weight,
+                    model.item_embedding.weight]).detach()
+    z = dense_lightgcn(x0, dense_norm_adj(data[RATES].edge_index, U, 15), 3)
+    out = model(data)
+    assert torch.allclose(out.user_emb.double(), z[:U], atol=1e-6)
+    assert torch.allclose(out.item_emb.double(), z[U:] + h, atol=1e-6)
+    # MMRec's defaults: n_ui_layers=2, n_mm_layers=1, pruning ratio 0.8.
+    default = FREEDOM.from_data(data)
+    assert (default.num_layers, default.num_item_layers,
+            default.edge_dropout) == (2, 1, 0.8)
+    # The depths are keyword-only: an old positional call cannot swap them.
+    with pytest.raises(TypeError):
+        FREEDOM(3, 3, {'image': 2}, 8, 1, 2, finetune_features=False)
+
+
+def test_freedom_deprecated_names_warn_and_still_work():
+    data = toy_data()
+    with pytest.warns(DeprecationWarning, match="'dropout'.*'edge_dropout'"):
+        old = FREEDOM.from_data(data, dropout=0.6)
+    assert old.edge_dropout == 0.6 and not hasattr(old, 'dropout')
+    with pytest.warns(DeprecationWarning,
+                      match="'num_ui_layers'.*'num_layers'"):
+        old = FREEDOM.from_data(data, num_ui_layers=3)
+    assert old.num_layers == 3 and old.num_item_layers == 1
+    with pytest.raises(TypeError, match="both 'dropout'.*'edge_dropout'"):
+        FREEDOM.from_data(data, dropout=0.6, edge_dropout=0.5)
+    with pytest.raises(TypeError, match="num_ui_layers"):
+        FREEDOM.from_data(data, num_ui_layers=3, num_layers=2)
+    ei = data[RATES].edge_index
+    with pytest.warns(DeprecationWarning, match="'dropout'"):
+        kept = degree_sensitive_edge_pruning(
+            ei, 12, 10, dropout=0.5, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(kept, degree_sensitive_edge_pruning(
+        ei, 12, 10, edge_dropout=0.5,
+        generator=torch.Generator().manual_seed(0)))
 
 
 def test_freedom_training_forward_without_epoch_start_prunes():
@@ -519,8 +570,8 @@ def test_bad_arguments():
         VBPR(3, 3, {'text': 0})
     with pytest.raises(ValueError, match='dropout'):
         VBPR(3, 3, dims, dropout=1.0)
-    with pytest.raises(ValueError, match='dropout'):
-        FREEDOM(3, 3, dims, dropout=1.0, finetune_features=False)
+    with pytest.raises(ValueError, match='edge_dropout'):
+        FREEDOM(3, 3, dims, edge_dropout=1.0, finetune_features=False)
     with pytest.raises(ValueError, match='knn_k'):
         FREEDOM(3, 3, dims, knn_k=0, finetune_features=False)
     with pytest.raises(ValueError, match='reg_weight'):
@@ -570,7 +621,7 @@ def test_reprs():
         "VBPR(12, 10, modalities=['image', 'text'], embedding_dim=64)")
     assert repr(FREEDOM.from_data(data)) == (
         "FREEDOM(12, 10, modalities=['image', 'text'], embedding_dim=64, "
-        "num_layers=1, num_ui_layers=2, dropout=0.8, knn_k=10, "
+        "num_layers=2, num_item_layers=1, edge_dropout=0.8, knn_k=10, "
         "reg_weight=0.0001)")
     out = BPRMF.from_data(data)(data)
     assert isinstance(out, RecOutput)

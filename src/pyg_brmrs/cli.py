@@ -454,10 +454,12 @@ def data_source(args) -> experiment.DataSource:
 
 
 def model_params(args) -> Dict[str, Any]:
-    params: Dict[str, Any] = {}
+    preset: Dict[str, Any] = {}
     if args.preset:
-        params.update(recipes.dataset_defaults(args.preset, args.model))
-    params.update(parse_params(args.param))
+        preset = recipes.dataset_defaults(args.preset, args.model)
+    # --param wins over the preset, also under a deprecated name:
+    params = recipes.merge_params(args.model, preset,
+                                  parse_params(args.param))
     recipes.split_params(args.model, params)  # unknown names fail here
     return params
 

@@ -32,6 +32,7 @@ from pyg_brmrs.objectives import (
     REARMObjective,
 )
 from pyg_brmrs.transforms import HomogeneousKNNGraph
+from pyg_brmrs.utils.deprecation import deprecated_arguments, rename_arguments
 
 
 @dataclass
@@ -151,7 +152,7 @@ DATASET_DEFAULTS: Dict[str, Dict[str, Dict[str, Any]]] = {
         'brmrs': dict(num_layers=3),
         'rearm': dict(cl_weight=0.1, orth_weight=0.01),
         'lightgcn': dict(num_layers=2),
-        'freedom': dict(dropout=0.8, reg_weight=1e-4),
+        'freedom': dict(edge_dropout=0.8, reg_weight=1e-4),
         'vbpr': dict(reg_weight=1.0),
         'bprmf': dict(reg_weight=0.1),
     },
@@ -244,12 +245,65 @@ def parameter_names(name: str) -> Dict[str, List[str]]:
     }
 
 
+def parameter_renames(name: str) -> Dict[str, str]:
+    r"""The deprecated keywords of recipe :obj:`name` and their new names
+    (*e.g.* FREEDOM's ``dropout -> edge_dropout``), as declared by the
+    graph transform, the model and the objective."""
+    recipe = get_recipe(name)
+    fns = [recipe.model.__init__, recipe.objective.__init__,
+           recipe.objective.from_data]
+    if recipe.graphs:
+        fns.append(HomogeneousKNNGraph.__init__)
+    out: Dict[str, str] = {}
+    for fn in fns:
+        out.update(deprecated_arguments(fn))
+    return out
+
+
+def canonical_params(name: str, params: Dict[str, Any]) -> Dict[str, Any]:
+    r""":obj:`params` with every deprecated keyword of recipe :obj:`name`
+    replaced by its new name (one :class:`DeprecationWarning` each).
+
+    Raises:
+        ValueError: a keyword is given under both names.
+    """
+    renames = parameter_renames(name)
+    if not any(key in renames for key in params):
+        return dict(params)
+    try:
+        return rename_arguments(params, renames, f"recipe '{name}'",
+                                stacklevel=4)
+    except TypeError as e:
+        raise ValueError(str(e)) from None
+
+
+def merge_params(name: str, *layers: Dict[str, Any]) -> Dict[str, Any]:
+    r"""Merges parameter dictionaries of recipe :obj:`name`, later ones
+    winning (*e.g.* presets, then the user's values). A keyword given under
+    its deprecated name in a later dictionary also replaces the new name in
+    the earlier ones (and the other way round); every key keeps the
+    spelling it was given in."""
+    renames = parameter_renames(name)
+    aliases: Dict[str, List[str]] = {}
+    for old, new in renames.items():
+        aliases.setdefault(old, []).append(new)
+        aliases.setdefault(new, []).append(old)
+    out: Dict[str, Any] = {}
+    for layer in layers:
+        for key, value in layer.items():
+            for other in aliases.get(key, []):
+                out.pop(other, None)
+            out[key] = value
+    return out
+
+
 def split_params(name: str,
                  params: Dict[str, Any]) -> Tuple[Dict, Dict, Dict]:
     r"""Routes :obj:`params` (recipe defaults filled in) to
-    ``(graph, model, objective)`` keyword dictionaries."""
+    ``(graph, model, objective)`` keyword dictionaries. Deprecated keywords
+    are accepted under their new names (:func:`canonical_params`)."""
     recipe = get_recipe(name)
-    merged = {**recipe.defaults, **params}
+    merged = {**recipe.defaults, **canonical_params(name, params)}
     names = parameter_names(name)
     out: Tuple[Dict, Dict, Dict] = ({}, {}, {})
     for key, value in merged.items():

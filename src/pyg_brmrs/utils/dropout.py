@@ -4,18 +4,21 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from .deprecation import renamed_arguments
 
+
+@renamed_arguments(dropout='edge_dropout')
 def degree_sensitive_edge_pruning(
     edge_index: Tensor,
     num_users: int,
     num_items: int,
-    dropout: float,
+    edge_dropout: float,
     generator: Optional[torch.Generator] = None,
 ) -> Tensor:
     r"""FREEDOM's degree-sensitive edge pruning (MMRec
     ``pre_epoch_processing``): keeps
     :math:`K = \lfloor |\mathcal{E}| \cdot (1 - p) \rfloor` of the user→item
-    edges (Python's ``int(E * (1. - dropout))``, as MMRec), drawn **without
+    edges (Python's ``int(E * (1. - edge_dropout))``, as MMRec), drawn **without
     replacement** with probability proportional to
 
     .. math::
@@ -32,7 +35,9 @@ def degree_sensitive_edge_pruning(
         edge_index (torch.Tensor): User→item training edges ``[2, E]``.
         num_users (int): The number of users.
         num_items (int): The number of items.
-        dropout (float): The pruning ratio :math:`p \in [0, 1)`.
+        edge_dropout (float): The pruning ratio :math:`p \in [0, 1)`
+            (formerly :obj:`dropout`, still accepted with a
+            :class:`DeprecationWarning`).
         generator (torch.Generator, optional): The random generator; the
             random numbers are drawn on its device. (default: :obj:`None`,
             the global generator of the device of :obj:`edge_index`)
@@ -40,10 +45,11 @@ def degree_sensitive_edge_pruning(
     Returns:
         The kept edges ``[2, K]``, in their original order.
     """
-    if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"'dropout' must lie in [0, 1) (got {dropout})")
+    if not 0.0 <= edge_dropout < 1.0:
+        raise ValueError(f"'edge_dropout' must lie in [0, 1) (got "
+                         f"{edge_dropout})")
     num_edges = edge_index.size(1)
-    num_keep = int(num_edges * (1. - dropout))
+    num_keep = int(num_edges * (1. - edge_dropout))
     if num_keep >= num_edges:
         return edge_index
     if num_keep <= 0:

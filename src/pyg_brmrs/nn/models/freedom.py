@@ -23,6 +23,7 @@ from pyg_brmrs.utils.checks import (
     check_int,
     check_modality_weights,
 )
+from pyg_brmrs.utils.deprecation import renamed_arguments
 from pyg_brmrs.utils.sparse import CSRAdjacency
 
 #: MMRec's default ``mm_image_weight`` for the modalities {image, text}.
@@ -135,10 +136,10 @@ class FREEDOM(Recommender):
        :meth:`forward` and cached while the same feature tensors are passed.
        The item ID embeddings are propagated over it,
        :math:`\mathbf{H} = \mathbf{S}^{L_s} \mathbf{E}_I`
-       (:obj:`num_layers` :math:`= L_s`).
+       (:obj:`num_item_layers` :math:`= L_s`).
     2. **Denoised user–item graph.** LightGCN over the symmetric-normalised
        user–item graph :math:`\hat{\mathbf{A}}`, mean over layers
-       :math:`0..L` (:obj:`num_ui_layers` :math:`= L`):
+       :math:`0..L` (:obj:`num_layers` :math:`= L`):
        :math:`[\mathbf{Z}_U; \mathbf{Z}_I] = \frac{1}{L+1}\sum_{l=0}^{L}
        \hat{\mathbf{A}}^l [\mathbf{E}_U; \mathbf{E}_I]`. In training mode
        :math:`\hat{\mathbf{A}}` is the graph kept by
@@ -167,8 +168,8 @@ class FREEDOM(Recommender):
     it is drawn (with the generator passed there) by the next
     :meth:`forward` in training mode, so every epoch trains on one fresh
     draw. A training-mode :meth:`forward` before any :meth:`on_epoch_start`
-    draws one with the global generator. :obj:`dropout=0` trains on the full
-    graph.
+    draws one with the global generator. :obj:`edge_dropout=0` trains on the
+    full graph.
 
     **Features.** MMRec stores the features in
     ``nn.Embedding.from_pretrained(..., freeze=False)``, so the modality BPR
@@ -178,6 +179,16 @@ class FREEDOM(Recommender):
     :meth:`from_data`); :obj:`False` keeps them frozen and reads them from
     the data. :meth:`reset_parameters` leaves the (possibly fine-tuned)
     features as they are; build a new model to restore them.
+
+    **Names.** As everywhere in :mod:`pyg_brmrs.nn`, :obj:`num_layers` counts
+    the user–item (LightGCN) layers, :obj:`num_item_layers` the item–item
+    ones and :obj:`edge_dropout` is the pruning ratio of the user–item graph.
+    Earlier versions called them :obj:`num_ui_layers`, :obj:`num_layers` and
+    :obj:`dropout`: :obj:`num_ui_layers` and :obj:`dropout` still work (with
+    a :class:`DeprecationWarning`), but :obj:`num_layers` now means the
+    user–item depth. The arguments after :obj:`embedding_dim` are
+    keyword-only, so an old positional call fails instead of swapping the
+    two depths.
 
     **Initialisation** (MMRec): :func:`~torch.nn.init.xavier_uniform_` on
     the user and item ID tables, PyTorch's default :class:`~torch.nn.Linear`
@@ -190,12 +201,13 @@ class FREEDOM(Recommender):
             :math:`F_m` (use :meth:`from_data`).
         embedding_dim (int, optional): :math:`d` (MMRec's ``embedding_size``
             and ``feat_embed_dim``). (default: :obj:`64`)
-        num_layers (int, optional): Item–item layers :math:`L_s` (MMRec
+        num_layers (int, optional): User–item (LightGCN) layers :math:`L`
+            (MMRec ``n_ui_layers``). (default: :obj:`2`)
+        num_item_layers (int, optional): Item–item layers :math:`L_s` (MMRec
             ``n_mm_layers``). (default: :obj:`1`)
-        num_ui_layers (int, optional): User–item layers :math:`L` (MMRec
-            ``n_ui_layers``). (default: :obj:`2`)
-        dropout (float, optional): The edge pruning ratio :math:`p`; MMRec's
-            grid is :math:`\{0.8, 0.9\}`. (default: :obj:`0.8`)
+        edge_dropout (float, optional): The edge pruning ratio :math:`p` of
+            the user–item graph; MMRec's grid is :math:`\{0.8, 0.9\}`.
+            (default: :obj:`0.8`)
         knn_k (int, optional): Neighbours per item. (default: :obj:`10`)
         modality_weights (Mapping[str, float], optional): :math:`\beta_m`;
             :obj:`None` gives MMRec's image 0.1 / text 0.9 for {image, text}
@@ -222,15 +234,17 @@ class FREEDOM(Recommender):
           :math:`(|\mathcal{I}|, d)`; ``extras[f'x_{m}']`` are the features
           :math:`(|\mathcal{I}|, F_m)` the modality BPR term projects.
     """
+    @renamed_arguments(num_ui_layers='num_layers', dropout='edge_dropout')
     def __init__(
         self,
         num_users: int,
         num_items: int,
         feature_dims: Mapping[str, int],
         embedding_dim: int = 64,
-        num_layers: int = 1,
-        num_ui_layers: int = 2,
-        dropout: float = 0.8,
+        *,
+        num_layers: int = 2,
+        num_item_layers: int = 1,
+        edge_dropout: float = 0.8,
         knn_k: int = 10,
         modality_weights: Optional[Mapping[str, float]] = None,
         reg_weight: float = 1e-4,
@@ -244,12 +258,13 @@ class FREEDOM(Recommender):
         self.modalities: List[str] = list(self.feature_dims)
         self.embedding_dim = check_int(embedding_dim, 'embedding_dim')
         self.num_layers = check_int(num_layers, 'num_layers', 0)
-        self.num_ui_layers = check_int(num_ui_layers, 'num_ui_layers', 0)
+        self.num_item_layers = check_int(num_item_layers, 'num_item_layers',
+                                         0)
         self.knn_k = check_int(knn_k, 'knn_k')
         self.chunk_size = check_int(chunk_size, 'chunk_size')
-        self.ui_graph = UserItemGraph(num_users, num_items, dropout,
+        self.ui_graph = UserItemGraph(num_users, num_items, edge_dropout,
                                       cached=cached)
-        self.dropout = self.ui_graph.edge_dropout
+        self.edge_dropout = self.ui_graph.edge_dropout
         self.reg_weight = check_float(reg_weight, 'reg_weight')
         self.modality_weights = resolve_modality_weights(
             self.modalities, modality_weights)
@@ -340,15 +355,15 @@ class FREEDOM(Recommender):
         xs = self._raw_features(data)
         _, ii_op = self._item_graph(xs)
         h = self.item_embedding.weight
-        for _ in range(self.num_layers):
+        for _ in range(self.num_item_layers):
             h = ii_op.matmul(h)
 
         train_ei = data[RATES].edge_index
-        pruned = self.training and self.dropout > 0
+        pruned = self.training and self.edge_dropout > 0
         ui_ei = self.ui_graph(train_ei, self.training)
         conv = self.pruned_conv if pruned else self.full_conv
         x = torch.cat([self.user_embedding.weight, self.item_embedding.weight])
-        out = layer_mean(conv, x, ui_ei, None, self.num_ui_layers)
+        out = layer_mean(conv, x, ui_ei, None, self.num_layers)
 
         feats = (dict(self.item_features.items())
                  if self.finetune_features else xs)
@@ -383,6 +398,6 @@ class FREEDOM(Recommender):
                 f'{self.num_items}, modalities={self.modalities}, '
                 f'embedding_dim={self.embedding_dim}, '
                 f'num_layers={self.num_layers}, '
-                f'num_ui_layers={self.num_ui_layers}, '
-                f'dropout={self.dropout}, knn_k={self.knn_k}, '
+                f'num_item_layers={self.num_item_layers}, '
+                f'edge_dropout={self.edge_dropout}, knn_k={self.knn_k}, '
                 f'reg_weight={self.reg_weight})')

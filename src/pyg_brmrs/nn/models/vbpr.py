@@ -53,7 +53,11 @@ class VBPR(Recommender):
 
     **Dropout.** MMRec's ``forward`` has a dropout argument that is always 0
     during training and evaluation; :obj:`dropout` (default :obj:`0`) applies
-    it to :math:`\mathbf{P}` and :math:`\mathbf{Q}` in training mode only.
+    it to the entries of :math:`\mathbf{P}` and :math:`\mathbf{Q}` in
+    training mode only. This is feature dropout, as :obj:`dropout` means in
+    PyG; VBPR uses no graph, so it has no :obj:`edge_dropout` (the pruning
+    of the user–item graph of :class:`~pyg_brmrs.nn.FREEDOM` and
+    :class:`~pyg_brmrs.nn.BRMRS`).
 
     **Regularisation** (MMRec): :meth:`regularization` penalises the *full*
     representations of the mini-batch, :math:`\frac{1}{B}(\lVert
@@ -72,8 +76,8 @@ class VBPR(Recommender):
         feature_dims (Mapping[str, int]): modality name → feature size
             :math:`F_m` (use :meth:`from_data`).
         embedding_dim (int, optional): :math:`d`. (default: :obj:`64`)
-        dropout (float, optional): Dropout on the representations in training
-            mode. (default: :obj:`0.0`)
+        dropout (float, optional): Dropout on the entries of the user and
+            item representations in training mode. (default: :obj:`0.0`)
         reg_norm (str, optional): :obj:`"frobenius"` (MMRec) or
             :obj:`"squared"`. (default: :obj:`"frobenius"`)
 
