@@ -6,7 +6,7 @@ import torch
 from torch_geometric.data import HeteroData
 from torch_geometric.nn.models import LightGCN as PyGLightGCN
 
-from pyg_brmrs.nn import BPRMF, FREEDOM, VBPR, LightGCN, RecOutput
+from pyg_brmrs.nn import BPRMF, FREEDOM, VBPR, LightGCNRecommender, RecOutput
 from pyg_brmrs.nn.conv.multimodal_lg_conv import WITH_TORCH_SPARSE
 from pyg_brmrs.nn.models.freedom import (
     default_modality_weights,
@@ -137,8 +137,8 @@ def test_lightgcn_matches_dense(backend, L):
     if backend == 'torch_sparse' and not WITH_TORCH_SPARSE:
         pytest.skip('torch-sparse is not installed')
     data = toy_data()
-    model = LightGCN.from_data(data, embedding_dim=5, num_layers=L,
-                               backend=backend)
+    model = LightGCNRecommender.from_data(data, embedding_dim=5,
+                                          num_layers=L, backend=backend)
     out = model(data)
     U, I = model.num_users, model.num_items
     ref = dense_lightgcn(model.embedding.weight.detach(),
@@ -153,8 +153,10 @@ def test_lightgcn_matches_dense(backend, L):
 
 def test_lightgcn_backends_agree_with_each_other_and_pyg():
     data = toy_data()
-    a = LightGCN.from_data(data, embedding_dim=6, num_layers=3, backend='csr')
-    b = LightGCN.from_data(data, embedding_dim=6, num_layers=3, backend='pyg')
+    a = LightGCNRecommender.from_data(data, embedding_dim=6, num_layers=3,
+                                      backend='csr')
+    b = LightGCNRecommender.from_data(data, embedding_dim=6, num_layers=3,
+                                      backend='pyg')
     b.load_state_dict(a.state_dict())
     oa, ob = a(data), b(data)
     assert torch.allclose(oa.user_emb, ob.user_emb, atol=1e-6)
@@ -179,9 +181,28 @@ def test_lightgcn_backends_agree_with_each_other_and_pyg():
     assert torch.allclose(a.lightgcn.alpha, torch.full((4, ), 0.25))
 
 
+def test_lightgcn_old_name_imports_with_a_deprecation_warning():
+    import torch_geometric.nn
+
+    import pyg_brmrs.nn
+    import pyg_brmrs.nn.models
+    assert LightGCNRecommender is not torch_geometric.nn.LightGCN
+    assert 'LightGCN' not in pyg_brmrs.nn.__all__
+    for module in (pyg_brmrs.nn, pyg_brmrs.nn.models):
+        with pytest.warns(DeprecationWarning,
+                          match="'LightGCN'.*'LightGCNRecommender'") as rec:
+            old = module.LightGCN
+        assert old is LightGCNRecommender
+        assert rec[0].filename == __file__
+    with pytest.warns(DeprecationWarning, match='LightGCNRecommender'):
+        from pyg_brmrs.nn import LightGCN  # noqa: F401
+    with pytest.raises(AttributeError, match="no attribute 'LightGCNN'"):
+        pyg_brmrs.nn.LightGCNN
+
+
 def test_lightgcn_mmrec_init_and_regularization():
     U, I, d = 1000, 10, 8
-    model = LightGCN(U, I, embedding_dim=d)
+    model = LightGCNRecommender(U, I, embedding_dim=d)
     w = model.embedding.weight.detach()
     bu, bi = math.sqrt(6 / (U + d)), math.sqrt(6 / (I + d))
     assert w[:U].abs().max() <= bu
@@ -198,7 +219,7 @@ def test_lightgcn_mmrec_init_and_regularization():
 
 def test_lightgcn_caches_graph():
     data = toy_data()
-    model = LightGCN.from_data(data, embedding_dim=4)
+    model = LightGCNRecommender.from_data(data, embedding_dim=4)
     model(data)
     first = model.homogeneous_edge_index(data[RATES].edge_index)
     assert model.homogeneous_edge_index(data[RATES].edge_index) is first
@@ -451,7 +472,8 @@ def test_freedom_deprecated_names_warn_and_still_work():
     ei = data[RATES].edge_index
     with pytest.warns(DeprecationWarning, match="'dropout'"):
         kept = degree_sensitive_edge_pruning(
-            ei, 12, 10, dropout=0.5, generator=torch.Generator().manual_seed(0))
+            ei, 12, 10, dropout=0.5,
+            generator=torch.Generator().manual_seed(0))
     assert torch.equal(kept, degree_sensitive_edge_pruning(
         ei, 12, 10, edge_dropout=0.5,
         generator=torch.Generator().manual_seed(0)))
@@ -512,9 +534,10 @@ def test_training_reduces_loss(name):
     data = toy_data(U=25, I=20, E=120, seed=1)
     model = {
         'mf': lambda: BPRMF.from_data(data, embedding_dim=8),
-        'lightgcn': lambda: LightGCN.from_data(data, embedding_dim=8),
-        'lightgcn-pyg': lambda: LightGCN.from_data(data, embedding_dim=8,
-                                                   backend='pyg'),
+        'lightgcn': lambda: LightGCNRecommender.from_data(data,
+                                                          embedding_dim=8),
+        'lightgcn-pyg': lambda: LightGCNRecommender.from_data(
+            data, embedding_dim=8, backend='pyg'),
         'vbpr': lambda: VBPR.from_data(data, embedding_dim=8),
         'freedom': lambda: FREEDOM.from_data(data, embedding_dim=8, knn_k=3,
                                              reg_weight=0.1),
@@ -557,13 +580,13 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match='embedding_dim'):
         BPRMF(3, 3, embedding_dim=0)
     with pytest.raises(TypeError, match='embedding_dim'):
-        LightGCN(3, 3, embedding_dim=2.5)
+        LightGCNRecommender(3, 3, embedding_dim=2.5)
     with pytest.raises(ValueError, match='reg_norm'):
         BPRMF(3, 3, reg_norm='l1')
     with pytest.raises(ValueError, match='backend'):
-        LightGCN(3, 3, backend='dense')
+        LightGCNRecommender(3, 3, backend='dense')
     with pytest.raises(ValueError, match='num_layers'):
-        LightGCN(3, 3, num_layers=-1)
+        LightGCNRecommender(3, 3, num_layers=-1)
     with pytest.raises(ValueError, match='feature_dims'):
         VBPR(3, 3, {})
     with pytest.raises(ValueError, match="modality 'text'"):
@@ -593,7 +616,7 @@ def test_bad_arguments():
 
     # Data that does not fit the model:
     other = toy_data(U=13)
-    for model in (BPRMF.from_data(data), LightGCN.from_data(data),
+    for model in (BPRMF.from_data(data), LightGCNRecommender.from_data(data),
                   VBPR.from_data(data), FREEDOM.from_data(data)):
         with pytest.raises(ValueError, match='13 users'):
             model(other)
@@ -608,15 +631,16 @@ def test_bad_arguments():
     bad = toy_data()
     bad[RATES].edge_index = torch.tensor([[0, 1], [3, 10]])
     with pytest.raises(ValueError, match=r'item ids in \[3, 10\]'):
-        LightGCN.from_data(bad)(bad)
+        LightGCNRecommender.from_data(bad)(bad)
     with pytest.raises(ValueError, match=r'item ids in \[3, 10\]'):
         FREEDOM.from_data(bad).eval()(bad)
 
 
 def test_reprs():
     data = toy_data()
-    assert repr(LightGCN.from_data(data, num_layers=3)) == (
-        'LightGCN(12, 10, embedding_dim=64, num_layers=3, backend=csr)')
+    assert repr(LightGCNRecommender.from_data(data, num_layers=3)) == (
+        'LightGCNRecommender(12, 10, embedding_dim=64, num_layers=3, '
+        'backend=csr)')
     assert repr(VBPR.from_data(data)) == (
         "VBPR(12, 10, modalities=['image', 'text'], embedding_dim=64)")
     assert repr(FREEDOM.from_data(data)) == (
@@ -632,7 +656,7 @@ def test_cuda_matches_cpu():
     if not torch.cuda.is_available():
         pytest.skip('CUDA is not available')
     data = toy_data()
-    for cls, kw in ((BPRMF, {}), (LightGCN, {}), (VBPR, {}),
+    for cls, kw in ((BPRMF, {}), (LightGCNRecommender, {}), (VBPR, {}),
                     (FREEDOM, {'knn_k': 3})):
         model = cls.from_data(data, **kw).eval()
         ref = model(data)

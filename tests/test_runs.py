@@ -7,7 +7,7 @@ import torch
 from pyg_brmrs import runs
 from pyg_brmrs.data import make_synthetic
 from pyg_brmrs.experiment import run as run_recipe
-from pyg_brmrs.nn import LightGCN
+from pyg_brmrs.nn import LightGCNRecommender
 from pyg_brmrs.objectives import BPRObjective
 from pyg_brmrs.runs import RunFolderError
 from pyg_brmrs.training import TrainConfig, Trainer
@@ -23,7 +23,7 @@ def fit(data, folder=None, dim=8, **kwargs):
                 output_dir=str(folder) if folder else None)
     base.update(kwargs)
     torch.manual_seed(0)
-    model = LightGCN.from_data(data, embedding_dim=dim)
+    model = LightGCNRecommender.from_data(data, embedding_dim=dim)
     return Trainer(model, BPRObjective.from_data(data), data,
                    TrainConfig(**base)).fit()
 
@@ -45,7 +45,7 @@ def test_run_folder_holds_manifest_results_and_safe_checkpoints(data,
                                      'best.pt'}
     manifest = json.loads((tmp_path / 'run.json').read_text())
     assert manifest['kind'] == 'pyg-brmrs run'
-    assert manifest['run']['model'].startswith('LightGCN(')
+    assert manifest['run']['model'].startswith('LightGCNRecommender(')
     assert manifest['data']['num_users'] == 60
     assert manifest['data']['interactions'][0] > 0
     assert manifest['config']['seed'] == 7 and manifest['config']['lr'] == \

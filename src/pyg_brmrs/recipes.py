@@ -24,7 +24,14 @@ import torch
 from torch_geometric.data import HeteroData
 
 from pyg_brmrs.data.schema import ITEM_SIM, USER_SIM
-from pyg_brmrs.nn import BRMRS, FREEDOM, VBPR, BPRMF, LightGCN, Recommender
+from pyg_brmrs.nn import (
+    BPRMF,
+    BRMRS,
+    FREEDOM,
+    VBPR,
+    LightGCNRecommender,
+    Recommender,
+)
 from pyg_brmrs.objectives import (
     BPRObjective,
     BRMRSObjective,
@@ -90,7 +97,7 @@ TUNED_MODEL: Dict[str, Any] = dict(id_mode='concat', user_mode='profile',
 RECIPES: Dict[str, Recipe] = {
     'bprmf': Recipe(BPRMF, BPRObjective, False, dict(reg_weight=1e-4),
                     'matrix factorisation with BPR'),
-    'lightgcn': Recipe(LightGCN, BPRObjective, False,
+    'lightgcn': Recipe(LightGCNRecommender, BPRObjective, False,
                        dict(num_layers=2, reg_weight=1e-4),
                        'LightGCN (PyG LGConv math, CSR backend)'),
     'vbpr': Recipe(VBPR, BPRObjective, False, dict(reg_weight=1e-4),

@@ -19,11 +19,17 @@ from pyg_brmrs.utils.checks import check_int
 LIGHTGCN_BACKENDS = ('csr', 'torch_sparse', 'edge_index', 'pyg')
 
 
-class LightGCN(Recommender):
+class LightGCNRecommender(Recommender):
     r"""The LightGCN model from `"LightGCN: Simplifying and Powering Graph
     Convolution Network for Recommendation" <https://arxiv.org/abs/
     2002.02126>`_, as a :class:`~pyg_brmrs.nn.Recommender` built on PyG's
     :class:`torch_geometric.nn.models.LightGCN`.
+
+    Named so as not to shadow PyG's class, whose interface differs (this one
+    maps a :class:`~torch_geometric.data.HeteroData` to a
+    :class:`~pyg_brmrs.nn.RecOutput`; PyG's maps an ``edge_index`` to
+    embeddings or scores). The former name ``pyg_brmrs.nn.LightGCN`` still
+    imports this class, with a :class:`DeprecationWarning`.
 
     On the homogeneous user–item graph with :math:`N = |\mathcal{U}| +
     |\mathcal{I}|` nodes (items shifted by :math:`|\mathcal{U}|`, both
@@ -116,7 +122,8 @@ class LightGCN(Recommender):
         self.reset_parameters()
 
     @classmethod
-    def from_data(cls, data: HeteroData, **kwargs) -> 'LightGCN':
+    def from_data(cls, data: HeteroData,
+                  **kwargs) -> 'LightGCNRecommender':
         r"""Builds the model with the node counts of :obj:`data`."""
         return cls(int(data[USER].num_nodes), int(data[ITEM].num_nodes),
                    **kwargs)
