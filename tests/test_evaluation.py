@@ -470,17 +470,28 @@ def test_from_data():
     data['user', 'rates', 'item'].edge_index = train
     data['user', 'rates', 'item'].val_edge_index = held[:, :half]
     data['user', 'rates', 'item'].test_edge_index = held[:, half:]
-    val = RankingEvaluator.from_data(data, 'val', ks=5)
+    val = RankingEvaluator.from_data(data, 'valid', ks=5)
     assert val(user_emb, item_emb) == full_ranking_metrics(
         user_emb, item_emb, train, held[:, :half], 5)
-    test = RankingEvaluator.from_data(data, 'test', ks=5, exclude_val=True)
+    assert RankingEvaluator.from_data(data, ks=5)(user_emb, item_emb) == \
+        val(user_emb, item_emb)  # 'valid' is the default
+    test = RankingEvaluator.from_data(data, 'test', ks=5, exclude_valid=True)
     assert test(user_emb, item_emb) == full_ranking_metrics(
         user_emb, item_emb, train, held[:, half:], 5,
         exclude_edge_index=held[:, :half])
     with pytest.raises(ValueError, match="'split'"):
         RankingEvaluator.from_data(data, 'train')
-    with pytest.raises(ValueError, match='exclude_val'):
-        RankingEvaluator.from_data(data, 'val', exclude_val=True)
+    with pytest.raises(ValueError, match='exclude_valid'):
+        RankingEvaluator.from_data(data, 'valid', exclude_valid=True)
+    # The former spellings still work, with a DeprecationWarning:
+    with pytest.warns(DeprecationWarning, match="split 'val'.*'valid'"):
+        old = RankingEvaluator.from_data(data, 'val', ks=5)
+    assert old(user_emb, item_emb) == val(user_emb, item_emb)
+    with pytest.warns(DeprecationWarning,
+                      match="'exclude_val'.*'exclude_valid'"):
+        old = RankingEvaluator.from_data(data, 'test', ks=5,
+                                         exclude_val=True)
+    assert old(user_emb, item_emb) == test(user_emb, item_emb)
     del data['user', 'rates', 'item'].test_edge_index
     with pytest.raises(ValueError, match="no 'test_edge_index'"):
         RankingEvaluator.from_data(data, 'test')

@@ -89,6 +89,8 @@ def test_training_beats_the_untrained_model(small):
     assert res.valid['recall@20'] > before + 0.05
     # the model holds the best weights afterwards:
     assert trainer.evaluate('valid') == res.valid
+    with pytest.warns(DeprecationWarning, match="'valid_evaluator'"):
+        assert trainer.val_evaluator is trainer.valid_evaluator
 
 
 def test_bpr_objective_and_grid_search(small, tmp_path):

@@ -36,6 +36,7 @@ from pyg_brmrs.evaluation import RankingEvaluator
 from pyg_brmrs.nn.base import Recommender
 from pyg_brmrs.objectives import Objective
 from pyg_brmrs.utils.atomic import write_json
+from pyg_brmrs.utils.deprecation import warn_renamed
 from pyg_brmrs.utils.checkpoint import (
     CheckpointError,
     load_checkpoint,
@@ -355,7 +356,7 @@ class Trainer:
                                           weight_decay=cfg.weight_decay)
 
         store = self.data[RATES]
-        self.val_evaluator = self._evaluator(store.val_edge_index, None)
+        self.valid_evaluator = self._evaluator(store.val_edge_index, None)
         self.test_evaluator = self._evaluator(
             store.test_edge_index, store.val_edge_index
             if cfg.mask_valid_in_test else None)
@@ -440,6 +441,13 @@ class Trainer:
                 [sums[k] for k in names], self.device)))
         return {k: v / max(len(batches), 1) for k, v in sums.items()}
 
+    @property
+    def val_evaluator(self) -> RankingEvaluator:
+        r"""Deprecated name of :attr:`valid_evaluator`."""
+        warn_renamed('val_evaluator', 'valid_evaluator', "'Trainer'",
+                     what='attribute')
+        return self.valid_evaluator
+
     @torch.no_grad()
     def evaluate(self, split: str = 'valid') -> Dict[str, float]:
         r"""Full-ranking metrics of the current model on :obj:`split`
@@ -448,7 +456,7 @@ class Trainer:
             raise ValueError(f"split must be 'valid' or 'test' (got "
                              f"'{split}')")
         out = self.model.embed(self.data)
-        evaluator = self.val_evaluator if split == 'valid' else \
+        evaluator = self.valid_evaluator if split == 'valid' else \
             self.test_evaluator
         if not self.dist.enabled:
             return evaluator(out.user_emb, out.item_emb)

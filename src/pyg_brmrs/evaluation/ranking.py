@@ -46,6 +46,7 @@ import torch
 from torch import Tensor
 
 from pyg_brmrs.utils.checks import check_edge_index, check_int
+from pyg_brmrs.utils.deprecation import renamed_arguments, warn_renamed
 
 METRICS = ('recall', 'ndcg', 'precision', 'map', 'hit')
 DEFAULT_METRICS = ('recall', 'ndcg', 'precision', 'map')
@@ -463,30 +464,37 @@ class RankingEvaluator:
                                 max_scores)
 
     @classmethod
-    def from_data(cls, data, split: str = 'val',
+    @renamed_arguments(exclude_val='exclude_valid')
+    def from_data(cls, data, split: str = 'valid',
                   ks: Union[int, Sequence[int]] = (10, 20), *,
-                  exclude_val: bool = False,
+                  exclude_valid: bool = False,
                   **kwargs) -> 'RankingEvaluator':
         r"""Builds the evaluator of a :class:`~torch_geometric.data.HeteroData`
         in the schema of :mod:`pyg_brmrs.data`: masks
         ``data['user', 'rates', 'item'].edge_index`` and ranks against
-        ``.val_edge_index`` (:obj:`split='val'`) or ``.test_edge_index``
-        (:obj:`split='test'`). :obj:`exclude_val=True` also masks the
+        ``.val_edge_index`` (:obj:`split='valid'`) or ``.test_edge_index``
+        (:obj:`split='test'`). :obj:`exclude_valid=True` also masks the
         validation pairs when scoring test (MMRec does not). Further keyword
-        arguments go to :class:`RankingEvaluator`."""
+        arguments go to :class:`RankingEvaluator`. The former spellings
+        :obj:`split='val'` and :obj:`exclude_val` still work, with a
+        :class:`DeprecationWarning`."""
         from pyg_brmrs.data.schema import ITEM, RATES
-        if split not in ('val', 'test'):
-            raise ValueError(f"'split' must be 'val' or 'test' (got "
-                             f"'{split}')")
+        if split == 'val':
+            warn_renamed('val', 'valid', "'RankingEvaluator.from_data'",
+                         what='split')
+            split = 'valid'
+        if split not in ('valid', 'test'):
+            raise ValueError(f"'split' must be 'valid' or 'test' (got "
+                             f"{split!r})")
         store = data[RATES]
-        attr = f'{split}_edge_index'
+        attr = 'val_edge_index' if split == 'valid' else 'test_edge_index'
         if getattr(store, attr, None) is None:
             raise ValueError(f"data{list(RATES)} has no '{attr}'")
-        if exclude_val:
+        if exclude_valid:
             if split != 'test':
-                raise ValueError("'exclude_val=True' needs split='test'")
+                raise ValueError("'exclude_valid=True' needs split='test'")
             if 'exclude_edge_index' in kwargs:
-                raise ValueError("pass either 'exclude_val' or "
+                raise ValueError("pass either 'exclude_valid' or "
                                  "'exclude_edge_index'")
             kwargs['exclude_edge_index'] = store.val_edge_index
         return cls(store.edge_index, getattr(store, attr),
