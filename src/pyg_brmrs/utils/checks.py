@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    'is_compiling',
     'can_inspect_values',
     'check_int',
     'check_float',
@@ -25,14 +26,20 @@ __all__ = [
 ]
 
 
+def is_compiling() -> bool:
+    r"""Whether the caller is being traced by :func:`torch.compile`
+    (:func:`torch.compiler.is_compiling`; :obj:`False` on a torch without
+    it)."""
+    fn = getattr(getattr(torch, 'compiler', None), 'is_compiling', None)
+    return fn is not None and bool(fn())
+
+
 def can_inspect_values(tensor: Tensor) -> bool:
     r"""Whether the values of :obj:`tensor` can be read without breaking a
     :func:`torch.compile` graph or failing on the ``meta`` device."""
     if tensor.device.type == 'meta':
         return False
-    is_compiling = getattr(getattr(torch, 'compiler', None), 'is_compiling',
-                           None)
-    return not (is_compiling is not None and is_compiling())
+    return not is_compiling()
 
 
 def check_int(value, name: str, minimum: int = 1) -> int:

@@ -144,3 +144,64 @@ def bipartite_to_homogeneous(edge_index: Tensor, num_users: int) -> Tensor:
     :obj:`num_users`), with both directions: ``[2, 2E]``."""
     user, item = edge_index[0], edge_index[1] + num_users
     return torch.stack([torch.cat([user, item]), torch.cat([item, user])])
+
+
+def _spmm_reference(edge_index: Tensor, edge_weight: Tensor, x: Tensor,
+                    num_rows: int) -> Tensor:
+    return csr_matmul(to_csr(edge_index, edge_weight, (num_rows, x.size(0))),
+                      x)
+
+
+if hasattr(torch.library, 'custom_op'):  # torch >= 2.4
+    @torch.library.custom_op('pyg_brmrs::edge_spmm', mutates_args=())
+    def _edge_spmm(edge_index: Tensor, edge_weight: Tensor, x: Tensor,
+                   num_rows: int) -> Tensor:
+        return _spmm_reference(edge_index, edge_weight, x, num_rows)
+
+    @_edge_spmm.register_fake
+    def _(edge_index, edge_weight, x, num_rows):
+        return x.new_empty((num_rows, x.size(1)))
+
+    def _edge_spmm_setup(ctx, inputs, output):
+        edge_index, edge_weight, x, _ = inputs
+        ctx.save_for_backward(edge_index, edge_weight)
+        ctx.num_cols = x.size(0)
+
+    def _edge_spmm_backward(ctx, grad):
+        edge_index, edge_weight = ctx.saved_tensors
+        grad_x = _edge_spmm(edge_index.flip(0), edge_weight,
+                            grad.contiguous(), ctx.num_cols)
+        return None, None, grad_x, None
+
+    _edge_spmm.register_autograd(_edge_spmm_backward,
+                                 setup_context=_edge_spmm_setup)
+else:  # pragma: no cover - older torch: no opaque operator
+    _edge_spmm = _spmm_reference
+
+
+def edge_spmm(edge_index: Tensor, edge_weight: Optional[Tensor], x: Tensor,
+              num_rows: int) -> Tensor:
+    r""":math:`\mathbf{A}\mathbf{X}` for the operator :math:`\mathbf{A}` of
+    :func:`to_csr` (``[num_rows, x.size(0)]``, :math:`A_{ij}` the weight of
+    the edge :math:`j \to i`), built and applied inside one opaque
+    operator (``torch.ops.pyg_brmrs.edge_spmm``, torch ≥ 2.4).
+
+    This is the form of the CSR product that :func:`torch.compile` can
+    trace without a graph break: the compiler supports no sparse tensors,
+    so the CSR arrays are built inside the operator, whose output shape
+    ``[num_rows, F]`` does not depend on the data. Its backward is the same
+    operator on the reversed edges. The edge weights are constants (no
+    gradient), as in :class:`CSRAdjacency`; unlike it, nothing is cached,
+    so the CSR arrays are rebuilt at every call.
+
+    Args:
+        edge_index (torch.Tensor): ``[2, E]`` (source, target) indices.
+        edge_weight (torch.Tensor, optional): ``[E]`` weights (default:
+            ones).
+        x (torch.Tensor): Dense ``[num_sources, F]`` features.
+        num_rows (int): The number of targets.
+    """
+    if edge_weight is None:
+        edge_weight = x.new_ones(edge_index.size(1))
+    return _edge_spmm(edge_index, edge_weight.detach().to(x.dtype),
+                      x.contiguous(), num_rows)

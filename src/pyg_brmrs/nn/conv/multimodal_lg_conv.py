@@ -8,8 +8,8 @@ from torch_geometric.typing import OptTensor, SparseTensor
 from torch_geometric.utils import is_torch_sparse_tensor
 
 from pyg_brmrs.utils.cache import tensor_key
-from pyg_brmrs.utils.checks import check_edge_index
-from pyg_brmrs.utils.sparse import CSRAdjacency
+from pyg_brmrs.utils.checks import check_edge_index, is_compiling
+from pyg_brmrs.utils.sparse import CSRAdjacency, edge_spmm
 
 try:  # pragma: no cover - depends on the environment
     import torch_sparse  # noqa: F401
@@ -57,6 +57,17 @@ class MultiModalLGConv(MessagePassing):
     :class:`~torch_sparse.SparseTensor` input and :obj:`"csr"` otherwise,
     except that learnable edge weights (``edge_weight.requires_grad``) fall
     back to :obj:`"edge_index"`.
+
+    **Compilation.** Under :func:`torch.compile` (``fullgraph=True`` works on
+    the default path, an :obj:`edge_index` tensor with the :obj:`"csr"`
+    backend) the normalisation is traced and the CSR product runs as one
+    opaque operator (:func:`pyg_brmrs.utils.sparse.edge_spmm`, torch ≥ 2.4),
+    because the compiler supports no sparse tensors; the operator is then
+    rebuilt at every call (:obj:`cached` applies to eager mode only) and
+    value checks on the indices are skipped, as on the ``meta`` device.
+    :func:`torch.jit.script` is not supported: the input may be a
+    dictionary of channels or one of several adjacency types, which
+    TorchScript cannot express in one signature.
 
     Args:
         normalize (bool, optional): Apply the symmetric normalisation
@@ -145,6 +156,12 @@ class MultiModalLGConv(MessagePassing):
     def _propagate_2d(self, x: Tensor, edge_index, edge_weight) -> Tensor:
         num_nodes = x.size(0)
         backend = self._resolve_backend(edge_index, edge_weight, x)
+        if backend == 'csr' and is_compiling():
+            # torch.compile supports no sparse tensors: normalise in the
+            # graph and build + apply the CSR operator in one opaque op.
+            ei, ew = self._normalized(edge_index, edge_weight, num_nodes,
+                                      x.dtype)
+            return edge_spmm(ei, ew, x, num_nodes)
         op = self._prepare(edge_index, edge_weight, num_nodes, backend,
                            x.dtype)
         if backend == 'csr':
@@ -173,14 +190,8 @@ class MultiModalLGConv(MessagePassing):
                                  flow=self.flow, dtype=dtype)
             op = adj_t
         else:
-            edge_index, edge_weight = adjacency_to_edge_index(
-                edge_index, edge_weight, num_nodes)
-            ew = None if edge_weight is None else edge_weight.to(dtype)
-            ei = edge_index
-            if self.normalize:
-                ei, ew = gcn_norm(edge_index, ew, num_nodes,
-                                  add_self_loops=False, flow=self.flow,
-                                  dtype=dtype)
+            ei, ew = self._normalized(edge_index, edge_weight, num_nodes,
+                                      dtype)
             if backend == 'csr':
                 op = CSRAdjacency(ei, ew, (num_nodes, num_nodes))
             elif backend == 'torch_sparse':
@@ -196,6 +207,19 @@ class MultiModalLGConv(MessagePassing):
         if self.cached:
             self._cache_key, self._cache = key, op
         return op
+
+    def _normalized(self, edge_index, edge_weight, num_nodes: int,
+                    dtype: torch.dtype) -> Tuple[Tensor, OptTensor]:
+        r"""The checked ``(edge_index, edge_weight)`` of any adjacency form,
+        symmetric-normalised with :obj:`normalize=True`."""
+        edge_index, edge_weight = adjacency_to_edge_index(
+            edge_index, edge_weight, num_nodes)
+        ew = None if edge_weight is None else edge_weight.to(dtype)
+        if self.normalize:
+            edge_index, ew = gcn_norm(edge_index, ew, num_nodes,
+                                      add_self_loops=False, flow=self.flow,
+                                      dtype=dtype)
+        return edge_index, ew
 
     def message(self, x_j: Tensor, edge_weight: OptTensor) -> Tensor:
         return x_j if edge_weight is None else edge_weight.view(-1, 1) * x_j
