@@ -35,6 +35,7 @@ Usage::
 
     python benchmarks/bench_ann.py                       # all, 1M synthetic
     python benchmarks/bench_ann.py --sizes 100000 --skip-real
+    python benchmarks/bench_ann.py --sweep 8 16 32 63 128 --spreads 2 1 0.5
 """
 import argparse
 import json
@@ -62,11 +63,16 @@ def current_mb() -> float:
     return float('nan')
 
 
-def clustered(n: int, dim: int, seed: int = 0, centres: int = 1000):
+def clustered(n: int, dim: int, seed: int = 0, centres: int = 1000,
+              spread: float = 2.0):
+    r"""``[n, dim]`` float32 rows: one of :obj:`centres` Gaussian centres
+    (standard deviation :obj:`spread`) plus unit Gaussian noise. The smaller
+    :obj:`spread`, the more the clusters overlap and the harder the
+    approximate search."""
     import numpy as np
     import torch
     rng = np.random.default_rng(seed)
-    centre = 2.0 * rng.standard_normal((centres, dim)).astype(np.float32)
+    centre = spread * rng.standard_normal((centres, dim)).astype(np.float32)
     out = np.empty((n, dim), dtype=np.float32)
     step = 1 << 18
     for s in range(0, n, step):
@@ -80,7 +86,8 @@ def features(spec):
     if spec['data'] == 'tiktok':
         data = _common.load_tiktok()
         return data['item'][f"x_{spec['modality']}"].float()
-    return clustered(spec['n'], spec['dim'], seed=spec.get('seed', 0))
+    return clustered(spec['n'], spec['dim'], seed=spec.get('seed', 0),
+                     spread=spec.get('spread', 2.0))
 
 
 def exact_sample(x, queries, k):
@@ -99,9 +106,105 @@ def exact_sample(x, queries, k):
     return torch.cat(out)
 
 
+def sweep_worker(spec):
+    r"""Builds the default IVF index once and searches the ``queries``
+    sampled rows at every ``nprobe`` of ``spec['nprobes']``: recall of the
+    exact top-k of those rows and the search CPU time, extrapolated to all
+    rows (the dominant cost of the graph build at large n)."""
+    import torch
+    torch.set_num_threads(spec['threads'])
+    from pyg_brmrs.transforms._ann import (build_index, check_knn_kwargs,
+                                           ivf_sizes, search)
+    x = features(spec)
+    n, k = x.size(0), spec['k']
+    xn = x / x.norm(dim=1, keepdim=True).clamp_min(1e-30)
+    params = check_knn_kwargs('faiss', {'index': 'ivf'})
+    nlist, default_nprobe, train = ivf_sizes(n, params)
+    gen = torch.Generator().manual_seed(0)
+    rows = torch.randperm(n, generator=gen)[:spec['queries']]
+    t = time.process_time()
+    want = exact_sample(x, rows, k)
+    exact_s = (time.process_time() - t) * n / rows.numel()
+    t = time.process_time()
+    index, keep = build_index(xn, k, params)
+    build_s = time.process_time() - t
+    out = dict(n=n, dim=x.size(1), nlist=nlist, default_nprobe=default_nprobe,
+               train_size=train, index_build_s=build_s, exact_s=exact_s,
+               exact_estimated=rows.numel() < n, sweep=[])
+    for nprobe in spec['nprobes']:
+        index.nprobe = min(nprobe, nlist)
+        t = time.process_time()
+        got = search(index, xn[rows], k + 1, params['query_batch'])
+        search_s = time.process_time() - t
+        got = got.masked_fill(got == rows.unsqueeze(1), -1)
+        hit = (got.unsqueeze(2) == want.unsqueeze(1)).any(1).sum()
+        out['sweep'].append(dict(
+            nprobe=int(index.nprobe), recall=float(hit) / want.numel(),
+            search_s=search_s * n / rows.numel()))
+    out['peak_mb'] = peak_mb()
+    del index, keep
+    return out
+
+
+def sweep(args) -> int:
+    r"""``--sweep``: recall and search cost against ``nprobe``."""
+    rows, results = [], []
+    sets = []
+    if not args.skip_real and _common.load_tiktok() is not None:
+        for m in ('image', 'audio'):
+            sets.append((f'TikTok {m} (real, 6,710 x 128)',
+                         dict(data='tiktok', modality=m)))
+    elif not args.skip_real:
+        print('SKIP TikTok: no data under', _common.data_dir())
+    for n in args.sizes:
+        for spread in args.spreads:
+            sets.append((f'synthetic {n:,} x {args.dim}, spread {spread}',
+                         dict(data='synthetic', n=n, dim=args.dim,
+                              spread=spread)))
+    for name, ds in sets:
+        spec = dict(ds, k=args.k, threads=args.threads, queries=args.queries,
+                    nprobes=args.sweep, mode='sweep')
+        print(name, '...', flush=True)
+        res = _common.run_worker(__file__, spec)
+        res['dataset'] = name
+        results.append(res)
+        if 'error' in res:
+            rows.append([name, '', '', res['error'], '', '', ''])
+            continue
+        for p in res['sweep']:
+            rows.append([
+                name, f"{res['nlist']}",
+                f"{p['nprobe']}" + (' (default)' if p['nprobe'] ==
+                                    res['default_nprobe'] else ''),
+                f"{p['recall']:.4f}", f"{p['search_s']:.1f}",
+                f"{res['index_build_s']:.1f}",
+                ('~' if res['exact_estimated'] else '') +
+                f"{res['exact_s']:.0f}"])
+        print('   ', rows[-len(res['sweep']):], flush=True)
+    table = _common.markdown_table(
+        ['features', 'nlist', 'nprobe', f'recall@{args.k}',
+         'search all rows CPU s', 'index train+add CPU s', 'exact CPU s'],
+        rows)
+    notes = (
+        f'\n\nIVF-Flat with the default nlist and training sample, built '
+        f'once per feature set; recall of the exact top-{args.k} on '
+        f'{args.queries} seeded random rows (all rows when fewer); `search '
+        'all rows` = CPU seconds of searching those rows, extrapolated '
+        'linearly to every row (what the graph build spends in search); '
+        f'`exact` = brute force on the same rows, extrapolated. '
+        f'{args.threads} thread(s).\n')
+    payload = dict(machine=_common.machine_info(), results=results)
+    path = _common.write_results(args.name + '_sweep', payload, table + notes)
+    print(table + notes)
+    print('written', path)
+    return 0
+
+
 def worker(spec):
     import torch
     torch.set_num_threads(spec['threads'])
+    if spec.get('mode') == 'sweep':
+        return sweep_worker(spec)
     from pyg_brmrs.transforms._ann import ann_cosine_topk
     from pyg_brmrs.transforms.similarity import cosine_topk
     x = features(spec)
@@ -217,11 +320,20 @@ def main():
     parser.add_argument('--configs', default=None,
                         help='JSON list of index settings (default: the '
                         'defaults of ivf and hnsw, and a sweep)')
+    parser.add_argument('--spreads', type=float, nargs='*', default=[2.0],
+                        help='centre spread of the synthetic clusters '
+                        '(smaller = more overlap = harder)')
+    parser.add_argument('--sweep', type=int, nargs='*', default=None,
+                        help='nprobe values: build the default IVF index '
+                        'once per feature set and report recall and search '
+                        'cost for each (writes <name>_sweep.md)')
     parser.add_argument('--name', default='bench_ann')
     args = parser.parse_args()
     if args.worker:
         print('RESULT ' + json.dumps(worker(json.loads(args.worker))))
         return 0
+    if args.sweep:
+        return sweep(args)
 
     configs = json.loads(args.configs) if args.configs else [
         {'index': 'ivf'}, {'index': 'hnsw'},
@@ -239,8 +351,10 @@ def main():
         datasets.append(('Clothing-size synthetic (23,033 x 384)',
                          dict(data='synthetic', n=23033, dim=384)))
     for n in args.sizes:
-        datasets.append((f'synthetic {n:,} x {args.dim}',
-                         dict(data='synthetic', n=n, dim=args.dim)))
+        for spread in args.spreads:
+            datasets.append((f'synthetic {n:,} x {args.dim}, spread {spread}',
+                             dict(data='synthetic', n=n, dim=args.dim,
+                                  spread=spread)))
     results = []
     for name, ds in datasets:
         print(name, flush=True)

@@ -135,7 +135,11 @@ def test_combined_several_modalities_recall():
 
 
 def test_ivf_sizes():
-    assert ivf_sizes(10**6, {}) == (4000, 250, 10**6)
+    # nlist = 4 sqrt(n), nprobe = max(16, round(sqrt(nlist))),
+    # train = min(n, 64 nlist):
+    assert ivf_sizes(10**6, {}) == (4000, 63, 256000)
+    assert ivf_sizes(10**5, {}) == (1265, 36, 80960)
+    assert ivf_sizes(6710, {}) == (172, 16, 6710)  # nlist capped at n / 39
     assert ivf_sizes(1000, {}) == (25, 16, 1000)
     assert ivf_sizes(10, {}) == (1, 1, 10)
     assert ivf_sizes(5000, {'nlist': 64, 'nprobe': 99,

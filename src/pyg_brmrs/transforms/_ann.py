@@ -36,14 +36,14 @@ KNN_MODES = ('exact', 'faiss')
 ANN_INDEXES = ('ivf', 'hnsw', 'flat')
 
 #: The defaults of :obj:`knn_kwargs` (see :func:`check_knn_kwargs`).
-#: ``benchmarks/bench_ann.py`` measured them on TikTok's real 128-d
-#: features (recall of the exact top-10: 0.954 image, 0.999 audio for IVF;
-#: >= 0.998 for HNSW); the 1M x 64-d row is still to be recorded.
+#: They were chosen by measuring recall of the exact top-k against build
+#: and search cost (``benchmarks/bench_ann.py``, its ``--sweep`` mode for
+#: ``nprobe``) on real 128-d item features and on synthetic 1M x 64-d rows.
 DEFAULT_KNN_KWARGS: Dict[str, Any] = {
     'index': 'ivf',
     'nlist': None,        # None: 4 * sqrt(n), at least 1, at most n / 39
-    'nprobe': None,       # None: max(16, nlist // 16)
-    'train_size': None,   # None: min(n, 256 * nlist)
+    'nprobe': None,       # None: max(16, round(sqrt(nlist)))
+    'train_size': None,   # None: min(n, 64 * nlist)
     'hnsw_m': 32,
     'ef_construction': 80,
     'ef_search': None,    # None: max(64, 4 * k)
@@ -124,19 +124,26 @@ def ivf_sizes(n: int, params: Mapping[str, Any]) -> Tuple[int, int, int]:
     r"""``(nlist, nprobe, train_size)`` of an IVF index over :obj:`n` rows:
     the given values, else :math:`n_\text{list} = 4\sqrt{n}` (at most
     :math:`n / 39`, faiss's minimum of training points per cell),
-    :math:`n_\text{probe} = \max(16, n_\text{list} / 16)` and
-    :math:`\min(n, 256\, n_\text{list})` training rows."""
+    :math:`n_\text{probe} = \max(16, \sqrt{n_\text{list}})` (rounded) and
+    :math:`\min(n, 64\, n_\text{list})` training rows.
+
+    A query scans :math:`n \cdot n_\text{probe} / n_\text{list}` rows, so
+    with these defaults the search of all :math:`n` rows costs
+    :math:`O(n^{7/4})` distance evaluations instead of the exact
+    :math:`O(n^2)`; a fixed fraction of cells (e.g.
+    :math:`n_\text{list} / 16`) would keep it at :math:`O(n^2)`. Raise
+    ``nprobe`` when recall matters more than time."""
     nlist = params.get('nlist')
     if nlist is None:
         nlist = max(1, min(int(round(4 * math.sqrt(n))), n // 39))
     nlist = max(1, min(nlist, n))
     nprobe = params.get('nprobe')
     if nprobe is None:
-        nprobe = max(16, nlist // 16)
+        nprobe = max(16, int(round(math.sqrt(nlist))))
     nprobe = min(nprobe, nlist)
     train = params.get('train_size')
     if train is None:
-        train = min(n, 256 * nlist)
+        train = min(n, 64 * nlist)
     return nlist, nprobe, max(min(train, n), nlist)
 
 
