@@ -145,6 +145,8 @@ def worker(spec):
     store = data['user', 'rates', 'item']
     out['train_edges'] = int(store.edge_index.size(1))
     params = dict(knn='faiss', num_layers=2)
+    if spec.get('knn_kwargs'):
+        params['knn_kwargs'] = spec['knn_kwargs']
     with Phase(out, 'graph'):
         data = recipes.prepare('brmrs_paper', data, **params)
     out['item_graph_edges'] = int(
@@ -254,6 +256,9 @@ def main():
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--graph-only', type=int, nargs='*', default=[],
                         help='sizes for which only data + graph are run')
+    parser.add_argument('--knn-kwargs', type=json.loads, default=None,
+                        help='JSON knn_kwargs of HomogeneousKNNGraph '
+                        '(default: the transform\'s faiss defaults)')
     parser.add_argument('--memory-model', action='store_true')
     parser.add_argument('--name', default='bench_scale')
     args = parser.parse_args()
@@ -276,7 +281,8 @@ def main():
                                    device=args.device,
                                    steps=args.steps,
                                    eval_users=args.eval_users,
-                                   graph_only=n in args.graph_only)))
+                                   graph_only=n in args.graph_only,
+                                   knn_kwargs=args.knn_kwargs)))
     rows = []
     for r in results:
         if 'error' in r:
@@ -297,7 +303,9 @@ def main():
          'epoch s (extrapolated)', 'train peak MB', 'eval s (extrapolated)',
          'eval peak MB'], rows)
     notes = (
-        f'\n\n{args.device}, {args.threads} CPU thread(s) (on a GPU times '
+        f'\n\nGraphs: faiss IVF-Flat, knn_kwargs '
+        f'{json.dumps(args.knn_kwargs) if args.knn_kwargs else "defaults"}. '
+        f'{args.device}, {args.threads} CPU thread(s) (on a GPU times '
         'are wall seconds and peak MB = RSS / GPU allocated); on the CPU '
         'the machine was loaded by two '
         'other long jobs, so times are CPU seconds of the benchmark process '

@@ -108,6 +108,9 @@ def test_recall_at_defaults(index):
     # Clustered features like real embeddings; the defaults must recover
     # >= 95% of the exact lists (benchmarks/bench_ann.py measures more).
     x = clustered(4000, 16, 40, seed=1)
+    if not index:  # the default IVF index scans a strict subset of cells
+        nlist, nprobe, _ = ivf_sizes(4000, {})
+        assert nprobe < nlist
     want = cosine_topk(x, 10)
     got = ann_cosine_topk(x, 10, params=index)
     assert got[0].numel() == 4000 * 10
@@ -135,12 +138,12 @@ def test_combined_several_modalities_recall():
 
 
 def test_ivf_sizes():
-    # nlist = 4 sqrt(n), nprobe = max(16, round(sqrt(nlist))),
+    # nlist = 4 sqrt(n), nprobe = max(32, round(sqrt(nlist))),
     # train = min(n, 64 nlist):
     assert ivf_sizes(10**6, {}) == (4000, 63, 256000)
     assert ivf_sizes(10**5, {}) == (1265, 36, 80960)
-    assert ivf_sizes(6710, {}) == (172, 16, 6710)  # nlist capped at n / 39
-    assert ivf_sizes(1000, {}) == (25, 16, 1000)
+    assert ivf_sizes(6710, {}) == (172, 32, 6710)  # nlist capped at n / 39
+    assert ivf_sizes(1000, {}) == (25, 25, 1000)  # nprobe <= nlist
     assert ivf_sizes(10, {}) == (1, 1, 10)
     assert ivf_sizes(5000, {'nlist': 64, 'nprobe': 99,
                             'train_size': 10}) == (64, 64, 64)

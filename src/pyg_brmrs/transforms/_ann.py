@@ -42,7 +42,7 @@ ANN_INDEXES = ('ivf', 'hnsw', 'flat')
 DEFAULT_KNN_KWARGS: Dict[str, Any] = {
     'index': 'ivf',
     'nlist': None,        # None: 4 * sqrt(n), at least 1, at most n / 39
-    'nprobe': None,       # None: max(16, round(sqrt(nlist)))
+    'nprobe': None,       # None: max(32, round(sqrt(nlist)))
     'train_size': None,   # None: min(n, 64 * nlist)
     'hnsw_m': 32,
     'ef_construction': 80,
@@ -124,7 +124,7 @@ def ivf_sizes(n: int, params: Mapping[str, Any]) -> Tuple[int, int, int]:
     r"""``(nlist, nprobe, train_size)`` of an IVF index over :obj:`n` rows:
     the given values, else :math:`n_\text{list} = 4\sqrt{n}` (at most
     :math:`n / 39`, faiss's minimum of training points per cell),
-    :math:`n_\text{probe} = \max(16, \sqrt{n_\text{list}})` (rounded) and
+    :math:`n_\text{probe} = \max(32, \sqrt{n_\text{list}})` (rounded) and
     :math:`\min(n, 64\, n_\text{list})` training rows.
 
     A query scans :math:`n \cdot n_\text{probe} / n_\text{list}` rows, so
@@ -139,7 +139,7 @@ def ivf_sizes(n: int, params: Mapping[str, Any]) -> Tuple[int, int, int]:
     nlist = max(1, min(nlist, n))
     nprobe = params.get('nprobe')
     if nprobe is None:
-        nprobe = max(16, int(round(math.sqrt(nlist))))
+        nprobe = max(32, int(round(math.sqrt(nlist))))
     nprobe = min(nprobe, nlist)
     train = params.get('train_size')
     if train is None:
