@@ -56,7 +56,12 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import torch
 
 from pyg_brmrs import recipes, report
-from pyg_brmrs.data import modalities, split_sizes
+from pyg_brmrs.data import (
+    detect_reader,
+    list_readers,
+    modalities,
+    split_sizes,
+)
 from pyg_brmrs.experiment import DataSource, run
 from pyg_brmrs.training import TrainConfig
 
@@ -96,10 +101,12 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         "brmrs_paper, the paper's model)")
     parser.add_argument('--data', help='dataset folder (default: synthetic '
                         'data from make_synthetic())')
-    parser.add_argument('--format', choices=['mmrec', 'diffmm'],
-                        default='mmrec', help='layout of --data')
-    parser.add_argument('--name', help='MMRec dataset name (default: the '
-                        'folder name)')
+    parser.add_argument('--format', choices=list_readers(folder=True),
+                        help='layout of --data (default: detected from the '
+                        'files)')
+    parser.add_argument('--name', help='dataset name for the readers that '
+                        'take one (MMRec: <name>.inter; default: the folder '
+                        'name)')
     parser.add_argument('--preset', choices=sorted(recipes.DATASET_DEFAULTS),
                         help='base settings of an Amazon dataset')
     parser.add_argument('--variants', default=','.join(VARIANTS),
@@ -132,7 +139,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
-        source = (DataSource(args.format, path=args.data, name=args.name)
+        source = (DataSource(args.format or detect_reader(args.data).name,
+                             path=args.data, name=args.name)
                   if args.data else DataSource('synthetic'))
         data = source.load()
     except (FileNotFoundError, ValueError) as e:

@@ -279,7 +279,7 @@ def test_data_format_is_detected(tmp_path):
     (tmp_path / 'empty').mkdir()
     args = cli.build_parser().parse_args(['train', '--model', 'bprmf',
                                           '--data', str(tmp_path / 'empty')])
-    with pytest.raises(ValueError, match='neither an MMRec'):
+    with pytest.raises(ValueError, match='no dataset of a known layout'):
         cli.data_source(args)
 
 

@@ -32,7 +32,13 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import torch
 
 from pyg_brmrs import experiment, recipes, report, runs
-from pyg_brmrs.data import modalities, split_sizes
+from pyg_brmrs.data import (
+    detect_reader,
+    get_reader,
+    list_readers,
+    modalities,
+    split_sizes,
+)
 from pyg_brmrs.training import TrainConfig
 from pyg_brmrs.utils.atomic import write_text
 from pyg_brmrs.utils import distributed
@@ -47,7 +53,7 @@ negatives) and its baselines, trained and evaluated with MMRec's protocol
 (full ranking, early stopping on validation Recall@20, test at the best
 validation epoch, hyper-parameters selected on validation only)."""
 
-EPILOG = """\
+EXAMPLES = """\
 examples:
   pyg-brmrs train --model brmrs_paper --synthetic --epochs 50 --subsets
   pyg-brmrs train --model brmrs_paper --data data/baby --preset baby \\
@@ -55,17 +61,32 @@ examples:
   pyg-brmrs evaluate --run-dir runs/baby-brmrs
   pyg-brmrs grid --model brmrs --data data/baby --grid theta=0.05,0.1,0.2
   pyg-brmrs report runs/*/results.json --out table1.md
+"""
 
-models (--model):
-""" + '\n'.join(
-    textwrap.fill(recipes.get_recipe(n).description, width=79,
-                  initial_indent=f'  {n:12s}', subsequent_indent=' ' * 14)
-    for n in recipes.list_recipes()) + """
-
+MODELS_NOTE = """\
 brmrs_paper is the paper's model (and BRMRS's constructor defaults); brmrs is
 a tuned variant that departs from it in four settings (id_mode=concat,
 user_mode=profile, fusion=concat, per-part top-k graphs). benchmarks/README.md
 compares both with the baselines at an equal tuning budget."""
+
+
+def epilog() -> str:
+    r"""The main help's epilog: examples and the recipes and data formats
+    registered now."""
+    def entries(names, describe):
+        return '\n'.join(
+            textwrap.fill(describe(n) or '', width=79,
+                          initial_indent=f'  {n:12s}',
+                          subsequent_indent=' ' * 14) for n in names)
+
+    return (EXAMPLES + '\nmodels (--model):\n' +
+            entries(recipes.list_recipes(),
+                    lambda n: recipes.get_recipe(n).description) +
+            '\n\n' + MODELS_NOTE +
+            '\n\ndata formats (--data FOLDER --format NAME; detected when '
+            '--format is omitted):\n' +
+            entries(list_readers(folder=True),
+                    lambda n: get_reader(n).description))
 
 
 class CLIError(ValueError):
@@ -216,18 +237,21 @@ def _data_options(parser: argparse.ArgumentParser,
         'data' + ('' if required else
                   ' (default: the source stored in results.json)'))
     src = group.add_mutually_exclusive_group()
+    formats = list_readers(folder=True)
     src.add_argument('--data', metavar='PATH',
-                     help='dataset folder: MMRec layout (<name>.inter, '
-                     '<modality>_feat.npy) or DiffMM layout (trnMat.pkl, '
-                     'valMat.pkl, tstMat.pkl, <modality>_feat.npy)')
+                     help='dataset folder in a registered layout: ' +
+                     '; '.join(f'{n} ({get_reader(n).description})'
+                               if get_reader(n).description else n
+                               for n in formats))
     src.add_argument('--synthetic', action='store_true',
                      help='use make_synthetic() (planted unique/synergy '
                      'users; no download needed)')
-    group.add_argument('--format', choices=['mmrec', 'diffmm'],
+    group.add_argument('--format', choices=formats,
                        help='layout of --data (default: detected from the '
                        'files)')
-    group.add_argument('--name', help='MMRec dataset name, i.e. the '
-                       '<name>.inter file (default: the folder name)')
+    group.add_argument('--name', help='dataset name for the readers that '
+                       'take one (MMRec: the <name>.inter file; default: '
+                       'the folder name)')
     group.add_argument('--synthetic-users', type=_positive_int,
                        metavar='N', help='users of --synthetic '
                        '(default: 1000)')
@@ -315,7 +339,7 @@ def _common_options(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog=PROG, description=DESCRIPTION, epilog=EPILOG,
+        prog=PROG, description=DESCRIPTION, epilog=epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--version', action='version',
                         version=f'{PROG} {__version__}')
@@ -430,6 +454,10 @@ def build_parser() -> argparse.ArgumentParser:
 # ----------------------------------------------------------------------
 # Building blocks
 def data_source(args) -> experiment.DataSource:
+    r"""The :class:`~pyg_brmrs.experiment.DataSource` of ``--synthetic`` or
+    ``--data`` (format from ``--format`` or, without it, the registered
+    format that recognises the folder: :func:`~pyg_brmrs.data.detect_reader`).
+    """
     if args.synthetic:
         return experiment.DataSource('synthetic',
                                      num_users=args.synthetic_users,
@@ -441,15 +469,10 @@ def data_source(args) -> experiment.DataSource:
         raise CLIError(f"data folder '{args.data}' does not exist")
     fmt = args.format
     if fmt is None:
-        if any(folder.glob('*.inter')):
-            fmt = 'mmrec'
-        elif (folder / 'trnMat.pkl').is_file():
-            fmt = 'diffmm'
-        else:
-            raise CLIError(f"'{args.data}' holds neither an MMRec dataset "
-                           f"(<name>.inter + <modality>_feat.npy) nor a "
-                           f"DiffMM one (trnMat.pkl, valMat.pkl, tstMat.pkl "
-                           f"+ <modality>_feat.npy)")
+        try:
+            fmt = detect_reader(folder).name
+        except ValueError as e:
+            raise CLIError(f'{e}; give --format') from None
     return experiment.DataSource(fmt, path=str(folder), name=args.name)
 
 

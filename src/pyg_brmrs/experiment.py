@@ -28,13 +28,13 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence, Tuple, Union
+from typing import Any, ClassVar, Dict, Optional, Sequence, Tuple, Union
 
 from torch_geometric.data import HeteroData
 
 from pyg_brmrs import recipes, runs
 from pyg_brmrs.analysis import SynergySubsets, synergy_subsets
-from pyg_brmrs.data import make_synthetic, read_diffmm, read_mmrec
+from pyg_brmrs.data import get_reader
 from pyg_brmrs.data.schema import ITEM_SIM, RATES, USER_SIM
 from pyg_brmrs.nn.base import Recommender
 from pyg_brmrs.objectives import Objective
@@ -52,25 +52,32 @@ from pyg_brmrs.utils.checkpoint import CheckpointError, load_checkpoint
 from pyg_brmrs.utils.distributed import is_writer
 
 PathLike = Union[str, Path]
-FORMATS = ('mmrec', 'diffmm', 'synthetic')
 
 
 @dataclass
 class DataSource:
     r"""Where a dataset comes from, in a form that can be stored in a
-    results file and loaded again.
+    results file and loaded again: a data format registered with
+    :func:`~pyg_brmrs.data.register_reader` and what its reader is called
+    with.
 
     Args:
-        format (str): :obj:`"mmrec"` (:func:`~pyg_brmrs.data.read_mmrec`),
-            :obj:`"diffmm"` (:func:`~pyg_brmrs.data.read_diffmm`) or
-            :obj:`"synthetic"` (:func:`~pyg_brmrs.data.make_synthetic`).
-        path (str, optional): The dataset folder (file formats only; stored
-            as an absolute path).
-        name (str, optional): The MMRec dataset name (``<name>.inter``;
-            default: the folder name).
-        num_users (int, optional): Synthetic users (default: the generator's).
-        num_items (int, optional): Synthetic items (default: the generator's).
-        seed (int, optional): Synthetic generator seed. (default: :obj:`0`)
+        format (str): A registered format (:func:`~pyg_brmrs.data.list_readers`;
+            built in: :obj:`"mmrec"` (:func:`~pyg_brmrs.data.read_mmrec`),
+            :obj:`"diffmm"` (:func:`~pyg_brmrs.data.read_diffmm`) and
+            :obj:`"synthetic"` (:func:`~pyg_brmrs.data.make_synthetic`)).
+        path (str, optional): The dataset folder, for the formats that read
+            one (stored as an absolute path).
+        name (str, optional): The dataset name, passed to readers that take
+            a :obj:`name` keyword (MMRec: ``<name>.inter``; default: the
+            folder name).
+        num_users (int, optional): Passed to readers that take it
+            (synthetic users; default: the generator's).
+        num_items (int, optional): Passed to readers that take it
+            (synthetic items; default: the generator's).
+        seed (int, optional): Passed to readers that take it (the synthetic
+            generator's seed). (default: :obj:`0`)
+        options (dict, optional): Any other keyword arguments of the reader.
     """
     format: str
     path: Optional[str] = None
@@ -78,18 +85,37 @@ class DataSource:
     num_users: Optional[int] = None
     num_items: Optional[int] = None
     seed: int = 0
+    options: Dict[str, Any] = field(default_factory=dict)
+
+    #: The fields passed to a reader whose signature names them.
+    READER_FIELDS: ClassVar[Tuple[str, ...]] = ('name', 'num_users',
+                                                'num_items', 'seed')
 
     def __post_init__(self):
-        if self.format not in FORMATS:
-            raise ValueError(f"Unknown data format '{self.format}' (choose "
-                             f"from {list(FORMATS)})")
-        if self.format == 'synthetic':
-            for key in ('num_users', 'num_items'):
-                value = getattr(self, key)
-                if value is not None and (not isinstance(value, int) or
-                                          value < 2):
-                    raise ValueError(f"Synthetic '{key}' must be an int >= 2 "
-                                     f"(got {value!r})")
+        reader = get_reader(self.format)
+        for key in ('num_users', 'num_items'):
+            value = getattr(self, key)
+            if value is not None and (not isinstance(value, int) or
+                                      value < 2):
+                raise ValueError(f"Data source '{key}' must be an int >= 2 "
+                                 f"(got {value!r})")
+        if not isinstance(self.options, dict):
+            raise ValueError(f"Data source 'options' must be a dict of "
+                             f"reader keywords (got {self.options!r})")
+        accepted = reader.keywords()
+        for key in self.options:
+            if key in self.READER_FIELDS or (accepted is not None and
+                                             key not in accepted):
+                others = [k for k in accepted or []
+                          if k not in self.READER_FIELDS]
+                raise ValueError(
+                    f"Data source option {key!r} is not a keyword of the "
+                    f"'{self.format}' reader (its options: {others}; "
+                    f"{list(self.READER_FIELDS)} are DataSource fields)")
+        if not reader.folder:
+            if self.path is not None:
+                raise ValueError(f"A '{self.format}' data source reads no "
+                                 f"folder (got path '{self.path}')")
             return
         if not self.path:
             raise ValueError(f"A '{self.format}' data source needs a folder "
@@ -99,32 +125,34 @@ class DataSource:
             raise FileNotFoundError(f"Data folder '{self.path}' does not "
                                     f"exist")
         self.path = str(folder.resolve())
-        if self.format == 'mmrec' and not self.name:
+        if not self.name and 'name' in (accepted or ()):
             self.name = folder.resolve().name
 
     @property
     def dataset(self) -> str:
-        r"""A short display name (the MMRec name, the folder name or
-        :obj:`"synthetic"`)."""
-        if self.format == 'synthetic':
-            return 'synthetic'
+        r"""A short display name (the dataset name, the folder name or, for
+        a format without a folder, the format's name)."""
+        if self.path is None:
+            return self.format
         return self.name if self.name else Path(self.path).name
 
+    def reader_kwargs(self) -> Dict[str, Any]:
+        r"""The keyword arguments the reader is called with: the fields of
+        :obj:`READER_FIELDS` its signature names (unless :obj:`None`) and
+        :obj:`options`."""
+        accepted = get_reader(self.format).keywords() or ()
+        out = {key: getattr(self, key) for key in self.READER_FIELDS
+               if key in accepted and getattr(self, key) is not None}
+        out.update(self.options)
+        return out
+
     def load(self) -> HeteroData:
-        r"""Reads (or generates) the dataset."""
-        if self.format == 'mmrec':
-            return read_mmrec(self.path, self.name)
-        if self.format == 'diffmm':
-            return read_diffmm(self.path)
-        kwargs: Dict[str, Any] = {'seed': self.seed}
-        if self.num_users is not None:
-            kwargs['num_users'] = self.num_users
-        if self.num_items is not None:
-            kwargs['num_items'] = self.num_items
-        return make_synthetic(**kwargs)
+        r"""Reads (or generates) the dataset with the registered reader."""
+        return get_reader(self.format).read(self.path, **self.reader_kwargs())
 
     def to_dict(self) -> Dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v is not None}
+        return {k: v for k, v in asdict(self).items()
+                if v is not None and not (k == 'options' and not v)}
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> 'DataSource':

@@ -1,7 +1,9 @@
 r"""Data layer of :mod:`pyg_brmrs`: the shared
 :class:`~torch_geometric.data.HeteroData` schema, readers for the MMRec and
 DiffMM folder layouts and for in-memory arrays, MMRec's split rule, a
-synthetic multimodal dataset and a PyG dataset class."""
+synthetic multimodal dataset, a PyG dataset class and the registry of data
+formats (:func:`register_reader`) through which the experiment layer and
+the command line load datasets."""
 from .schema import (
     ITEM,
     ITEM_SIM,
@@ -17,6 +19,15 @@ from .schema import (
 )
 from .validation import SPLIT_LABELS, check_data
 from .interactions import from_interactions, split_sizes
+from .registry import (
+    Reader,
+    detect_reader,
+    get_reader,
+    list_readers,
+    register_reader,
+    registered_reader,
+    unregister_reader,
+)
 from .split import mmrec_split, mmrec_split_sizes
 from .mmrec import read_mmrec, write_mmrec
 from .diffmm import read_diffmm
@@ -46,4 +57,11 @@ __all__ = [
     'read_diffmm',
     'make_synthetic',
     'MMRecDataset',
+    'Reader',
+    'register_reader',
+    'unregister_reader',
+    'registered_reader',
+    'get_reader',
+    'list_readers',
+    'detect_reader',
 ]

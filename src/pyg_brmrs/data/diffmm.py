@@ -31,6 +31,7 @@ from .feature_files import (
     load_feature_files,
 )
 from .interactions import build_data
+from .registry import register_reader
 
 def layout(folder: str = '<folder>') -> str:
     r"""The expected DiffMM folder layout, for error messages."""
@@ -235,3 +236,9 @@ def read_diffmm(
         locate=locate, num_users_reason='the matrices have this many rows',
         num_items_reason=f'the matrices {list(files)} have {num_items} '
         f'columns', feature_sources=sources)
+
+
+register_reader(
+    'diffmm', read_diffmm,
+    detect=lambda folder: (folder / 'trnMat.pkl').is_file(),
+    description='trnMat.pkl, valMat.pkl, tstMat.pkl + <modality>_feat.npy')

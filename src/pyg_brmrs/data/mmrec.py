@@ -27,6 +27,7 @@ from .feature_files import (
     load_feature_files,
 )
 from .interactions import build_data
+from .registry import register_reader
 from .schema import ITEM, RATES, USER, feature_key, modalities as _modalities
 
 USER_COL = 'userID'
@@ -214,3 +215,9 @@ def write_mmrec(data: HeteroData, folder: Union[str, Path],
                       f'read_mmrec will see fewer nodes', UserWarning,
                       stacklevel=2)
     return path
+
+
+register_reader(
+    'mmrec', read_mmrec, detect=lambda folder: any(folder.glob('*.inter')),
+    description='<name>.inter (userID itemID x_label) + '
+    '<modality>_feat.npy')

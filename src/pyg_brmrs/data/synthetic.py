@@ -7,6 +7,7 @@ import torch
 from torch_geometric.data import HeteroData
 
 from .interactions import build_data
+from .registry import register_reader
 from .split import mmrec_split
 
 #: Norms of a user's weight vectors per user type:
@@ -282,3 +283,8 @@ def make_synthetic(
         'temperature': float(temperature),
     }
     return data, latents
+
+
+register_reader('synthetic', make_synthetic, folder=False,
+                description='make_synthetic(): planted modality-unique and '
+                'synergistic users, no files')
