@@ -126,9 +126,11 @@ def _parse_value_of(option: str, key: str, text: str) -> Any:
 def split_key_value(text: str, option: str) -> List[str]:
     key, sep, value = text.partition('=')
     key = key.strip()
-    if not sep or not key.isidentifier():
-        raise CLIError(f"{option} expects key=value with a parameter name as "
-                       f"key (got '{text}')")
+    if not sep or key.count('.') > 1 or \
+            not all(part.isidentifier() for part in key.split('.')):
+        raise CLIError(f"{option} expects key=value with a parameter name "
+                       f"(or part.name, e.g. objective.reg_weight) as key "
+                       f"(got '{text}')")
     if value == '':
         raise CLIError(f"{option} {key}= has no value")
     return [key, value]
@@ -274,7 +276,9 @@ def _model_options(parser: argparse.ArgumentParser,
                        'value is parsed as JSON when possible, e.g. '
                        '--param fusion=mean --param lambda_s=0.5 '
                        '--param modality_weights_item=\'{"image":0.1,'
-                       '"text":0.9}\'')
+                       '"text":0.9}\'; a name several parts take is '
+                       'prefixed with its part: --param '
+                       'objective.reg_weight=0.001')
     group.add_argument('--preset', choices=sorted(recipes.DATASET_DEFAULTS),
                        help='start from the recommended settings for this '
                        'dataset (recipes.DATASET_DEFAULTS; --param '

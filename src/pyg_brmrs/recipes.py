@@ -13,12 +13,31 @@ examples and the benchmarks build them the same way.
 Every keyword is routed by name to the graph transform
 (:class:`~pyg_brmrs.transforms.HomogeneousKNNGraph`), the model constructor
 or the objective (or its sampler); an unknown name raises a
-:class:`ValueError` that lists the accepted ones.
+:class:`ValueError` that lists the accepted ones. A name that several parts
+accept (FREEDOM's model and objective both take ``reg_weight``) goes where
+the recipe's :obj:`routes` says, or is written with its part as a prefix
+(``model.reg_weight``, ``objective.reg_weight``); otherwise it is refused as
+ambiguous.
+
+A new method is one module holding its model (and objective) plus one
+registration:
+
+.. code-block:: python
+
+    from pyg_brmrs.recipes import Recipe, register_recipe
+
+    register_recipe('mymodel', Recipe(MyModel, BPRObjective, graphs=False,
+                                      defaults=dict(reg_weight=1e-4),
+                                      description='my baseline'))
+
+after which ``pyg-brmrs train --model mymodel`` and
+:func:`pyg_brmrs.experiment.run` build it like the built-in ones.
 """
 import copy
 import inspect
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import torch
 from torch_geometric.data import HeteroData
@@ -54,12 +73,16 @@ class Recipe:
         graphs (bool): Whether the model uses the homogeneous kNN graphs.
         defaults (dict): Recommended values of any routed keyword.
         description (str): One line for the CLI's help.
+        routes (dict): For a keyword that several parts accept, the part
+            (:obj:`"graph"`, :obj:`"model"` or :obj:`"objective"`) it goes
+            to when written without a prefix.
     """
     model: type
     objective: type
     graphs: bool
     defaults: Dict[str, Any] = field(default_factory=dict)
     description: str = ''
+    routes: Dict[str, str] = field(default_factory=dict)
 
 
 #: REARM's published Baby graph settings (item k=10, user k=40,
@@ -94,7 +117,247 @@ PAPER_MODEL: Dict[str, Any] = dict(id_mode='none', user_mode='embedding',
 TUNED_MODEL: Dict[str, Any] = dict(id_mode='concat', user_mode='profile',
                                    fusion='concat')
 
-RECIPES: Dict[str, Recipe] = {
+#: The parts a recipe keyword can go to, in :func:`split_params`'s output
+#: order.
+PARTS = ('graph', 'model', 'objective')
+
+#: The registered recipes (name -> :class:`Recipe`); change it with
+#: :func:`register_recipe` and :func:`unregister_recipe`.
+RECIPES: Dict[str, Recipe] = {}
+
+
+def list_recipes() -> List[str]:
+    r"""The registered recipe names, sorted."""
+    return sorted(RECIPES)
+
+
+def get_recipe(name: str) -> Recipe:
+    r"""The :class:`Recipe` registered as :obj:`name`.
+
+    Raises:
+        ValueError: if none is (the message lists the registered names).
+    """
+    if not isinstance(name, str) or name not in RECIPES:
+        raise ValueError(f"Unknown model {name!r} (choose from "
+                         f"{list_recipes()})")
+    return RECIPES[name]
+
+
+def _accepted(fn: Callable, skip=('self', 'data', 'num_users', 'num_items',
+                                  'feature_dims', 'sampler', 'generator',
+                                  'edge_index', 'kwargs')) -> List[str]:
+    return [
+        p.name for p in inspect.signature(fn).parameters.values()
+        if p.name not in skip and p.kind not in (p.VAR_POSITIONAL,
+                                                 p.VAR_KEYWORD)
+    ]
+
+
+def _names(recipe: Recipe) -> Dict[str, List[str]]:
+    objective = _accepted(recipe.objective.__init__) + [
+        p for p in _accepted(recipe.objective.from_data)
+        if p not in _accepted(recipe.objective.__init__)
+    ]
+    return {
+        'graph': _accepted(HomogeneousKNNGraph.__init__)
+        if recipe.graphs else [],
+        'model': _accepted(recipe.model.__init__),
+        'objective': objective,
+    }
+
+
+def parameter_names(name: str) -> Dict[str, List[str]]:
+    r"""The keywords each part of recipe :obj:`name` accepts:
+    ``{'graph': [...], 'model': [...], 'objective': [...]}``."""
+    return _names(get_recipe(name))
+
+
+def _renames(recipe: Recipe) -> Dict[str, str]:
+    fns = [recipe.model.__init__, recipe.objective.__init__,
+           recipe.objective.from_data]
+    if recipe.graphs:
+        fns.append(HomogeneousKNNGraph.__init__)
+    out: Dict[str, str] = {}
+    for fn in fns:
+        out.update(deprecated_arguments(fn))
+    return out
+
+
+def parameter_renames(name: str) -> Dict[str, str]:
+    r"""The deprecated keywords of recipe :obj:`name` and their new names
+    (*e.g.* FREEDOM's ``dropout -> edge_dropout``), as declared by the
+    graph transform, the model and the objective."""
+    return _renames(get_recipe(name))
+
+
+def _canonical(name: str, recipe: Recipe, params: Dict[str, Any],
+               stacklevel: int) -> Dict[str, Any]:
+    renames = _renames(recipe)
+    if not any(key in renames for key in params):
+        return dict(params)
+    try:
+        return rename_arguments(params, renames, f"recipe '{name}'",
+                                stacklevel=stacklevel)
+    except TypeError as e:
+        raise ValueError(str(e)) from None
+
+
+def canonical_params(name: str, params: Dict[str, Any]) -> Dict[str, Any]:
+    r""":obj:`params` with every deprecated keyword of recipe :obj:`name`
+    replaced by its new name (one :class:`DeprecationWarning` each).
+
+    Raises:
+        ValueError: a keyword is given under both names.
+    """
+    return _canonical(name, get_recipe(name), params, stacklevel=4)
+
+
+def merge_params(name: str, *layers: Dict[str, Any]) -> Dict[str, Any]:
+    r"""Merges parameter dictionaries of recipe :obj:`name`, later ones
+    winning (*e.g.* presets, then the user's values). A keyword given under
+    its deprecated name in a later dictionary also replaces the new name in
+    the earlier ones (and the other way round); every key keeps the
+    spelling it was given in."""
+    renames = parameter_renames(name)
+    aliases: Dict[str, List[str]] = {}
+    for old, new in renames.items():
+        aliases.setdefault(old, []).append(new)
+        aliases.setdefault(new, []).append(old)
+    out: Dict[str, Any] = {}
+    for layer in layers:
+        for key, value in layer.items():
+            for other in aliases.get(key, []):
+                out.pop(other, None)
+            out[key] = value
+    return out
+
+
+def _route(name: str, recipe: Recipe, names: Dict[str, List[str]],
+           key: str) -> Tuple[str, str]:
+    r"""The ``(part, keyword)`` of parameter :obj:`key` of a recipe."""
+    if not isinstance(key, str):
+        raise ValueError(f"Parameter names must be strings (got {key!r})")
+    part, dot, bare = key.partition('.')
+    if dot:
+        if part not in PARTS:
+            raise ValueError(f"Parameter '{key}' of model '{name}': the "
+                             f"prefix must be one of "
+                             f"{[p + '.' for p in PARTS]}")
+        if bare not in names[part]:
+            raise ValueError(f"Unknown parameter '{bare}' for the {part} of "
+                             f"model '{name}' (it takes {names[part]})")
+        return part, bare
+    owners = [p for p in PARTS if key in names[p]]
+    if not owners:
+        raise ValueError(
+            f"Unknown parameter '{key}' for model '{name}' (graph: "
+            f"{names['graph']}; model: {names['model']}; objective: "
+            f"{names['objective']})")
+    if len(owners) > 1:
+        if key in recipe.routes:
+            return recipe.routes[key], key
+        raise ValueError(
+            f"Parameter '{key}' of model '{name}' is ambiguous: the "
+            f"{' and the '.join(owners)} both take it; write "
+            f"{' or '.join(f'{p}.{key}' for p in owners)}")
+    return owners[0], key
+
+
+def _split(name: str, recipe: Recipe,
+           params: Dict[str, Any]) -> Tuple[Dict, Dict, Dict]:
+    names = _names(recipe)
+    out: Dict[str, Dict[str, Any]] = {p: {} for p in PARTS}
+    params = _canonical(name, recipe, params, stacklevel=5)
+    for where in (recipe.defaults, params):
+        given: Dict[Tuple[str, str], str] = {}
+        for key, value in where.items():
+            part, bare = _route(name, recipe, names, key)
+            if (part, bare) in given:
+                raise ValueError(
+                    f"Parameters '{given[part, bare]}' and '{key}' of model "
+                    f"'{name}' both set the {part}'s '{bare}'")
+            given[part, bare] = key
+            out[part][bare] = value
+    return out['graph'], out['model'], out['objective']
+
+
+def split_params(name: str,
+                 params: Dict[str, Any]) -> Tuple[Dict, Dict, Dict]:
+    r"""Routes :obj:`params` (on top of the recipe defaults) to
+    ``(graph, model, objective)`` keyword dictionaries.
+
+    A key is a keyword of one part (``fusion``), or ``<part>.<keyword>``
+    (``model.reg_weight``) to name the part explicitly. A keyword that
+    several parts accept goes where :obj:`Recipe.routes` says. Deprecated
+    keywords are accepted under their new names (:func:`canonical_params`).
+
+    Raises:
+        ValueError: for an unknown keyword (the message lists each part's),
+            an unknown prefix, an ambiguous keyword without a route, or two
+            keys that set the same keyword.
+    """
+    return _split(name, get_recipe(name), params)
+
+
+def register_recipe(name: str, recipe: Recipe) -> Recipe:
+    r"""Registers :obj:`recipe` as :obj:`name`, after which every entry
+    point (:func:`build`, :func:`pyg_brmrs.experiment.run`, ``pyg-brmrs
+    train --model name``) builds it. Returns :obj:`recipe`.
+
+    Raises:
+        ValueError: if :obj:`name` is not a non-empty identifier or is
+            registered already (:func:`unregister_recipe` it first), or if
+            :obj:`recipe.routes` or :obj:`recipe.defaults` name a keyword
+            its parts do not accept (or leave one ambiguous).
+        TypeError: if :obj:`recipe` is not a :class:`Recipe` or its
+            :obj:`model` / :obj:`objective` have no ``from_data``.
+    """
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValueError(f"register_recipe: 'name' must be an identifier "
+                         f"(got {name!r})")
+    if name in RECIPES:
+        raise ValueError(f"register_recipe: model '{name}' is already "
+                         f"registered (unregister_recipe('{name}') first)")
+    if not isinstance(recipe, Recipe):
+        raise TypeError(f"register_recipe: 'recipe' must be a Recipe (got "
+                        f"{type(recipe).__name__})")
+    for part in ('model', 'objective'):
+        cls = getattr(recipe, part)
+        if not isinstance(cls, type) or not callable(
+                getattr(cls, 'from_data', None)):
+            raise TypeError(f"register_recipe: Recipe.{part} must be a class "
+                            f"with a from_data() constructor (got {cls!r})")
+    names = _names(recipe)
+    for key, part in recipe.routes.items():
+        if part not in PARTS or key not in names[part]:
+            raise ValueError(f"register_recipe: Recipe.routes['{key}'] = "
+                             f"{part!r} must name a part of {list(PARTS)} "
+                             f"that takes '{key}'")
+    _split(name, recipe, {})  # the defaults route
+    RECIPES[name] = recipe
+    return recipe
+
+
+def unregister_recipe(name: str) -> Recipe:
+    r"""Removes recipe :obj:`name` and returns it."""
+    recipe = get_recipe(name)
+    del RECIPES[name]
+    return recipe
+
+
+@contextmanager
+def registered_recipe(name: str, recipe: Recipe) -> Iterator[Recipe]:
+    r"""Registers :obj:`recipe` for the duration of a :obj:`with` block and
+    removes it afterwards."""
+    register_recipe(name, recipe)
+    try:
+        yield recipe
+    finally:
+        RECIPES.pop(name, None)
+
+
+#: The recipes the package ships, registered below.
+_BUILTIN: Dict[str, Recipe] = {
     'bprmf': Recipe(BPRMF, BPRObjective, False, dict(reg_weight=1e-4),
                     'matrix factorisation with BPR'),
     'lightgcn': Recipe(LightGCNRecommender, BPRObjective, False,
@@ -102,8 +365,12 @@ RECIPES: Dict[str, Recipe] = {
                        'LightGCN (PyG LGConv math, CSR backend)'),
     'vbpr': Recipe(VBPR, BPRObjective, False, dict(reg_weight=1e-4),
                    'VBPR: ID + projected content embeddings'),
+    # FREEDOM's model and the BPR objective both take `reg_weight`: unprefixed
+    # it is FREEDOM's (the weight of its modality BPR terms); the objective's
+    # L2 weight (`objective.reg_weight`) multiplies FREEDOM's zero L2 term.
     'freedom': Recipe(FREEDOM, BPRObjective, False, {},
-                      'FREEDOM: frozen modality kNN graph + edge pruning'),
+                      'FREEDOM: frozen modality kNN graph + edge pruning',
+                      routes={'reg_weight': 'model'}),
     # The REARM-objective variant keeps the backbone it was measured with
     # (ID channel added, BRMRS's default before id_mode='concat' won).
     'rearm': Recipe(BRMRS, REARMObjective, True,
@@ -126,6 +393,9 @@ RECIPES: Dict[str, Recipe] = {
                           'fusion, Eq. 1 graphs with the combined top-k; '
                           'CHNS + synergy-aware BPR'),
 }
+for _name, _recipe in _BUILTIN.items():
+    register_recipe(_name, _recipe)
+del _name, _recipe
 
 #: The names of the recipes that implement BR-MRS's objective.
 BRMRS_RECIPES = ('brmrs', 'brmrs_paper')
@@ -213,117 +483,6 @@ def dataset_defaults(dataset: str, model: str) -> Dict[str, Any]:
         raise ValueError(f"No recommended settings for dataset '{dataset}' "
                          f"(known: {sorted(DATASET_DEFAULTS)})")
     return copy.deepcopy(DATASET_DEFAULTS[key].get(model, {}))
-
-
-def list_recipes() -> List[str]:
-    return sorted(RECIPES)
-
-
-def get_recipe(name: str) -> Recipe:
-    if name not in RECIPES:
-        raise ValueError(f"Unknown model '{name}' (choose from "
-                         f"{list_recipes()})")
-    return RECIPES[name]
-
-
-def _accepted(fn: Callable, skip=('self', 'data', 'num_users', 'num_items',
-                                  'feature_dims', 'sampler', 'generator',
-                                  'edge_index', 'kwargs')) -> List[str]:
-    return [
-        p.name for p in inspect.signature(fn).parameters.values()
-        if p.name not in skip and p.kind not in (p.VAR_POSITIONAL,
-                                                 p.VAR_KEYWORD)
-    ]
-
-
-def parameter_names(name: str) -> Dict[str, List[str]]:
-    r"""The keywords each part of recipe :obj:`name` accepts:
-    ``{'graph': [...], 'model': [...], 'objective': [...]}``."""
-    recipe = get_recipe(name)
-    objective = _accepted(recipe.objective.__init__) + [
-        p for p in _accepted(recipe.objective.from_data)
-        if p not in _accepted(recipe.objective.__init__)
-    ]
-    return {
-        'graph': _accepted(HomogeneousKNNGraph.__init__)
-        if recipe.graphs else [],
-        'model': _accepted(recipe.model.__init__),
-        'objective': objective,
-    }
-
-
-def parameter_renames(name: str) -> Dict[str, str]:
-    r"""The deprecated keywords of recipe :obj:`name` and their new names
-    (*e.g.* FREEDOM's ``dropout -> edge_dropout``), as declared by the
-    graph transform, the model and the objective."""
-    recipe = get_recipe(name)
-    fns = [recipe.model.__init__, recipe.objective.__init__,
-           recipe.objective.from_data]
-    if recipe.graphs:
-        fns.append(HomogeneousKNNGraph.__init__)
-    out: Dict[str, str] = {}
-    for fn in fns:
-        out.update(deprecated_arguments(fn))
-    return out
-
-
-def canonical_params(name: str, params: Dict[str, Any]) -> Dict[str, Any]:
-    r""":obj:`params` with every deprecated keyword of recipe :obj:`name`
-    replaced by its new name (one :class:`DeprecationWarning` each).
-
-    Raises:
-        ValueError: a keyword is given under both names.
-    """
-    renames = parameter_renames(name)
-    if not any(key in renames for key in params):
-        return dict(params)
-    try:
-        return rename_arguments(params, renames, f"recipe '{name}'",
-                                stacklevel=4)
-    except TypeError as e:
-        raise ValueError(str(e)) from None
-
-
-def merge_params(name: str, *layers: Dict[str, Any]) -> Dict[str, Any]:
-    r"""Merges parameter dictionaries of recipe :obj:`name`, later ones
-    winning (*e.g.* presets, then the user's values). A keyword given under
-    its deprecated name in a later dictionary also replaces the new name in
-    the earlier ones (and the other way round); every key keeps the
-    spelling it was given in."""
-    renames = parameter_renames(name)
-    aliases: Dict[str, List[str]] = {}
-    for old, new in renames.items():
-        aliases.setdefault(old, []).append(new)
-        aliases.setdefault(new, []).append(old)
-    out: Dict[str, Any] = {}
-    for layer in layers:
-        for key, value in layer.items():
-            for other in aliases.get(key, []):
-                out.pop(other, None)
-            out[key] = value
-    return out
-
-
-def split_params(name: str,
-                 params: Dict[str, Any]) -> Tuple[Dict, Dict, Dict]:
-    r"""Routes :obj:`params` (recipe defaults filled in) to
-    ``(graph, model, objective)`` keyword dictionaries. Deprecated keywords
-    are accepted under their new names (:func:`canonical_params`)."""
-    recipe = get_recipe(name)
-    merged = {**recipe.defaults, **canonical_params(name, params)}
-    names = parameter_names(name)
-    out: Tuple[Dict, Dict, Dict] = ({}, {}, {})
-    for key, value in merged.items():
-        for slot, part in enumerate(('graph', 'model', 'objective')):
-            if key in names[part]:
-                out[slot][key] = value
-                break
-        else:
-            raise ValueError(
-                f"Unknown parameter '{key}' for model '{name}' (graph: "
-                f"{names['graph']}; model: {names['model']}; objective: "
-                f"{names['objective']})")
-    return out
 
 
 def prepare(name: str, data: HeteroData, **params) -> HeteroData:
