@@ -28,21 +28,14 @@ from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import cpu_model  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = (Path(os.environ['PYG_BRMRS_DATA'])
                 if 'PYG_BRMRS_DATA' in os.environ else ROOT.parent / 'shared'
                 / 'data') / 'amazon-baby-jclaf' / 'baby_jclaf_derived.tsv'
 TARGET_S = 1.3
-
-
-def cpu_model() -> str:
-    try:
-        for line in open('/proc/cpuinfo'):
-            if line.startswith('model name'):
-                return line.split(':', 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or 'unknown'
 
 
 def timed(fn, runs):

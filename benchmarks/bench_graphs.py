@@ -456,22 +456,14 @@ def launch(spec: dict) -> dict:
 
 def machine_info() -> dict:
     import torch
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from _common import cpu_model
     return dict(
         date=datetime.datetime.now().isoformat(timespec='seconds'),
         cpu_count=os.cpu_count(), torch_threads=torch.get_num_threads(),
         torch=torch.__version__, python=platform.python_version(),
-        platform=platform.platform(), processor=_cpu_model(),
+        platform=platform.platform(), processor=cpu_model(),
         loadavg_at_start=os.getloadavg())
-
-
-def _cpu_model() -> str:
-    try:
-        for line in open('/proc/cpuinfo'):
-            if line.startswith('model name'):
-                return line.split(':', 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 def fmt_parts(parts: dict) -> str:

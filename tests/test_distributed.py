@@ -68,15 +68,17 @@ def worker(rank, world, port, folder):
                       RANK=str(rank), WORLD_SIZE=str(world),
                       LOCAL_RANK=str(rank))
     torch.set_num_threads(1)  # the caller's choice: the Trainer sets none
+    import pyg_brmrs.runs as runs
     import pyg_brmrs.training as training
     writes = []
-    for name in ('save_checkpoint', 'write_json'):
-        real = getattr(training, name)
+    for module, name in ((training, 'save_checkpoint'),
+                         (runs, 'write_json')):
+        real = getattr(module, name)
 
         def counted(*args, _real=real, _name=name, **kwargs):
             writes.append(_name)
             return _real(*args, **kwargs)
-        setattr(training, name, counted)
+        setattr(module, name, counted)
 
     data = small_data()
     model, objective = build(data)
@@ -146,6 +148,7 @@ def test_only_rank_zero_writes(ddp_run):
     folder, (r0, r1) = ddp_run
     assert r1['writes'] == []
     assert 'save_checkpoint' in r0['writes']
+    assert 'write_json' in r0['writes']  # run.json and results.json
     for name in ('run.json', 'results.json', 'last.pt', 'best.pt'):
         assert os.path.isfile(os.path.join(folder, 'ddp', name))
     with open(os.path.join(folder, 'ddp', 'results.json')) as f:

@@ -102,3 +102,38 @@ def test_restore_errors(tmp_path):
     with pytest.raises(ValueError, match="lacks 'data'"):
         restore(tmp_path / 'best.pt', {'model': 'brmrs', 'params': {},
                                        'data': None})
+
+
+def test_every_json_file_is_written_once(tmp_path, monkeypatch):
+    from pyg_brmrs import runs
+    from pyg_brmrs.experiment import grid
+    written = []
+    real = runs.write_json
+
+    def counted(obj, path, *args, **kwargs):
+        written.append(str(path))
+        return real(obj, path, *args, **kwargs)
+    monkeypatch.setattr(runs, 'write_json', counted)
+    source = DataSource('synthetic', num_users=40, num_items=30)
+    config = TrainConfig(epochs=1, device='cpu')
+    run('bprmf', source.load(), {}, TrainConfig(
+        epochs=1, device='cpu', output_dir=str(tmp_path / 'one')),
+        source=source, subsets=True)
+    res = grid('bprmf', source.load(), {}, {'embedding_dim': [4, 8]},
+               config, source=source, output_dir=tmp_path / 'grid')
+    files = ['one/run.json', 'one/results.json', 'grid/run_0/run.json',
+             'grid/run_0/results.json', 'grid/run_1/run.json',
+             'grid/run_1/results.json', 'grid/grid.json']
+    assert sorted(written) == sorted(str(tmp_path / f) for f in files)
+    # ... holding everything at once: the run record, the subsets entry and
+    # the grid's source.
+    assert load_results(tmp_path / 'one')['subsets'] is None  # one branch
+    for n, dim in enumerate((4, 8)):
+        stored = load_results(tmp_path / 'grid' / f'run_{n}')
+        assert stored['info']['run']['params'] == {'embedding_dim': dim}
+        assert stored['info']['run']['data'] == source.to_dict()
+        assert stored['subsets'] is None
+    summary = json.loads((tmp_path / 'grid' / 'grid.json').read_text())
+    assert summary['model'] == 'bprmf' and summary['fixed_params'] == {}
+    assert summary['dataset'] == 'synthetic'
+    assert summary['best_params'] == res.best_params

@@ -40,7 +40,7 @@ from pyg_brmrs.data import (
     split_sizes,
 )
 from pyg_brmrs.training import TrainConfig
-from pyg_brmrs.utils.atomic import write_text
+from pyg_brmrs.utils.atomic import write_json, write_text
 from pyg_brmrs.utils import distributed
 from pyg_brmrs.utils.distributed import is_writer
 from pyg_brmrs.version import __version__
@@ -634,7 +634,7 @@ def cmd_evaluate(args) -> int:
         out['subsets'] = sub.to_dict() if sub else None
         print('test subsets: ' + report.subsets_line(out['subsets']))
     if args.out:
-        experiment.write_json(out, args.out)
+        write_json(out, args.out)
         print(f'metrics: {args.out}')
     return 0
 

@@ -47,9 +47,7 @@ from pyg_brmrs.training import (
     seed_everything,
     state_dict_problem,
 )
-from pyg_brmrs.utils import atomic
 from pyg_brmrs.utils.checkpoint import CheckpointError, load_checkpoint
-from pyg_brmrs.utils.distributed import is_writer
 
 PathLike = Union[str, Path]
 
@@ -233,16 +231,17 @@ class RunResult:
 
     def to_dict(self) -> Dict[str, Any]:
         r"""The ``results.json`` content."""
-        out = self.result.to_dict()
-        out['subsets'] = self.subsets.to_dict() if self.subsets else None
-        return out
+        return results_record(self.result, self.subsets)
 
 
-def write_json(obj: Any, path: PathLike) -> Path:
-    r"""Writes :obj:`obj` atomically as indented strict JSON (non-finite
-    numbers as ``null``, other non-JSON values as strings; see
-    :func:`pyg_brmrs.utils.atomic.write_json`)."""
-    return atomic.write_json(obj, path)
+def results_record(result: TrainResult,
+                   subsets: Optional[SynergySubsets] = None
+                   ) -> Dict[str, Any]:
+    r"""The content of a run's ``results.json``: the fields of
+    :obj:`result` and ``"subsets"`` (:obj:`None` when not computed)."""
+    out = result.to_dict()
+    out['subsets'] = subsets.to_dict() if subsets else None
+    return out
 
 
 def all_finite(value: Any) -> bool:
@@ -305,20 +304,23 @@ def run(name: str, data: HeteroData,
     graphs = ensure_graphs(name, data, params, built_graphs)
     seed_everything(config.seed)
     model, objective = recipes.build(name, data, **params)
+    found: Dict[str, Optional[SynergySubsets]] = {'subsets': None}
+
+    def record(result: TrainResult) -> Dict[str, Any]:
+        # The trainer writes what this returns as results.json, once.
+        result.info['run'] = run_spec(name, params, source, label)
+        if subsets:
+            found['subsets'] = compute_subsets(
+                trainer.model, trainer.data, k=subsets_k,
+                mask_valid=config.mask_valid_in_test)
+        return results_record(result, found['subsets'])
+
     trainer = Trainer(model, objective, data, config,
-                      run={'model': name, 'params': params})
+                      run={'model': name, 'params': params}, record=record)
     result = trainer.fit()
-    result.info['run'] = run_spec(name, params, source, label)
-    sub = None
-    if subsets:
-        sub = compute_subsets(trainer.model, trainer.data, k=subsets_k,
-                              mask_valid=config.mask_valid_in_test)
-    out = RunResult(result, sub, trainer.model, trainer.data, graphs)
-    if config.output_dir:
-        out.output_dir = Path(config.output_dir)
-        if is_writer():
-            write_json(out.to_dict(), out.output_dir / runs.RESULTS)
-    return out
+    return RunResult(result, found['subsets'], trainer.model, trainer.data,
+                     graphs, Path(config.output_dir)
+                     if config.output_dir else None)
 
 
 def grid(name: str, data: HeteroData, params: Dict[str, Any],
@@ -358,26 +360,19 @@ def grid(name: str, data: HeteroData, params: Dict[str, Any],
         seed_everything(config.seed)
         return recipes.build(name, data, **merged)
 
-    res = grid_search(build, grid, data, config,
-                      str(output_dir) if output_dir is not None else None,
-                      describe=lambda point: {'model': name,
-                                              'params': {**params, **point}})
-    if output_dir is not None and is_writer():
-        folder = Path(output_dir)
-        for n, entry in enumerate(res.runs):
-            path = folder / f'run_{n}' / runs.RESULTS
-            if path.exists():
-                stored = load_results(path)
-                stored['info']['run'] = run_spec(
-                    name, {**params, **entry['params']}, source)
-                stored.setdefault('subsets', None)
-                write_json(stored, path)
-        summary = res.to_dict()
-        summary.update(model=name, fixed_params=params,
-                       data=source.to_dict() if source else None,
-                       dataset=source.dataset if source else None)
-        write_json(summary, folder / runs.GRID)
-    return res
+    def record(point: Dict[str, Any],
+               result: TrainResult) -> Dict[str, Any]:
+        result.info['run'] = run_spec(name, {**params, **point}, source)
+        return results_record(result)
+
+    return grid_search(
+        build, grid, data, config,
+        str(output_dir) if output_dir is not None else None,
+        describe=lambda point: {'model': name, 'params': {**params, **point}},
+        record=record,
+        summary=dict(model=name, fixed_params=params,
+                     data=source.to_dict() if source else None,
+                     dataset=source.dataset if source else None))
 
 
 # ----------------------------------------------------------------------

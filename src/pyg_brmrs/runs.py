@@ -77,6 +77,21 @@ class RunFolderError(ValueError):
     resumed)."""
 
 
+def write_file(folder: PathLike, name: str,
+               content: Dict[str, Any]) -> Optional[Path]:
+    r"""Writes the JSON file :obj:`name` (:obj:`MANIFEST`, :obj:`RESULTS` or
+    :obj:`GRID`) of run folder :obj:`folder`: atomically, as indented strict
+    JSON (:func:`~pyg_brmrs.utils.atomic.write_json`), and on the writer
+    process only. Every JSON file of a run or grid folder is written here.
+    Returns the path written (:obj:`None` on other processes)."""
+    if name not in (MANIFEST, RESULTS, GRID):
+        raise ValueError(f"'name' must be one of {[MANIFEST, RESULTS, GRID]} "
+                         f"(got {name!r})")
+    if not is_writer():
+        return None
+    return write_json(content, Path(folder) / name)
+
+
 # ----------------------------------------------------------------------
 def _canonical(obj: Any) -> Any:
     r""":obj:`obj` as it reads back from JSON (tuples become lists, ...)."""
@@ -305,7 +320,7 @@ def open_run(folder: PathLike, manifest: Dict[str, Any], *,
         folder.mkdir(parents=True, exist_ok=True)
         for name in held:  # non-empty only with overwrite
             (folder / name).unlink()
-        write_json(manifest, folder / MANIFEST)
+        write_file(folder, MANIFEST, manifest)
     return None
 
 
@@ -318,6 +333,5 @@ def record_resume(folder: PathLike, stored: Dict[str, Any],
     out = copy.deepcopy(stored)
     out['settings'] = dict(requested.get('settings') or {})
     out['resumed'] = list(out.get('resumed') or []) + [entry]
-    if is_writer():
-        write_json(out, Path(folder) / MANIFEST)
+    write_file(folder, MANIFEST, out)
     return out

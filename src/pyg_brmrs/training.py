@@ -13,6 +13,7 @@ best validation epoch.
     result.test          # {'recall@20': ..., 'ndcg@20': ...}
 """
 import copy
+import functools
 import itertools
 import logging
 import math
@@ -312,6 +313,10 @@ class Trainer:
             ``run`` entry of ``run.json`` (*e.g.* ``{"model": "brmrs",
             "params": {...}}``); by default the reprs of :obj:`model` and
             :obj:`objective`.
+        record (callable, optional): ``record(result) -> dict``, the content
+            of ``results.json``, called at the end of :meth:`fit` (best
+            weights loaded) on every process; it may add entries to
+            :obj:`result.info`. By default :meth:`TrainResult.to_dict`.
 
     Raises:
         FloatingPointError: from :meth:`fit` when a loss is NaN or infinite
@@ -319,8 +324,11 @@ class Trainer:
     """
     def __init__(self, model: Recommender, objective: Objective,
                  data: HeteroData, config: Optional[TrainConfig] = None,
-                 run: Optional[Dict[str, Any]] = None):
+                 run: Optional[Dict[str, Any]] = None,
+                 record: Optional[Callable[[TrainResult],
+                                           Dict[str, Any]]] = None):
         self.config = config if config is not None else TrainConfig()
+        self.record = record
         cfg = self.config
         store = data[RATES]
         for split in ('val_edge_index', 'test_edge_index'):
@@ -517,8 +525,7 @@ class Trainer:
             return
         if not last.exists():  # killed before an epoch ended: start over
             self.manifest = requested
-            if is_writer():
-                write_json(requested, self.output_dir / runs.MANIFEST)
+            runs.write_file(self.output_dir, runs.MANIFEST, requested)
             return
         state = load_checkpoint(last)
         if state.get('config_hash') != stored['config_hash']:
@@ -618,8 +625,10 @@ class Trainer:
             resumed=copy.deepcopy(self.resumed),
             world_size=self.dist.world_size,
         )
-        if self.output_dir is not None and is_writer():
-            result.save(self.output_dir / runs.RESULTS)
+        content = (self.record(result) if self.record is not None
+                   else result.to_dict())
+        if self.output_dir is not None:
+            runs.write_file(self.output_dir, runs.RESULTS, content)
         return result
 
     @staticmethod
@@ -792,6 +801,9 @@ def grid_search(
     config: Optional[TrainConfig] = None,
     output_dir: Optional[str] = None,
     describe: Optional[Callable[[Dict[str, Any]], Dict[str, Any]]] = None,
+    record: Optional[Callable[[Dict[str, Any], TrainResult],
+                              Dict[str, Any]]] = None,
+    summary: Optional[Dict[str, Any]] = None,
 ) -> GridResult:
     r"""Trains one model per point of the Cartesian :obj:`grid` and selects
     the point with the best **validation** :obj:`config.valid_metric`
@@ -809,6 +821,10 @@ def grid_search(
         describe (callable, optional): ``params -> run`` description
             stored in each run's ``run.json`` (the :obj:`run` argument of
             :class:`Trainer`).
+        record (callable, optional): ``(params, result) -> dict``, the
+            content of each run's ``results.json`` (the :obj:`record`
+            argument of :class:`Trainer`).
+        summary (dict, optional): Entries added to ``grid.json``.
     """
     config = config if config is not None else TrainConfig()
     if not grid:
@@ -822,7 +838,9 @@ def grid_search(
             cfg.output_dir = str(Path(output_dir) / f'run_{n}')
         model, objective = build(params)
         res = Trainer(model, objective, data, cfg,
-                      run=describe(params) if describe else None).fit()
+                      run=describe(params) if describe else None,
+                      record=functools.partial(record, params)
+                      if record else None).fit()
         points.append({
             'params': params,
             'valid': res.valid,
@@ -836,6 +854,7 @@ def grid_search(
     best = max(points, key=lambda r: r['valid'].get(config.valid_metric,
                                                   -float('inf')))
     result = GridResult(points, best['params'], best, config.valid_metric)
-    if output_dir is not None and is_writer():
-        write_json(result.to_dict(), Path(output_dir) / runs.GRID)
+    if output_dir is not None:
+        runs.write_file(output_dir, runs.GRID,
+                        {**result.to_dict(), **(summary or {})})
     return result
