@@ -427,24 +427,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     rp = sub.add_parser(
         'report', help='markdown tables from results files',
-        description='Renders results.json files into a markdown table '
-        'shaped like the paper\'s Table 1 (rows = models, columns = R@10 '
-        'R@20 N@10 N@20 per dataset; mean ± std over seeds) or, with '
-        '--ablation, Table 2 (rows = variants, plus the U_m / U_syn / U_r '
-        'subsets when stored).',
+        description='Renders results.json files into a markdown results '
+        'table (rows = models, columns = R@10 R@20 N@10 N@20 per dataset; '
+        'mean ± std over seeds) or, with --ablation, an ablation table '
+        '(rows = variants, plus the U_m / U_syn / U_r subsets when '
+        'stored).',
         epilog='example: pyg-brmrs report "runs/**/results.json" --out '
         'table1.md')
     rp.add_argument('inputs', nargs='+', metavar='PATH',
                     help='results.json files, run folders (searched '
                     'recursively) or glob patterns (quote them)')
     rp.add_argument('--ablation', action='store_true',
-                    help='Table 2 layout: rows in input order, subsets '
+                    help='ablation layout: rows in input order, subsets '
                     'columns')
     rp.add_argument('--ks', type=_ks, default=[10, 20],
                     help='cutoffs (default: 10,20)')
     rp.add_argument('--split', choices=['test', 'valid'], default='test',
-                    help='Table 1 only: report test (default) or validation '
-                    'metrics')
+                    help='results table only: report test (default) or '
+                    'validation metrics')
     rp.add_argument('--digits', type=_positive_int, default=4,
                     help='decimals (default: 4)')
     rp.add_argument('--out', metavar='FILE.md',

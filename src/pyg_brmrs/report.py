@@ -1,5 +1,5 @@
-r"""Markdown tables from results files: the paper's Table 1 (models ×
-datasets), Table 2 (ablation variants with the synergy subsets), a grid
+r"""Markdown tables from results files: the results table (models ×
+datasets), the ablation table (variants with the synergy subsets), a grid
 search table and one-run summaries.
 
 .. code-block:: python
@@ -255,7 +255,7 @@ def results_table(records: Sequence[Record], *, ks: Sequence[int] = (10, 20),
                   metrics: Sequence[str] = ('recall', 'ndcg'),
                   split: str = 'test', digits: int = 4,
                   bold_best: bool = True, notes: bool = True) -> str:
-    r"""The paper's Table 1: one row per model (label), the columns
+    r"""The results table: one row per model (label), the columns
     ``R@10 R@20 N@10 N@20`` (:obj:`ks`, :obj:`metrics`) for every dataset;
     cells aggregate the seeds of a (dataset, model) pair as mean ± std. The
     best mean of every column is bold (:obj:`bold_best`, with two rows or
@@ -335,7 +335,7 @@ def ablation_table(records: Sequence[Record], *,
                    metrics: Sequence[str] = ('recall', 'ndcg'),
                    digits: int = 4, subset_digits: int = 2,
                    notes: bool = True) -> str:
-    r"""The paper's Table 2: one row per variant (label, in order of
+    r"""The ablation table: one row per variant (label, in order of
     appearance), the test metrics and, when subsets are stored,
     :math:`U_m` per modality, :math:`U_{syn}` and :math:`U_r` in percent
     of the test pairs (mean ± std over seeds)."""

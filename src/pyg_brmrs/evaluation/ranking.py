@@ -382,7 +382,7 @@ class RankingEvaluator:
             ...  # train
             # user_emb [num_users, d], item_emb [num_items, d]:
             out = evaluator(user_emb, item_emb)
-            # {'recall@10': 0.0412, 'recall@20': 0.0655, 'ndcg@10': ..., ...}
+            # {'recall@10': ..., 'recall@20': ..., 'ndcg@10': ..., ...}
 
     Args:
         train_edge_index (torch.Tensor): Training pairs ``[2, E_train]`` (row 0

@@ -148,9 +148,8 @@ class HomogeneousKNNGraph(BaseTransform):
     :func:`pyg_brmrs.transforms._ann.check_knn_kwargs`). The :math:`k + 1`
     proposals of a row are re-scored exactly and cut with the same
     tie-break, so a list differs from the exact one only by the true
-    neighbours the index missed (recall of the exact top-10 0.954 / 0.999
-    on TikTok's image / audio features at the defaults, see
-    ``benchmarks/bench_ann.py``; raise ``nprobe`` for more); weights are
+    neighbours the index missed (raise ``nprobe`` or ``ef_search`` for a
+    higher recall at a higher cost); weights are
     exact cosines. With :obj:`topk="combined"` the candidates of row :math:`i` are
     the union of every modality's proposals and of the :math:`j` with
     :math:`o_{ij} > 0`, each scored exactly by the combined weight (exact

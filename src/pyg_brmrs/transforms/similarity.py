@@ -20,7 +20,8 @@ from ._topk import row_topk
 NORMALIZATIONS = ('sym', 'none')
 
 # Cost of one stored entry of a sparse-dense product, in dense
-# multiply-adds (measured ~50-100 on CPU), used to choose how the users'
+# multiply-adds (a sparse entry is an indirect, cache-unfriendly load and a
+# scatter; a dense multiply-add is vectorised), used to choose how the users'
 # profile similarities are computed (see `profile_cosine_topk`).
 SPARSE_COST = 64
 
@@ -164,8 +165,9 @@ def profile_cosine_topk(
       ``[n, F]`` matrix.
 
     The factored form is used when :math:`m F + 64\,\text{nnz}(\mathbf{A})
-    < n F` (*e.g.* 4096-d image features of Amazon users, about 2x faster);
-    both give the same similarities up to float32 rounding.
+    < n F` (*e.g.* high-dimensional image features of users with few
+    interactions each); both give the same similarities up to float32
+    rounding.
     """
     num_rows, num_cols = mat.shape
     feat = x.size(1)

@@ -27,8 +27,9 @@ ID_MODES = ('add', 'concat', 'none')
 USER_MODES = ('profile', 'embedding')
 
 # Cost of one stored entry of a sparse-dense product relative to one dense
-# multiply-add (measured 5-10 on CPU); decides whether a user modality
-# channel is propagated once on the raw features (see `_static_user`).
+# multiply-add (a sparse entry is an indirect, cache-unfriendly load, a dense
+# multiply-add a vectorised one); decides whether a user modality channel is
+# propagated once on the raw features (see `_static_user`).
 SPARSE_COST = 8
 
 
@@ -149,8 +150,8 @@ class BRMRS(Recommender):
         backend (str, optional): Sparse backend of
             :class:`~pyg_brmrs.nn.MultiModalLGConv`. (default: :obj:`"auto"`)
         projection_dtype (torch.dtype, optional): Run the feature projections
-            in this dtype (*e.g.* :obj:`torch.bfloat16`, about 4x faster for
-            4096-d features on CPUs with AMX and on tensor-core GPUs); the
+            in this dtype (*e.g.* :obj:`torch.bfloat16`, which CPUs with AMX
+            and tensor-core GPUs multiply natively, at 8 mantissa bits); the
             result is cast back to float32. The features are cast once and
             cached. (default: :obj:`None`, float32)
         edge_dropout (float, optional): FREEDOM's degree-sensitive pruning
