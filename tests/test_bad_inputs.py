@@ -331,7 +331,8 @@ cli_case('data-folder-of-unknown-layout',
          lambda t, m: (t / 'd').mkdir() or
          ['train', '--model', 'bprmf', '--data', str(t / 'd'),
           '--output-dir', str(t / 'o')],
-         ValueError, "'{tmp}/d' holds neither an MMRec dataset")
+         ValueError, "'{tmp}/d' holds no dataset of a known layout (mmrec: ",
+         'diffmm: ', 'give --format')
 
 # -- Python API ---------------------------------------------------------
 api_case('config-lr-nan', lambda t, m: lambda: TrainConfig(lr=math.nan),

@@ -148,7 +148,7 @@ def test_register_recipe_errors(content_mf):
         register_recipe('content_mf', CONTENT_MF)
     with pytest.raises(ValueError, match="'brmrs' is already registered"):
         register_recipe('brmrs', CONTENT_MF)
-    with pytest.raises(ValueError, match="'name' must be an identifier"):
+    with pytest.raises(ValueError, match="'name' must be a non-empty string"):
         register_recipe('my model', CONTENT_MF)
     with pytest.raises(TypeError, match="'recipe' must be a Recipe"):
         register_recipe('x', ContentMF)

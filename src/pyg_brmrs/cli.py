@@ -185,21 +185,22 @@ def parse_grid(items: Optional[Sequence[str]]) -> Dict[str, List[Any]]:
     return out
 
 
-def _positive_int(text: str) -> int:
+def _cast(text: str, cast: Any, what: str) -> Any:
     try:
-        value = int(text)
+        return cast(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not an integer")
+        raise argparse.ArgumentTypeError(f"'{text}' is not {what}") from None
+
+
+def _positive_int(text: str) -> int:
+    value = _cast(text, int, 'an integer')
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1 (got {value})")
     return value
 
 
 def _finite_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a number")
+    value = _cast(text, float, 'a number')
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"must be a finite number (got "
                                          f"{text})")

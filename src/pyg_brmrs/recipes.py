@@ -35,9 +35,16 @@ after which ``pyg-brmrs train --model mymodel`` and
 """
 import copy
 import inspect
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import (
+    Any,
+    Callable,
+    ContextManager,
+    Dict,
+    List,
+    Optional,
+    Tuple,
+)
 
 import torch
 from torch_geometric.data import HeteroData
@@ -59,6 +66,7 @@ from pyg_brmrs.objectives import (
 )
 from pyg_brmrs.transforms import HomogeneousKNNGraph
 from pyg_brmrs.utils.deprecation import deprecated_arguments, rename_arguments
+from pyg_brmrs.utils.registry import Registry
 
 
 @dataclass
@@ -121,9 +129,10 @@ TUNED_MODEL: Dict[str, Any] = dict(id_mode='concat', user_mode='profile',
 #: order.
 PARTS = ('graph', 'model', 'objective')
 
-#: The registered recipes (name -> :class:`Recipe`); change it with
-#: :func:`register_recipe` and :func:`unregister_recipe`.
-RECIPES: Dict[str, Recipe] = {}
+_REGISTRY: Registry[Recipe] = Registry('model', 'unregister_recipe')
+#: The registered recipes (name -> :class:`Recipe`; read it, change it with
+#: :func:`register_recipe` and :func:`unregister_recipe`).
+RECIPES: Dict[str, Recipe] = _REGISTRY.entries
 
 
 def list_recipes() -> List[str]:
@@ -137,10 +146,7 @@ def get_recipe(name: str) -> Recipe:
     Raises:
         ValueError: if none is (the message lists the registered names).
     """
-    if not isinstance(name, str) or name not in RECIPES:
-        raise ValueError(f"Unknown model {name!r} (choose from "
-                         f"{list_recipes()})")
-    return RECIPES[name]
+    return _REGISTRY.get(name)
 
 
 def _accepted(fn: Callable, skip=('self', 'data', 'num_users', 'num_items',
@@ -305,19 +311,19 @@ def register_recipe(name: str, recipe: Recipe) -> Recipe:
     train --model name``) builds it. Returns :obj:`recipe`.
 
     Raises:
-        ValueError: if :obj:`name` is not a non-empty identifier or is
-            registered already (:func:`unregister_recipe` it first), or if
-            :obj:`recipe.routes` or :obj:`recipe.defaults` name a keyword
-            its parts do not accept (or leave one ambiguous).
+        ValueError: if :obj:`name` is not a non-empty string of letters,
+            digits, ``_`` and ``-`` or is registered already
+            (:func:`unregister_recipe` it first), or if :obj:`recipe.routes`
+            or :obj:`recipe.defaults` name a keyword its parts do not accept
+            (or leave one ambiguous).
         TypeError: if :obj:`recipe` is not a :class:`Recipe` or its
             :obj:`model` / :obj:`objective` have no ``from_data``.
     """
-    if not isinstance(name, str) or not name.isidentifier():
-        raise ValueError(f"register_recipe: 'name' must be an identifier "
-                         f"(got {name!r})")
-    if name in RECIPES:
-        raise ValueError(f"register_recipe: model '{name}' is already "
-                         f"registered (unregister_recipe('{name}') first)")
+    return _REGISTRY.register(name, _checked(name, recipe),
+                              where='register_recipe')
+
+
+def _checked(name: str, recipe: Recipe) -> Recipe:
     if not isinstance(recipe, Recipe):
         raise TypeError(f"register_recipe: 'recipe' must be a Recipe (got "
                         f"{type(recipe).__name__})")
@@ -334,26 +340,19 @@ def register_recipe(name: str, recipe: Recipe) -> Recipe:
                              f"{part!r} must name a part of {list(PARTS)} "
                              f"that takes '{key}'")
     _split(name, recipe, {})  # the defaults route
-    RECIPES[name] = recipe
     return recipe
 
 
 def unregister_recipe(name: str) -> Recipe:
     r"""Removes recipe :obj:`name` and returns it."""
-    recipe = get_recipe(name)
-    del RECIPES[name]
-    return recipe
+    return _REGISTRY.unregister(name)
 
 
-@contextmanager
-def registered_recipe(name: str, recipe: Recipe) -> Iterator[Recipe]:
+def registered_recipe(name: str, recipe: Recipe) -> ContextManager[Recipe]:
     r"""Registers :obj:`recipe` for the duration of a :obj:`with` block and
     removes it afterwards."""
-    register_recipe(name, recipe)
-    try:
-        yield recipe
-    finally:
-        RECIPES.pop(name, None)
+    return _REGISTRY.temporarily(name, _checked(name, recipe),
+                                 where='register_recipe')
 
 
 #: The recipes the package ships, registered below.
@@ -423,6 +422,22 @@ BRMRS_RECIPES = ('brmrs', 'brmrs_paper')
 #: ``benchmarks/run_quality.py`` (seed 999; see ``benchmarks/README.md``)
 #: for every recipe, with the default graph settings of
 #: :class:`~pyg_brmrs.transforms.HomogeneousKNNGraph`.
+#: REARM's published graph and layer settings per Amazon dataset (the
+#: BR-MRS recipes take them as they are; the REARM objective adds its own
+#: loss weights).
+REARM_AMAZON: Dict[str, Dict[str, Any]] = {
+    'baby': dict(REARM_BABY_GRAPH, num_layers=4, num_item_layers=1,
+                 num_user_layers=1),
+    'sports': dict(k_item=5, k_user=25, alpha_item=0.2, alpha_user=0.9,
+                   modality_weights_item={'image': 0.2, 'text': 0.8},
+                   modality_weights_user={'image': 0.0, 'text': 1.0},
+                   num_layers=5, num_item_layers=2, num_user_layers=2),
+    'clothing': dict(k_item=10, k_user=45, alpha_item=0.1, alpha_user=0.7,
+                     modality_weights_item={'image': 0.1, 'text': 0.9},
+                     modality_weights_user={'image': 0.1, 'text': 0.9},
+                     num_layers=4, num_item_layers=1, num_user_layers=1),
+}
+
 DATASET_DEFAULTS: Dict[str, Dict[str, Dict[str, Any]]] = {
     'tiktok': {
         'brmrs_paper': dict(num_layers=2, fusion='mean'),
@@ -434,33 +449,19 @@ DATASET_DEFAULTS: Dict[str, Dict[str, Dict[str, Any]]] = {
         'bprmf': dict(reg_weight=0.1),
     },
     'baby': {
-        'brmrs': dict(REARM_BABY_GRAPH, num_layers=4, num_item_layers=1,
-                      num_user_layers=1),
-        'rearm': dict(REARM_BABY_GRAPH, num_layers=4, num_item_layers=1,
-                      num_user_layers=1, cl_weight=5e-6, orth_weight=5e-5,
+        'brmrs': dict(REARM_AMAZON['baby']),
+        'rearm': dict(REARM_AMAZON['baby'], cl_weight=5e-6, orth_weight=5e-5,
                       temperature=0.6),
     },
     'sports': {
-        'brmrs': dict(k_item=5, k_user=25, alpha_item=0.2, alpha_user=0.9,
-                      modality_weights_item={'image': 0.2, 'text': 0.8},
-                      modality_weights_user={'image': 0.0, 'text': 1.0},
-                      num_layers=5, num_item_layers=2, num_user_layers=2),
-        'rearm': dict(k_item=5, k_user=25, alpha_item=0.2, alpha_user=0.9,
-                      modality_weights_item={'image': 0.2, 'text': 0.8},
-                      modality_weights_user={'image': 0.0, 'text': 1.0},
-                      num_layers=5, num_item_layers=2, num_user_layers=2,
-                      cl_weight=1e-3, orth_weight=5e-4, temperature=1.5),
+        'brmrs': dict(REARM_AMAZON['sports']),
+        'rearm': dict(REARM_AMAZON['sports'], cl_weight=1e-3,
+                      orth_weight=5e-4, temperature=1.5),
     },
     'clothing': {
-        'brmrs': dict(k_item=10, k_user=45, alpha_item=0.1, alpha_user=0.7,
-                      modality_weights_item={'image': 0.1, 'text': 0.9},
-                      modality_weights_user={'image': 0.1, 'text': 0.9},
-                      num_layers=4, num_item_layers=1, num_user_layers=1),
-        'rearm': dict(k_item=10, k_user=45, alpha_item=0.1, alpha_user=0.7,
-                      modality_weights_item={'image': 0.1, 'text': 0.9},
-                      modality_weights_user={'image': 0.1, 'text': 0.9},
-                      num_layers=4, num_item_layers=1, num_user_layers=1,
-                      cl_weight=1e-6, orth_weight=1e-5, temperature=0.03),
+        'brmrs': dict(REARM_AMAZON['clothing']),
+        'rearm': dict(REARM_AMAZON['clothing'], cl_weight=1e-6,
+                      orth_weight=1e-5, temperature=0.03),
     },
 }
 

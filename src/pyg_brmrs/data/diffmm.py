@@ -25,11 +25,7 @@ import numpy as np
 import scipy.sparse as sp
 from torch_geometric.data import HeteroData
 
-from .feature_files import (
-    FEATURE_SUFFIX,
-    find_feature_files,
-    load_feature_files,
-)
+from .feature_files import find_feature_files, load_feature_files
 from .interactions import build_data
 from .registry import register_reader
 
@@ -198,12 +194,8 @@ def read_diffmm(
         raise FileNotFoundError(f'read_diffmm: missing file(s) {missing} '
                                 f"(files present in '{folder}': {present}); "
                                 f'{expected}')
-    feat_files = find_feature_files(folder, modalities)
-    if modalities is None and not feat_files:
-        raise FileNotFoundError(
-            f"read_diffmm: no '*{FEATURE_SUFFIX}' feature file in "
-            f"'{folder}'; {expected}\n(pass modalities=[] to read the "
-            f'interactions only)')
+    feat_files = find_feature_files(folder, modalities, reader='read_diffmm',
+                                    expected=expected)
 
     mats = [_load_matrix(p) for p in paths]
     shapes = [m.shape for m in mats]

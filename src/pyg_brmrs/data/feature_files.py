@@ -10,7 +10,8 @@ FEATURE_SUFFIX = '_feat.npy'
 
 
 def find_feature_files(folder: Union[str, Path],
-                       modalities: Optional[Sequence[str]] = None
+                       modalities: Optional[Sequence[str]] = None, *,
+                       reader: Optional[str] = None, expected: str = ''
                        ) -> Dict[str, str]:
     r"""Maps modality name to its feature file in :obj:`folder`: every
     ``<modality>_feat.npy`` (sorted by name) or, when :obj:`modalities` is
@@ -18,15 +19,23 @@ def find_feature_files(folder: Union[str, Path],
 
     Raises:
         FileNotFoundError: if a requested modality has no file (the message
-            lists the files expected and those found).
+            lists the files expected and those found), or if, with
+            :obj:`reader` (the calling reader's name, starting the message)
+            and without :obj:`modalities`, the folder holds no feature file
+            (the message ends with :obj:`expected`, the layout).
     """
-    folder = Path(folder)
+    shown, folder = str(folder), Path(folder)
     found = {
         p.name[:-len(FEATURE_SUFFIX)]: str(p)
         for p in sorted(folder.glob('*' + FEATURE_SUFFIX)) if p.is_file()
         and len(p.name) > len(FEATURE_SUFFIX)
     }
     if modalities is None:
+        if not found and reader is not None:
+            raise FileNotFoundError(
+                f"{reader}: no '*{FEATURE_SUFFIX}' feature file in "
+                f"'{shown}'; {expected}\n(pass modalities=[] to read the "
+                f"interactions only)")
         return found
     if isinstance(modalities, str):
         modalities = [modalities]

@@ -150,11 +150,8 @@ def read_mmrec(
         raise FileNotFoundError(f"read_mmrec: interaction file '{path}' not "
                                 f'found (.inter files present: {present}); '
                                 f'{expected}')
-    files = find_feature_files(folder, modalities)
-    if modalities is None and not files:
-        raise FileNotFoundError(
-            f"read_mmrec: no '*{FEATURE_SUFFIX}' feature file in '{folder}'; "
-            f'{expected}\n(pass modalities=[] to read the interactions only)')
+    files = find_feature_files(folder, modalities, reader='read_mmrec',
+                               expected=expected)
     df = read_inter(path)
     feats, sources = load_feature_files(files)
     lines = df['line'].to_numpy()

@@ -24,13 +24,13 @@ FOLDER [--format csv]`` read it. The built-in formats ``mmrec``,
 them.
 """
 import inspect
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Union
+from typing import Any, Callable, ContextManager, List, Optional, Union
 
 from torch_geometric.data import HeteroData
 
+from ..utils.registry import Registry
 from .validation import check_data
 
 PathLike = Union[str, Path]
@@ -94,7 +94,7 @@ class Reader:
         return data
 
 
-_READERS: Dict[str, Reader] = {}
+_READERS: Registry[Reader] = Registry('data format', 'unregister_reader')
 
 
 def register_reader(name: str, fn: Callable[..., HeteroData], *,
@@ -104,18 +104,19 @@ def register_reader(name: str, fn: Callable[..., HeteroData], *,
     arguments) and returns its :class:`Reader`.
 
     Raises:
-        ValueError: if :obj:`name` is not a non-empty identifier-like string
-            (letters, digits, ``_``, ``-``) or is registered already
+        ValueError: if :obj:`name` is not a non-empty string of letters,
+            digits, ``_`` and ``-`` or is registered already
             (:func:`unregister_reader` it first).
         TypeError: if :obj:`fn` or :obj:`detect` is not callable.
     """
-    if not isinstance(name, str) or not name or \
-            not name.replace('-', '_').isidentifier():
-        raise ValueError(f"register_reader: 'name' must be a non-empty string "
-                         f"of letters, digits, '_' and '-' (got {name!r})")
-    if name in _READERS:
-        raise ValueError(f"register_reader: data format '{name}' is already "
-                         f"registered (unregister_reader('{name}') first)")
+    return _READERS.register(
+        name, _reader(name, fn, detect=detect, description=description,
+                      folder=folder), where='register_reader')
+
+
+def _reader(name: str, fn: Callable[..., HeteroData], *,
+            detect: Optional[Callable[[Path], bool]] = None,
+            description: str = '', folder: bool = True) -> Reader:
     if not callable(fn):
         raise TypeError(f"register_reader: 'fn' must be callable (got "
                         f"{type(fn).__name__})")
@@ -124,27 +125,20 @@ def register_reader(name: str, fn: Callable[..., HeteroData], *,
                         f"(got {type(detect).__name__})")
     reader = Reader(name, fn, detect, description, bool(folder))
     reader.keywords()  # a signature that cannot be inspected fails here
-    _READERS[name] = reader
     return reader
 
 
 def unregister_reader(name: str) -> Reader:
     r"""Removes data format :obj:`name` and returns its :class:`Reader`."""
-    reader = get_reader(name)
-    del _READERS[name]
-    return reader
+    return _READERS.unregister(name)
 
 
-@contextmanager
 def registered_reader(name: str, fn: Callable[..., HeteroData],
-                      **kwargs: Any) -> Iterator[Reader]:
+                      **kwargs: Any) -> ContextManager[Reader]:
     r"""Registers a data format for the duration of a :obj:`with` block
     (arguments as :func:`register_reader`) and removes it afterwards."""
-    reader = register_reader(name, fn, **kwargs)
-    try:
-        yield reader
-    finally:
-        _READERS.pop(name, None)
+    return _READERS.temporarily(name, _reader(name, fn, **kwargs),
+                                where='register_reader')
 
 
 def get_reader(name: str) -> Reader:
@@ -154,17 +148,14 @@ def get_reader(name: str) -> Reader:
         ValueError: if no format of that name is registered (the message
             lists the registered ones).
     """
-    if not isinstance(name, str) or name not in _READERS:
-        raise ValueError(f"Unknown data format {name!r} (choose from "
-                         f"{list_readers()})")
-    return _READERS[name]
+    return _READERS.get(name)
 
 
 def list_readers(*, folder: Optional[bool] = None) -> List[str]:
     r"""The registered format names, in registration order; with
     :obj:`folder`, only those that do (:obj:`True`) or do not
     (:obj:`False`) read a folder."""
-    return [name for name, r in _READERS.items()
+    return [name for name, r in _READERS.entries.items()
             if folder is None or r.folder == folder]
 
 
@@ -178,7 +169,7 @@ def detect_reader(folder: PathLike) -> Reader:
             format can be given explicitly).
     """
     path = Path(folder)
-    found = [r for r in _READERS.values()
+    found = [r for r in _READERS.entries.values()
              if r.folder and r.detect is not None and r.detect(path)]
     if len(found) == 1:
         return found[0]
@@ -186,7 +177,7 @@ def detect_reader(folder: PathLike) -> Reader:
         raise ValueError(f"'{folder}' matches several data formats "
                          f"{[r.name for r in found]}: name one explicitly")
     layouts = '; '.join(f'{r.name}: {r.description}' if r.description
-                        else r.name for r in _READERS.values()
+                        else r.name for r in _READERS.entries.values()
                         if r.folder and r.detect is not None)
     raise ValueError(f"'{folder}' holds no dataset of a known layout "
                      f"({layouts})")
