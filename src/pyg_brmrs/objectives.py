@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
-from pyg_brmrs.data.schema import RATES
+from pyg_brmrs.data.schema import RATES, Schema, canonical
 from pyg_brmrs.loss import CrossModalBPRLoss, SynergyBPRLoss, bpr_loss
 from pyg_brmrs.nn.base import FUSED, Recommender, RecOutput
 from pyg_brmrs.sampling import (
@@ -80,7 +80,11 @@ class BPRObjective(Objective):
 
     @classmethod
     def from_data(cls, data: HeteroData, generator=None,
+                  schema: Optional[Schema] = None,
                   **kwargs) -> 'BPRObjective':
+        r"""Builds the objective on the training edges of :obj:`data`
+        (names given by :obj:`schema`, a :class:`~pyg_brmrs.data.Schema`)."""
+        data = canonical(data, schema)
         sampler = UniformNegativeSampler(
             data[RATES].edge_index, int(data['item'].num_nodes),
             num_users=int(data['user'].num_nodes), generator=generator)
@@ -185,7 +189,12 @@ class BRMRSObjective(Objective):
     def from_data(cls, data: HeteroData, num_candidates: int = 16,
                   assignment: str = 'cross', generator=None,
                   max_gather: Optional[int] = None,
+                  schema: Optional[Schema] = None,
                   **kwargs) -> 'BRMRSObjective':
+        r"""Builds the objective with a CHNS sampler on the training edges
+        of :obj:`data` (names given by :obj:`schema`, a
+        :class:`~pyg_brmrs.data.Schema`)."""
+        data = canonical(data, schema)
         sampler = CrossModalHardNegativeSampler(
             data[RATES].edge_index, int(data['item'].num_nodes),
             num_candidates=num_candidates, assignment=assignment,

@@ -49,7 +49,7 @@ from typing import (
 import torch
 from torch_geometric.data import HeteroData
 
-from pyg_brmrs.data.schema import ITEM_SIM, USER_SIM
+from pyg_brmrs.data.schema import ITEM_SIM, USER_SIM, Schema, canonical
 from pyg_brmrs.nn import (
     BPRMF,
     BRMRS,
@@ -151,7 +151,8 @@ def get_recipe(name: str) -> Recipe:
 
 def _accepted(fn: Callable, skip=('self', 'data', 'num_users', 'num_items',
                                   'feature_dims', 'sampler', 'generator',
-                                  'edge_index', 'kwargs')) -> List[str]:
+                                  'edge_index', 'kwargs', 'schema')
+              ) -> List[str]:
     return [
         p.name for p in inspect.signature(fn).parameters.values()
         if p.name not in skip and p.kind not in (p.VAR_POSITIONAL,
@@ -486,33 +487,39 @@ def dataset_defaults(dataset: str, model: str) -> Dict[str, Any]:
     return copy.deepcopy(DATASET_DEFAULTS[key].get(model, {}))
 
 
-def prepare(name: str, data: HeteroData, **params) -> HeteroData:
+def prepare(name: str, data: HeteroData, schema: Optional[Schema] = None,
+            **params) -> HeteroData:
     r"""Adds what recipe :obj:`name` needs to :obj:`data` (the homogeneous
     kNN graphs for :obj:`"brmrs"` and :obj:`"rearm"`), using the graph
     keywords among :obj:`params` and ignoring the others. Returns the
     transformed data (PyG transforms work on a shallow copy: use the returned
-    object)."""
+    object). :obj:`schema` (a :class:`~pyg_brmrs.data.Schema`) names the
+    node, edge and feature attributes of :obj:`data`; the graphs are added
+    under its names."""
     recipe = get_recipe(name)
     if not recipe.graphs:
         return data
     graph, _, _ = split_params(name, params)
-    return HomogeneousKNNGraph(**graph)(data)
+    return HomogeneousKNNGraph(**graph, schema=schema)(data)
 
 
 def build(name: str, data: HeteroData,
           generator: Optional[torch.Generator] = None,
+          schema: Optional[Schema] = None,
           **params) -> Tuple[Recommender, Objective]:
     r"""Builds ``(model, objective)`` of recipe :obj:`name` for
-    :obj:`data`. Graph keywords are accepted (and ignored) so that one
-    parameter dictionary can be passed to :func:`prepare` and
-    :func:`build`."""
+    :obj:`data` (names given by :obj:`schema`, a
+    :class:`~pyg_brmrs.data.Schema`; the model remembers it). Graph
+    keywords are accepted (and ignored) so that one parameter dictionary
+    can be passed to :func:`prepare` and :func:`build`."""
     recipe = get_recipe(name)
+    data = canonical(data, schema)
     if recipe.graphs and ITEM_SIM not in data.edge_types and \
             USER_SIM not in data.edge_types:
         raise ValueError(f"Model '{name}' needs the kNN graphs: call "
                          f"recipes.prepare('{name}', data, ...) first")
     _, model_kw, objective_kw = split_params(name, params)
-    model = recipe.model.from_data(data, **model_kw)
+    model = recipe.model.from_data(data, schema=schema, **model_kw)
     objective = recipe.objective.from_data(data, generator=generator,
                                            **objective_kw)
     return model, objective

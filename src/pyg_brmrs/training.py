@@ -32,7 +32,7 @@ import torch
 from torch_geometric.data import HeteroData
 
 from pyg_brmrs import runs
-from pyg_brmrs.data.schema import RATES, num_items
+from pyg_brmrs.data.schema import RATES, Schema, canonical, num_items
 from pyg_brmrs.evaluation import RankingEvaluator
 from pyg_brmrs.nn.base import Recommender
 from pyg_brmrs.objectives import Objective
@@ -317,6 +317,10 @@ class Trainer:
             of ``results.json``, called at the end of :meth:`fit` (best
             weights loaded) on every process; it may add entries to
             :obj:`result.info`. By default :meth:`TrainResult.to_dict`.
+        schema (Schema, optional): The node, edge and feature names of
+            :obj:`data` (:class:`~pyg_brmrs.data.Schema`); the trainer works
+            on a canonical-named view of it (tensors shared).
+            (default: :obj:`None`, the canonical names)
 
     Raises:
         FloatingPointError: from :meth:`fit` when a loss is NaN or infinite
@@ -326,10 +330,12 @@ class Trainer:
                  data: HeteroData, config: Optional[TrainConfig] = None,
                  run: Optional[Dict[str, Any]] = None,
                  record: Optional[Callable[[TrainResult],
-                                           Dict[str, Any]]] = None):
+                                           Dict[str, Any]]] = None,
+                 schema: Optional[Schema] = None):
         self.config = config if config is not None else TrainConfig()
         self.record = record
         cfg = self.config
+        data = canonical(data, schema)
         store = data[RATES]
         for split in ('val_edge_index', 'test_edge_index'):
             if split not in store or store[split].numel() == 0:

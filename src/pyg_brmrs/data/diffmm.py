@@ -28,6 +28,7 @@ from torch_geometric.data import HeteroData
 from .feature_files import find_feature_files, load_feature_files
 from .interactions import build_data
 from .registry import register_reader
+from .schema import Schema, resolve_schema
 
 def layout(folder: str = '<folder>') -> str:
     r"""The expected DiffMM folder layout, for error messages."""
@@ -135,6 +136,7 @@ def read_diffmm(
     modalities: Optional[Sequence[str]] = None,
     files: Tuple[str, str, str] = ('trnMat.pkl', 'valMat.pkl', 'tstMat.pkl'),
     drop_cold_start: bool = True,
+    schema: Optional[Schema] = None,
 ) -> HeteroData:
     r"""Reads a dataset in the DiffMM / MMSSL folder layout: three pickled
     :mod:`scipy.sparse` matrices ``trnMat.pkl``, ``valMat.pkl``,
@@ -172,6 +174,10 @@ def read_diffmm(
             names. (default: ``('trnMat.pkl', 'valMat.pkl', 'tstMat.pkl')``)
         drop_cold_start (bool, optional): See
             :func:`~pyg_brmrs.data.from_interactions`. (default: :obj:`True`)
+        schema (Schema, optional): Names the output's node, edge and
+            feature attributes (:meth:`~pyg_brmrs.data.Schema.rename` of
+            the canonical data; tensors shared). (default: :obj:`None`,
+            the canonical names)
 
     Raises:
         FileNotFoundError: if the folder, a matrix or a feature file is
@@ -221,13 +227,13 @@ def read_diffmm(
                 f'col {int(items[i])})')
 
     feats, sources = load_feature_files(feat_files)
-    return build_data(
+    return resolve_schema(schema).rename(build_data(
         users, items, split, feats, num_users=num_users, num_items=num_items,
         drop_cold_start=drop_cold_start, source=folder,
         fields=('user (row) index', 'item (column) index', 'split'),
         locate=locate, num_users_reason='the matrices have this many rows',
         num_items_reason=f'the matrices {list(files)} have {num_items} '
-        f'columns', feature_sources=sources)
+        f'columns', feature_sources=sources))
 
 
 register_reader(

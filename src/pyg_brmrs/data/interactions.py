@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
-from .schema import ITEM, RATES, USER, feature_key
+from .schema import ITEM, RATES, USER, Schema, feature_key, resolve_schema
 from .validation import (
     Locator,
     check_features,
@@ -200,6 +200,7 @@ def from_interactions(
     item_col: str = 'itemID',
     split_col: Optional[str] = None,
     source: Optional[str] = None,
+    schema: Optional[Schema] = None,
 ) -> HeteroData:
     r"""Builds the :mod:`pyg_brmrs` :class:`~torch_geometric.data.HeteroData`
     from interaction arrays or a :class:`pandas.DataFrame`, plus a dictionary
@@ -272,6 +273,10 @@ def from_interactions(
             interaction is a training one), an explicitly named column must
             exist.
         source (str, optional): Names the input in error messages.
+        schema (Schema, optional): Names the output's node, edge and
+            feature attributes (:meth:`~pyg_brmrs.data.Schema.rename` of
+            the canonical data; tensors shared). (default: :obj:`None`,
+            the canonical names)
 
     Raises:
         ValueError: for mismatched lengths, empty input, non-integer,
@@ -308,10 +313,10 @@ def from_interactions(
             raise TypeError(f'{source}: items is required unless users is a '
                             f'pandas DataFrame')
         fields = ("argument 'users'", "argument 'items'", "argument 'split'")
-    return build_data(users, items, split, features, num_users=num_users,
-                      num_items=num_items, reindex=reindex,
-                      drop_cold_start=drop_cold_start, source=source,
-                      fields=fields)
+    return resolve_schema(schema).rename(build_data(
+        users, items, split, features, num_users=num_users,
+        num_items=num_items, reindex=reindex,
+        drop_cold_start=drop_cold_start, source=source, fields=fields))
 
 
 def split_sizes(data: HeteroData) -> Sequence[int]:

@@ -28,7 +28,8 @@ from .feature_files import (
 )
 from .interactions import build_data
 from .registry import register_reader
-from .schema import ITEM, RATES, USER, feature_key, modalities as _modalities
+from .schema import ITEM, RATES, USER, Schema, feature_key, resolve_schema
+from .schema import modalities as _modalities
 
 USER_COL = 'userID'
 ITEM_COL = 'itemID'
@@ -102,6 +103,7 @@ def read_mmrec(
     *,
     modalities: Optional[Sequence[str]] = None,
     drop_cold_start: bool = True,
+    schema: Optional[Schema] = None,
 ) -> HeteroData:
     r"""Reads a dataset in the MMRec folder layout: ``<folder>/<name>.inter``
     (tab-separated with a header that contains ``userID``, ``itemID`` and
@@ -131,6 +133,10 @@ def read_mmrec(
             empty list to read the interactions only.
         drop_cold_start (bool, optional): See
             :func:`~pyg_brmrs.data.from_interactions`. (default: :obj:`True`)
+        schema (Schema, optional): Names the output's node, edge and
+            feature attributes (:meth:`~pyg_brmrs.data.Schema.rename` of
+            the canonical data; tensors shared). (default: :obj:`None`,
+            the canonical names)
 
     Raises:
         FileNotFoundError: if :obj:`folder`, the ``.inter`` file or a
@@ -155,12 +161,13 @@ def read_mmrec(
     df = read_inter(path)
     feats, sources = load_feature_files(files)
     lines = df['line'].to_numpy()
-    return build_data(
+    schema = resolve_schema(schema)
+    return schema.rename(build_data(
         df[USER_COL].to_numpy(), df[ITEM_COL].to_numpy(),
         df[SPLIT_COL].to_numpy(), feats, drop_cold_start=drop_cold_start,
         source=path, fields=(f"column '{USER_COL}'", f"column '{ITEM_COL}'",
                              f"column '{SPLIT_COL}'"),
-        locate=lambda i: f'line {int(lines[i])}', feature_sources=sources)
+        locate=lambda i: f'line {int(lines[i])}', feature_sources=sources))
 
 
 def write_mmrec(data: HeteroData, folder: Union[str, Path],

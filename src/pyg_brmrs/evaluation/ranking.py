@@ -467,7 +467,7 @@ class RankingEvaluator:
     @renamed_arguments(exclude_val='exclude_valid')
     def from_data(cls, data, split: str = 'valid',
                   ks: Union[int, Sequence[int]] = (10, 20), *,
-                  exclude_valid: bool = False,
+                  exclude_valid: bool = False, schema=None,
                   **kwargs) -> 'RankingEvaluator':
         r"""Builds the evaluator of a :class:`~torch_geometric.data.HeteroData`
         in the schema of :mod:`pyg_brmrs.data`: masks
@@ -475,10 +475,13 @@ class RankingEvaluator:
         ``.val_edge_index`` (:obj:`split='valid'`) or ``.test_edge_index``
         (:obj:`split='test'`). :obj:`exclude_valid=True` also masks the
         validation pairs when scoring test (MMRec does not). Further keyword
-        arguments go to :class:`RankingEvaluator`. The former spellings
+        arguments go to :class:`RankingEvaluator`. :obj:`schema` (a
+        :class:`~pyg_brmrs.data.Schema`) names the node and edge types of
+        :obj:`data`. The former spellings
         :obj:`split='val'` and :obj:`exclude_val` still work, with a
         :class:`DeprecationWarning`."""
-        from pyg_brmrs.data.schema import ITEM, RATES
+        from pyg_brmrs.data.schema import ITEM, RATES, canonical
+        data = canonical(data, schema)
         if split == 'val':
             warn_renamed('val', 'valid', "'RankingEvaluator.from_data'",
                          what='split')

@@ -7,15 +7,39 @@ A recommender is an encoder: :meth:`Recommender.forward` maps a
 VBPR, FREEDOM) have one branch; BR-MRS has one branch per modality plus the
 fused one. Training objectives live in :mod:`pyg_brmrs.objectives`, ranking
 in :mod:`pyg_brmrs.evaluation`; a model never reads files or samples.
+
+**Other names.** A model built with ``from_data(data, schema=...)`` (a
+:class:`~pyg_brmrs.data.Schema`) remembers the schema and maps every input
+to the canonical names first (a view sharing the tensors).
+
+**Mini-batch subgraphs.** When the user and item stores of the input carry
+``n_id`` (the global ids of the batch's nodes, as PyG's loaders and
+``HeteroData.subgraph`` with a manual ``n_id`` produce), every model
+computes the representations of the batch's nodes only, in the batch's
+local order: free embeddings are gathered by ``n_id``, item features are
+read from the batch (loaders gather them already), and messages flow over
+the batch's edges only, normalised with the *global* degrees of the
+training graph (recorded by :meth:`Recommender.set_graph`, which
+``from_data`` calls). A batch that holds the whole neighbourhood its seed
+nodes' representations depend on therefore gives these nodes exactly their
+full-graph representations. The returned :class:`RecOutput` keeps the
+batch's ``n_id`` (:attr:`RecOutput.user_n_id`, :attr:`RecOutput.item_n_id`)
+so that regularisers map local ids back to global ones.
 """
 from dataclasses import dataclass, field
-from typing import Dict, Optional, Sequence, Union
+from typing import Dict, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
-from pyg_brmrs.data.schema import RATES
+from pyg_brmrs.data.schema import (
+    ITEM,
+    RATES,
+    USER,
+    Schema,
+    resolve_schema,
+)
 from pyg_brmrs.utils.checks import check_edge_index, check_int
 
 FUSED = 'fused'
@@ -32,11 +56,17 @@ class RecOutput:
             at inference (:obj:`"fused"` by default).
         extras (Dict[str, torch.Tensor]): Model-specific tensors that an
             objective may need (*e.g.*, per-channel embeddings).
+        user_n_id (torch.Tensor, optional): For a mini-batch subgraph, the
+            global id of every row of :attr:`user` (:obj:`None`: full
+            graph, row = id).
+        item_n_id (torch.Tensor, optional): The same for :attr:`item`.
     """
     user: Dict[str, Tensor]
     item: Dict[str, Tensor]
     ranking_branch: str = FUSED
     extras: Dict[str, Tensor] = field(default_factory=dict)
+    user_n_id: Optional[Tensor] = None
+    item_n_id: Optional[Tensor] = None
 
     def __post_init__(self):
         if set(self.user) != set(self.item):
@@ -72,7 +102,62 @@ class RecOutput:
         return RecOutput({k: v.detach() for k, v in self.user.items()},
                          {k: v.detach() for k, v in self.item.items()},
                          self.ranking_branch,
-                         {k: v.detach() for k, v in self.extras.items()})
+                         {k: v.detach() for k, v in self.extras.items()},
+                         self.user_n_id, self.item_n_id)
+
+    def global_ids(self, users: Tensor, *items: Tensor) -> Tuple[Tensor, ...]:
+        r"""Maps row indices of :attr:`user` / :attr:`item` to global ids
+        (the identity for a full-graph output)."""
+        if self.user_n_id is not None:
+            users = self.user_n_id[users]
+        if self.item_n_id is not None:
+            items = tuple(self.item_n_id[i] for i in items)
+        return (users, ) + tuple(items)
+
+
+def subgraph_ids(data: HeteroData) -> Optional[Tuple[Tensor, Tensor]]:
+    r"""``(user n_id, item n_id)`` of a mini-batch subgraph (see the module
+    description), :obj:`None` when the input is the full graph (neither
+    store carries ``n_id``).
+
+    Raises:
+        ValueError: if only one of the stores carries ``n_id``, or an
+            ``n_id`` is not a 1-D integer tensor with one id per node.
+    """
+    has = [t in data.node_types and 'n_id' in data[t] for t in (USER, ITEM)]
+    if not any(has):
+        return None
+    if not all(has):
+        missing = [t for t, h in zip((USER, ITEM), has) if not h]
+        raise ValueError(f"A mini-batch subgraph needs 'n_id' on both the "
+                         f"user and the item store; data['{missing[0]}'] "
+                         f"has none")
+    out = []
+    for t in (USER, ITEM):
+        n_id = data[t].n_id
+        if not isinstance(n_id, Tensor) or n_id.dim() != 1 or \
+                n_id.dtype.is_floating_point or n_id.dtype == torch.bool:
+            raise ValueError(f"data['{t}'].n_id must be a 1-D integer tensor "
+                             f"of global ids (got "
+                             f"{getattr(n_id, 'dtype', type(n_id))} of shape "
+                             f"{tuple(getattr(n_id, 'shape', ()))})")
+        num = data[t].num_nodes
+        if num is not None and int(num) != n_id.numel():
+            raise ValueError(f"data['{t}'].n_id has {n_id.numel()} ids but "
+                             f"the store has {int(num)} nodes")
+        out.append(n_id.long())
+    return out[0], out[1]
+
+
+def _canonical_input(module: 'Recommender', args):
+    r"""Forward pre-hook: maps a :class:`HeteroData` input to the canonical
+    names of the model's schema (a view, nothing copied)."""
+    if args and isinstance(args[0], HeteroData) and \
+            not module.schema.is_default:
+        data = module.schema.canonical(args[0])
+        if data is not args[0]:
+            return (data, ) + tuple(args[1:])
+    return None
 
 
 class Recommender(torch.nn.Module):
@@ -96,9 +181,72 @@ class Recommender(torch.nn.Module):
                              f"(got {num_users} and {num_items})")
         self.num_users = int(num_users)
         self.num_items = int(num_items)
+        #: The names of the inputs (:class:`~pyg_brmrs.data.Schema`), set by
+        #: ``from_data(..., schema=...)``.
+        self.schema: Schema = resolve_schema(None)
+        # The global degrees of the training graph, for subgraph batches
+        # (set by `set_graph`; not part of the state dict):
+        self.register_buffer('user_degree', None, persistent=False)
+        self.register_buffer('item_degree', None, persistent=False)
+        self.register_forward_pre_hook(_canonical_input)
 
     def forward(self, data: HeteroData) -> RecOutput:
         raise NotImplementedError
+
+    def set_graph(self, data: HeteroData,
+                  schema: Optional[Schema] = None) -> 'Recommender':
+        r"""Records what a mini-batch subgraph forward needs from the full
+        training graph of :obj:`data`: the user and item degrees
+        :math:`\deg(u) = |\mathcal{N}_u|`, :math:`\deg(i) =
+        |\mathcal{N}_i|` (non-persistent buffers :attr:`user_degree`,
+        :attr:`item_degree`). ``from_data`` calls it; call it yourself for
+        a model built with its constructor. Returns the model."""
+        if schema is not None:
+            self.schema = resolve_schema(schema)
+        data = self.schema.canonical(data)
+        edge_index = data[RATES].edge_index
+        if int(data[USER].num_nodes) != self.num_users or \
+                int(data[ITEM].num_nodes) != self.num_items:
+            raise ValueError(f"'{self.__class__.__name__}' was built for "
+                             f"{self.num_users} users and {self.num_items} "
+                             f"items but the data has "
+                             f"{int(data[USER].num_nodes)} users and "
+                             f"{int(data[ITEM].num_nodes)} items")
+        device = next(iter(self.parameters()), edge_index).device
+        self.user_degree = torch.bincount(
+            edge_index[0], minlength=self.num_users).float().to(device)
+        self.item_degree = torch.bincount(
+            edge_index[1], minlength=self.num_items).float().to(device)
+        return self
+
+    def _from_data(self, data: HeteroData,
+                   schema: Optional[Schema]) -> 'Recommender':
+        r"""What every ``from_data`` does after building the model: store
+        :obj:`schema` and :meth:`set_graph`."""
+        return self.set_graph(data, schema)
+
+    def subgraph_degrees(self, user_n_id: Tensor,
+                         item_n_id: Tensor) -> Tuple[Tensor, Tensor]:
+        r"""The global degrees ``([U_b], [I_b])`` of a batch's nodes.
+
+        Raises:
+            ValueError: if :meth:`set_graph` was never called, or an id is
+                out of range.
+        """
+        if self.user_degree is None or self.item_degree is None:
+            raise ValueError(
+                f"'{self.__class__.__name__}' needs the global degrees of the "
+                f"training graph for a mini-batch subgraph (the input's node "
+                f"stores carry 'n_id'): build it with "
+                f"{self.__class__.__name__}.from_data(full_data) or call "
+                f"model.set_graph(full_data)")
+        for name, ids, num in (('user', user_n_id, self.num_users),
+                               ('item', item_n_id, self.num_items)):
+            if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= num):
+                raise ValueError(
+                    f"data['{name}'].n_id holds ids outside [0, {num}) "
+                    f"(the model has {num} {name}s)")
+        return self.user_degree[user_n_id], self.item_degree[item_n_id]
 
     def regularization(self, users: Tensor, pos_items: Tensor,
                        neg_items: Tensor,
@@ -176,6 +324,7 @@ class Recommender(torch.nn.Module):
                              f"({self.num_items}) (got {k})")
         batch_size = check_int(batch_size, 'batch_size')
         users = _check_users(users, self.num_users)
+        data = self.schema.canonical(data)
         out = self.embed(data)
         user_emb, item_emb = out.user_emb, out.item_emb
         device = item_emb.device

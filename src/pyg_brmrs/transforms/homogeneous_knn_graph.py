@@ -14,8 +14,10 @@ from ..data.schema import (
     RATES,
     USER,
     USER_SIM,
+    Schema,
     feature_key,
     modalities,
+    resolve_schema,
 )
 from ..utils.checks import check_float, check_int, check_modality_weights
 from ._ann import (
@@ -221,6 +223,11 @@ class HomogeneousKNNGraph(BaseTransform):
         knn_kwargs (Mapping[str, Any], optional): Index parameters for
             :obj:`knn="faiss"` (keys above; unknown keys are an error).
             (default: :obj:`None`)
+        schema (Schema, optional): The node, edge and feature names of the
+            input (:class:`~pyg_brmrs.data.Schema`); the graphs are added
+            as ``(item_type, 'similar', item_type)`` and ``(user_type,
+            'similar', user_type)``. (default: :obj:`None`, the canonical
+            names)
     """
     def __init__(
         self,
@@ -237,7 +244,9 @@ class HomogeneousKNNGraph(BaseTransform):
         topk: str = 'per_part',
         knn: str = 'exact',
         knn_kwargs: Optional[Mapping[str, Any]] = None,
+        schema: Optional[Schema] = None,
     ) -> None:
+        self.schema = resolve_schema(schema)
         self.k_item = check_int(k_item, 'k_item', 0)
         self.k_user = check_int(k_user, 'k_user', 0)
         self.alpha_item = check_float(alpha_item, 'alpha_item', 0.0, 1.0)
@@ -272,6 +281,12 @@ class HomogeneousKNNGraph(BaseTransform):
         if not isinstance(data, HeteroData):
             raise TypeError(f"{self.__class__.__name__} expects a HeteroData "
                             f"(got {type(data).__name__})")
+        # Build on a canonical-named view (same tensors), then store the
+        # graphs under the schema's names:
+        view = self.schema.canonical(data)
+        return self.schema.write_back(self._forward(view), data)
+
+    def _forward(self, data: HeteroData) -> HeteroData:
         if self.k_item == 0 and self.k_user == 0:
             return data
         num_users, num_items, edge_index = _training_edges(data)
@@ -429,7 +444,9 @@ def _training_edges(data: HeteroData) -> Tuple[int, int, Tensor]:
     for node_type in (USER, ITEM):
         if node_type not in data.node_types or data[node_type].num_nodes is None:
             raise ValueError(f"data has no '{node_type}' nodes (expected "
-                             f"data['{node_type}'].num_nodes)")
+                             f"data['{node_type}'].num_nodes; for other "
+                             f"names pass schema=Schema(user_type=..., "
+                             f"item_type=..., features=...))")
     num_users = int(data[USER].num_nodes)
     num_items = int(data[ITEM].num_nodes)
     if RATES not in data.edge_types or 'edge_index' not in data[RATES]:

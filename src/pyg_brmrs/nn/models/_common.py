@@ -18,7 +18,7 @@ from pyg_brmrs.nn.base import Recommender, ego_regularization
 from pyg_brmrs.utils.cache import KeyedCache, tensor_key
 from pyg_brmrs.utils.checks import check_edge_index, check_float
 from pyg_brmrs.utils.dropout import degree_sensitive_edge_pruning
-from pyg_brmrs.utils.sparse import bipartite_to_homogeneous
+from pyg_brmrs.utils.sparse import CSRAdjacency, bipartite_to_homogeneous
 
 REG_NORMS = ('frobenius', 'squared')
 
@@ -201,3 +201,71 @@ class UserItemGraph:
         r"""Drops the cached graphs and requests a new draw."""
         self.cache.clear()
         self._due, self._generator = True, None
+
+
+# ----------------------------------------------------------------------
+# Mini-batch subgraphs (see pyg_brmrs.nn.base): the batch's edges,
+# normalised with the global degrees gathered by n_id.
+def subgraph_ui_operator(edge_index: Tensor, user_degree: Tensor,
+                         item_degree: Tensor) -> CSRAdjacency:
+    r"""The operator :math:`\hat{\mathbf{A}}_b` of a batch's user→item
+    edges :obj:`edge_index` ``[2, E_b]`` (local ids) on :math:`U_b + I_b`
+    nodes (items shifted by :math:`U_b`), both directions, with the
+    *global* LightGCN weights :math:`1/\sqrt{\deg(u)\deg(i)}` (the degrees
+    ``[U_b]``, ``[I_b]`` of the full training graph, gathered by ``n_id``).
+    """
+    num_users, num_items = user_degree.numel(), item_degree.numel()
+    check_bipartite(edge_index, num_users, num_items)
+    ei = bipartite_to_homogeneous(edge_index.long(), num_users)
+    deg = torch.cat([user_degree, item_degree]).float().clamp(min=1)
+    weight = (deg[ei[0]] * deg[ei[1]]).rsqrt()
+    n = num_users + num_items
+    return CSRAdjacency(ei, weight, (n, n))
+
+
+def subgraph_user_mean(edge_index: Tensor, user_degree: Tensor,
+                       num_items: int) -> CSRAdjacency:
+    r"""The ``[U_b, I_b]`` operator of the users' mean over their training
+    items, :math:`\frac{1}{\deg(u)} \sum_{i \in \mathcal{N}_u \cap
+    \mathcal{I}_b}` with the *global* degree :math:`\deg(u)`."""
+    w = 1.0 / user_degree.float().clamp(min=1)[edge_index[0]]
+    return CSRAdjacency(edge_index.long().flip(0), w,
+                        (user_degree.numel(), num_items))
+
+
+def operator_layer_mean(op: Optional[CSRAdjacency], x: Tensor,
+                        num_layers: int, last: bool = False) -> Tensor:
+    r""":math:`\frac{1}{L+1}\sum_{l=0}^{L}\mathbf{A}^l\mathbf{x}` (or
+    :math:`\mathbf{A}^L\mathbf{x}` with :obj:`last`) for ``x`` of shape
+    ``[N, F]`` or ``[N, C, F]``; :obj:`x` for :math:`L = 0` or no
+    operator."""
+    if op is None or num_layers == 0:
+        return x
+    shape = x.shape
+    h = x0 = x.reshape(shape[0], -1)
+    acc = x0
+    for _ in range(num_layers):
+        h = op.matmul(h)
+        acc = acc + h
+    out = h if last else acc / (num_layers + 1)
+    return out.view(shape)
+
+
+def subgraph_homogeneous(data: HeteroData, edge_type,
+                         num_nodes: int) -> Optional[CSRAdjacency]:
+    r"""The operator of a batch's homogeneous graph :obj:`edge_type` (the
+    stored ``edge_weight`` as it is, ones without), :obj:`None` when the
+    batch has no such edge type."""
+    if edge_type not in data.edge_types:
+        return None
+    store = data[edge_type]
+    ei = check_edge_index(store.edge_index, f'data{edge_type}.edge_index',
+                          num_nodes=num_nodes,
+                          edge_weight=store.get('edge_weight'))
+    return CSRAdjacency(ei, store.get('edge_weight'), (num_nodes, num_nodes))
+
+
+def subgraph_features(data: HeteroData, feature_dims: Mapping[str, int],
+                      num_nodes: int) -> Dict[str, Tensor]:
+    r"""The batch's item features ``{m: [I_b, F_m]}`` (local rows)."""
+    return item_features(data, feature_dims, num_nodes)

@@ -11,15 +11,29 @@ from pyg_brmrs.data.schema import (
     ITEM_SIM,
     RATES,
     USER_SIM,
+    Schema,
+    canonical,
     features,
     modalities,
 )
-from pyg_brmrs.nn.base import FUSED, Recommender, RecOutput, ego_regularization
+from pyg_brmrs.nn.base import (
+    FUSED,
+    Recommender,
+    RecOutput,
+    ego_regularization,
+    subgraph_ids,
+)
 from pyg_brmrs.nn.conv import MultiModalLGConv, layer_mean
 from pyg_brmrs.nn.fusion import Fusion, resolve_fusion
 from pyg_brmrs.nn.models._common import UserItemGraph
 from pyg_brmrs.nn.models._common import item_features as check_item_features
-from pyg_brmrs.nn.models._common import trainable_features
+from pyg_brmrs.nn.models._common import (
+    operator_layer_mean,
+    subgraph_homogeneous,
+    subgraph_ui_operator,
+    subgraph_user_mean,
+    trainable_features,
+)
 from pyg_brmrs.utils.cache import KeyedCache, tensor_key
 from pyg_brmrs.utils.sparse import CSRAdjacency
 
@@ -165,12 +179,31 @@ class BRMRS(Recommender):
             graph tensors are passed (transductive training).
             (default: :obj:`True`)
 
+    **Mini-batch subgraphs.** When the user and item stores carry ``n_id``
+    (global ids), the free embeddings (and fine-tuned features) are gathered
+    by ``n_id``, the item features are the batch's rows, and every step
+    above runs on the batch's edges only: the item–item and user–user
+    graphs with their stored ``edge_weight`` (already normalised by the
+    transform), the users' profiles as
+    :math:`\frac{1}{\deg(u)}\sum_{i \in \mathcal{N}_u \cap
+    \mathcal{I}_b} \mathbf{x}^{(m)}_i` and the user–item layers with
+    :math:`1/\sqrt{\deg(u)\deg(i)}`, :math:`\deg` the degrees of the full
+    training graph (:meth:`~pyg_brmrs.nn.Recommender.set_graph`, called by
+    :meth:`from_data`). The user–item edges are used as given
+    (:obj:`edge_dropout` applies to full-graph training only) and nothing
+    is cached. A node whose :math:`L`-hop user–item neighbourhood lies in
+    the batch together with the homogeneous-graph (and, for profiles,
+    user–item) neighbours of those nodes gets its full-graph
+    representation, up to float rounding.
+
     Shapes:
         - **input:** a :class:`~torch_geometric.data.HeteroData` with
           ``data['item'][f'x_{m}']`` for every modality, the training edges
           ``data['user', 'rates', 'item'].edge_index`` and (optionally) the
           ``('item', 'similar', 'item')`` / ``('user', 'similar', 'user')``
-          graphs.
+          graphs; or a mini-batch subgraph of it (``n_id`` on the node
+          stores, local edges), whose outputs are the batch's
+          :math:`U_b` / :math:`I_b` rows in its local order.
         - **output:** :class:`~pyg_brmrs.nn.RecOutput` with branches
           ``[*modalities, "fused"]`` (a unimodal branch is ``[N, 2d]`` with
           :obj:`id_mode="concat"`, ``[N, d]`` otherwise; the fused one is
@@ -283,8 +316,12 @@ class BRMRS(Recommender):
         self.reset_parameters()
 
     @classmethod
-    def from_data(cls, data: HeteroData, **kwargs) -> 'BRMRS':
-        r"""Builds the model with the sizes and modalities of :obj:`data`."""
+    def from_data(cls, data: HeteroData, schema: Optional[Schema] = None,
+                  **kwargs) -> 'BRMRS':
+        r"""Builds the model with the sizes and modalities of :obj:`data`
+        (names given by :obj:`schema`, a :class:`~pyg_brmrs.data.Schema`)
+        and records its degrees for subgraph batches."""
+        data = canonical(data, schema)
         dims = {m: int(features(data, m).size(-1)) for m in modalities(data)}
         if kwargs.get('finetune_features') and 'item_features' not in kwargs:
             kwargs['item_features'] = {
@@ -292,7 +329,7 @@ class BRMRS(Recommender):
                 for m in modalities(data)
             }
         return cls(int(data['user'].num_nodes), int(data[ITEM].num_nodes),
-                   dims, **kwargs)
+                   dims, **kwargs)._from_data(data, schema)
 
     @property
     def num_channels(self) -> int:
@@ -503,6 +540,60 @@ class BRMRS(Recommender):
                          self.num_layers)
         return out[:self.num_users], out[self.num_users:]
 
+    def _subgraph_channels(self, data: HeteroData, user_n_id: Tensor,
+                           item_n_id: Tensor) -> Tuple[Tensor, Tensor]:
+        r"""The propagated channels ``([U_b, C, d], [I_b, C, d])`` of a
+        mini-batch subgraph (see the class description)."""
+        user_deg, item_deg = self.subgraph_degrees(user_n_id, item_n_id)
+        nu, ni = user_n_id.numel(), item_n_id.numel()
+        train_ei = data[RATES].edge_index
+        d = self.embedding_dim
+        if self.finetune_features:
+            feats = {m: self.item_features[m][item_n_id]
+                     for m in self.modalities}
+        else:
+            feats = check_item_features(data, self.feature_dims, ni)
+
+        def project(x: Tensor, weight: Tensor) -> Tensor:
+            dtype = self.projection_dtype
+            if dtype is None or dtype == weight.dtype:
+                return F.linear(x.to(weight.dtype), weight)
+            return F.linear(x.to(dtype), weight.to(dtype)).to(weight.dtype)
+
+        item_ch: List[Tensor] = []
+        user_ch: List[Tensor] = []
+        if self.id_mode != 'none':
+            item_ch.append(self.item_embedding(item_n_id))
+            user_ch.append(self.user_embedding(user_n_id))
+        mean_op = None
+        if self.user_mode == 'profile':
+            mean_op = subgraph_user_mean(train_ei, user_deg, ni)
+        for j, m in enumerate(self.modalities):
+            lin = self.proj[m]
+            item_ch.append(project(feats[m], lin.weight[:d]) + lin.bias[:d])
+            if self.user_mode == 'embedding':
+                user_ch.append(self.user_modality_embedding[user_n_id, j])
+            else:
+                user_ch.append(mean_op.matmul(project(feats[m],
+                                                      lin.weight[d:])) +
+                               lin.bias[d:])
+        last = self.homogeneous == 'last'
+        item_x = operator_layer_mean(
+            subgraph_homogeneous(data, ITEM_SIM, ni)
+            if self.num_item_layers else None, torch.stack(item_ch, dim=1),
+            self.num_item_layers, last)
+        user_x = operator_layer_mean(
+            subgraph_homogeneous(data, USER_SIM, nu)
+            if self.num_user_layers else None, torch.stack(user_ch, dim=1),
+            self.num_user_layers, last)
+        if self.normalize:
+            item_x = F.normalize(item_x, dim=-1)
+            user_x = F.normalize(user_x, dim=-1)
+        ui_op = subgraph_ui_operator(train_ei, user_deg, item_deg)
+        out = operator_layer_mean(ui_op, torch.cat([user_x, item_x]),
+                                  self.num_layers)
+        return out[:nu], out[nu:]
+
     def branches(self, channels: Tensor,
                  fusion: torch.nn.Module) -> Dict[str, Tensor]:
         r"""Unimodal and fused representations from ``[N, C, d]``
@@ -520,7 +611,11 @@ class BRMRS(Recommender):
         return reps
 
     def forward(self, data: HeteroData) -> RecOutput:
-        user_ch, item_ch = self.channels(data)
+        ids = subgraph_ids(data)
+        if ids is not None:
+            user_ch, item_ch = self._subgraph_channels(data, *ids)
+        else:
+            user_ch, item_ch = self.channels(data)
         return RecOutput(
             user=self.branches(user_ch, self.user_fusion),
             item=self.branches(item_ch, self.item_fusion),
@@ -529,6 +624,8 @@ class BRMRS(Recommender):
                 'user_channels': user_ch,
                 'item_channels': item_ch
             },
+            user_n_id=None if ids is None else ids[0],
+            item_n_id=None if ids is None else ids[1],
         )
 
     def regularization(self, users: Tensor, pos_items: Tensor,
@@ -541,6 +638,9 @@ class BRMRS(Recommender):
         the ID terms only when there is an ID channel and the per-modality
         user terms only with :obj:`user_mode="embedding"` (projections and
         fusion weights are not regularised)."""
+        if out is not None:
+            users, pos_items, neg_items = out.global_ids(users, pos_items,
+                                                         neg_items)
         embs = []
         if self.id_mode != 'none':
             embs += [self.user_embedding(users),

@@ -3,17 +3,27 @@ from typing import Dict, List, Mapping, Optional, Tuple
 import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
-from torch_geometric.utils import coalesce
+from torch_geometric.utils import coalesce, subgraph
 
-from pyg_brmrs.data.schema import ITEM, RATES, USER, features, modalities
+from pyg_brmrs.data.schema import (
+    ITEM,
+    RATES,
+    USER,
+    Schema,
+    canonical,
+    features,
+    modalities,
+)
 from pyg_brmrs.loss import bpr_loss
-from pyg_brmrs.nn.base import FUSED, Recommender, RecOutput
+from pyg_brmrs.nn.base import FUSED, Recommender, RecOutput, subgraph_ids
 from pyg_brmrs.nn.conv import MultiModalLGConv, layer_mean
 from pyg_brmrs.nn.models._common import (
     UserItemGraph,
     check_counts,
     check_feature_dims,
     item_features,
+    operator_layer_mean,
+    subgraph_ui_operator,
     trainable_features,
 )
 from pyg_brmrs.transforms.similarity import cosine_topk, normalize_similarity
@@ -225,14 +235,26 @@ class FREEDOM(Recommender):
         cached (bool, optional): Cache the graphs while the same tensors are
             passed. (default: :obj:`True`)
 
+    **Mini-batch subgraphs** (user and item stores with ``n_id``): the ID
+    embeddings and (fine-tuned) features are gathered by ``n_id``; the item
+    layers run over the frozen graph :math:`\mathbf{S}` restricted to the
+    batch's items (the graph of the full features, recorded by
+    :meth:`set_graph`, which :meth:`from_data` calls), the user–item layers
+    over the batch's user–item edges with the *global* weights
+    :math:`1/\sqrt{\deg(u)\deg(i)}` of the full training graph, without
+    pruning. A node whose neighbourhoods lie in the batch gets exactly its
+    full-graph evaluation-mode representation.
+
     Shapes:
         - **input:** a :class:`~torch_geometric.data.HeteroData` with
           ``data['item'][f'x_{m}']`` :math:`(|\mathcal{I}|, F_m)` and
-          ``data['user', 'rates', 'item'].edge_index`` :math:`(2, |E|)`
+          ``data['user', 'rates', 'item'].edge_index`` :math:`(2, |E|)`, or
+          a mini-batch subgraph (``n_id`` :math:`(U_b)`, :math:`(I_b)`)
         - **output:** :class:`~pyg_brmrs.nn.RecOutput` with one branch
           :obj:`"fused"`: users :math:`(|\mathcal{U}|, d)`, items
           :math:`(|\mathcal{I}|, d)`; ``extras[f'x_{m}']`` are the features
-          :math:`(|\mathcal{I}|, F_m)` the modality BPR term projects.
+          :math:`(|\mathcal{I}|, F_m)` the modality BPR term projects (the
+          batch's rows for a subgraph).
     """
     @renamed_arguments(num_ui_layers='num_layers', dropout='edge_dropout')
     def __init__(
@@ -288,12 +310,18 @@ class FREEDOM(Recommender):
         self.pruned_conv = MultiModalLGConv(normalize=True, cached=True,
                                             backend='csr')
         self._cache = KeyedCache()
+        # The frozen item graph of the full data, for subgraph batches:
+        self.register_buffer('knn_edge_index', None, persistent=False)
+        self.register_buffer('knn_edge_weight', None, persistent=False)
         self.reset_parameters()
 
     @classmethod
-    def from_data(cls, data: HeteroData, **kwargs) -> 'FREEDOM':
+    def from_data(cls, data: HeteroData, schema: Optional[Schema] = None,
+                  **kwargs) -> 'FREEDOM':
         r"""Builds the model with the sizes, modalities and (for
-        :obj:`finetune_features=True`) the features of :obj:`data`."""
+        :obj:`finetune_features=True`) the features of :obj:`data` (names
+        given by :obj:`schema`, a :class:`~pyg_brmrs.data.Schema`)."""
+        data = canonical(data, schema)
         dims = {m: int(features(data, m).size(-1)) for m in modalities(data)}
         if kwargs.get('finetune_features', True) and \
                 'item_features' not in kwargs:
@@ -302,7 +330,21 @@ class FREEDOM(Recommender):
                 for m in modalities(data)
             }
         return cls(int(data[USER].num_nodes), int(data[ITEM].num_nodes), dims,
-                   **kwargs)
+                   **kwargs)._from_data(data, schema)
+
+    def set_graph(self, data: HeteroData,
+                  schema: Optional[Schema] = None) -> 'FREEDOM':
+        r"""Records the global degrees (see
+        :meth:`~pyg_brmrs.nn.Recommender.set_graph`) and the frozen
+        item–item graph of the full features of :obj:`data`, which subgraph
+        batches use."""
+        super().set_graph(data, schema)
+        (ei, ew), _ = self._item_graph(
+            self._raw_features(self.schema.canonical(data)))
+        device = self.item_embedding.weight.device
+        self.knn_edge_index, self.knn_edge_weight = ei.to(device), \
+            ew.to(device)
+        return self
 
     def reset_parameters(self):
         torch.nn.init.xavier_uniform_(self.user_embedding.weight)
@@ -350,7 +392,43 @@ class FREEDOM(Recommender):
         (:obj:`None` before the first draw)."""
         return self.ui_graph.pruned_edge_index
 
+    def _subgraph_forward(self, data: HeteroData, user_n_id: Tensor,
+                          item_n_id: Tensor) -> RecOutput:
+        user_deg, item_deg = self.subgraph_degrees(user_n_id, item_n_id)
+        if self.knn_edge_index is None:
+            raise ValueError("'FREEDOM' needs its frozen item graph for a "
+                             "mini-batch subgraph: build it with "
+                             "FREEDOM.from_data(full_data) or call "
+                             "model.set_graph(full_data)")
+        num = item_n_id.numel()
+        ei, ew = subgraph(item_n_id, self.knn_edge_index,
+                          self.knn_edge_weight, relabel_nodes=True,
+                          num_nodes=self.num_items)
+        h = self.item_embedding(item_n_id)
+        if self.num_layers > 0:
+            ii_op = CSRAdjacency(ei, ew, (num, num))
+            for _ in range(self.num_layers):
+                h = ii_op.matmul(h)
+        ui_op = subgraph_ui_operator(data[RATES].edge_index, user_deg,
+                                     item_deg)
+        x = torch.cat([self.user_embedding(user_n_id),
+                       self.item_embedding(item_n_id)])
+        out = operator_layer_mean(ui_op, x, self.num_ui_layers)
+        if self.finetune_features:
+            feats = {m: self.item_features[m][item_n_id]
+                     for m in self.modalities}
+        else:
+            feats = item_features(data, self.feature_dims, num)
+        nu = user_n_id.numel()
+        return RecOutput({FUSED: out[:nu]}, {FUSED: out[nu:] + h},
+                         extras={f'x_{m}': feats[m]
+                                 for m in self.modalities},
+                         user_n_id=user_n_id, item_n_id=item_n_id)
+
     def forward(self, data: HeteroData) -> RecOutput:
+        ids = subgraph_ids(data)
+        if ids is not None:
+            return self._subgraph_forward(data, *ids)
         check_counts(self, data)
         xs = self._raw_features(data)
         _, ii_op = self._item_graph(xs)

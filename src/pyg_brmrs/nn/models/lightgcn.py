@@ -5,14 +5,15 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 from torch_geometric.nn.models import LightGCN as PyGLightGCN
 
-from pyg_brmrs.data.schema import ITEM, RATES, USER
-from pyg_brmrs.nn.base import FUSED, Recommender, RecOutput
+from pyg_brmrs.data.schema import ITEM, RATES, USER, Schema, canonical
+from pyg_brmrs.nn.base import FUSED, Recommender, RecOutput, subgraph_ids
 from pyg_brmrs.nn.conv import MultiModalLGConv
 from pyg_brmrs.nn.models._common import (
     UserItemGraph,
     batch_regularization,
     check_counts,
     check_reg_norm,
+    subgraph_ui_operator,
 )
 from pyg_brmrs.utils.checks import check_int
 
@@ -92,12 +93,29 @@ class LightGCNRecommender(Recommender):
         reg_norm (str, optional): :obj:`"frobenius"` (MMRec) or
             :obj:`"squared"`. (default: :obj:`"frobenius"`)
 
+    **Mini-batch subgraphs.** When the user and item stores carry
+    ``n_id``, :math:`\mathbf{X}^{(0)}` is gathered by ``n_id`` and the
+    layers run over the batch's user–item edges :math:`\mathcal{E}_b` (both
+    directions) with the *global* normalisation,
+
+    .. math::
+        \mathbf{x}^{(l+1)}_v = \sum_{w : (v, w) \in \mathcal{E}_b}
+        \frac{\mathbf{x}^{(l)}_w}{\sqrt{\deg(v)\deg(w)}},
+
+    :math:`\deg` the degrees in the full training graph
+    (:meth:`~pyg_brmrs.nn.Recommender.set_graph`): a node whose
+    :math:`L`-hop neighbourhood lies in the batch gets exactly its
+    full-graph representation. Every backend computes it the same way.
+
     Shapes:
         - **input:** a :class:`~torch_geometric.data.HeteroData` with
-          ``data['user', 'rates', 'item'].edge_index`` :math:`(2, |E|)`
+          ``data['user', 'rates', 'item'].edge_index`` :math:`(2, |E|)`,
+          or a mini-batch subgraph (``n_id`` :math:`(U_b)`, :math:`(I_b)`
+          on the node stores, local ``edge_index`` :math:`(2, |E_b|)`)
         - **output:** :class:`~pyg_brmrs.nn.RecOutput` with one branch
           :obj:`"fused"`: users :math:`(|\mathcal{U}|, d)`, items
-          :math:`(|\mathcal{I}|, d)`
+          :math:`(|\mathcal{I}|, d)` (:math:`(U_b, d)`, :math:`(I_b, d)`
+          for a subgraph, in its local order)
     """
     def __init__(self, num_users: int, num_items: int, embedding_dim: int = 64,
                  num_layers: int = 2, backend: str = 'csr',
@@ -122,11 +140,14 @@ class LightGCNRecommender(Recommender):
         self.reset_parameters()
 
     @classmethod
-    def from_data(cls, data: HeteroData,
+    def from_data(cls, data: HeteroData, schema: Optional[Schema] = None,
                   **kwargs) -> 'LightGCNRecommender':
-        r"""Builds the model with the node counts of :obj:`data`."""
+        r"""Builds the model with the node counts of :obj:`data` (names
+        given by :obj:`schema`, a :class:`~pyg_brmrs.data.Schema`) and
+        records its degrees for subgraph batches."""
+        data = canonical(data, schema)
         return cls(int(data[USER].num_nodes), int(data[ITEM].num_nodes),
-                   **kwargs)
+                   **kwargs)._from_data(data, schema)
 
     @property
     def embedding(self) -> torch.nn.Embedding:
@@ -162,14 +183,35 @@ class LightGCNRecommender(Recommender):
         return out
 
     def forward(self, data: HeteroData) -> RecOutput:
+        ids = subgraph_ids(data)
+        if ids is not None:
+            return self._subgraph_forward(data, *ids)
         check_counts(self, data)
         out = self.node_embedding(data[RATES].edge_index)
         return RecOutput({FUSED: out[:self.num_users]},
                          {FUSED: out[self.num_users:]})
 
+    def _subgraph_forward(self, data: HeteroData, user_n_id: Tensor,
+                          item_n_id: Tensor) -> RecOutput:
+        user_deg, item_deg = self.subgraph_degrees(user_n_id, item_n_id)
+        op = subgraph_ui_operator(data[RATES].edge_index, user_deg, item_deg)
+        weight = self.lightgcn.embedding.weight
+        x = torch.cat([weight[user_n_id], weight[self.num_users + item_n_id]])
+        alpha = self.lightgcn.alpha
+        out, h = x * alpha[0], x
+        for i in range(self.num_layers):
+            h = op.matmul(h)
+            out = out + h * alpha[i + 1]
+        nu = user_n_id.numel()
+        return RecOutput({FUSED: out[:nu]}, {FUSED: out[nu:]},
+                         user_n_id=user_n_id, item_n_id=item_n_id)
+
     def regularization(self, users: Tensor, pos_items: Tensor,
                        neg_items: Tensor,
                        out: Optional[RecOutput] = None) -> Tensor:
+        if out is not None:
+            users, pos_items, neg_items = out.global_ids(users, pos_items,
+                                                         neg_items)
         weight = self.lightgcn.embedding.weight
         return batch_regularization(self.reg_norm, weight[users],
                                     weight[self.num_users + pos_items],

@@ -4,8 +4,8 @@ import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
-from pyg_brmrs.data.schema import ITEM, USER
-from pyg_brmrs.nn.base import FUSED, Recommender, RecOutput
+from pyg_brmrs.data.schema import ITEM, USER, Schema, canonical
+from pyg_brmrs.nn.base import FUSED, Recommender, RecOutput, subgraph_ids
 from pyg_brmrs.nn.models._common import (
     batch_regularization,
     check_counts,
@@ -43,10 +43,13 @@ class BPRMF(Recommender):
 
     Shapes:
         - **input:** a :class:`~torch_geometric.data.HeteroData` (only the
-          node counts are read)
+          node counts are read), or a mini-batch subgraph whose user and
+          item stores carry ``n_id`` :math:`(U_b)`, :math:`(I_b)`
         - **output:** :class:`~pyg_brmrs.nn.RecOutput` with one branch
           :obj:`"fused"`: users :math:`(|\mathcal{U}|, d)`, items
-          :math:`(|\mathcal{I}|, d)`
+          :math:`(|\mathcal{I}|, d)`; for a subgraph, the rows of the
+          batch's nodes :math:`(U_b, d)`, :math:`(I_b, d)` (the embeddings
+          gathered by ``n_id``)
     """
     def __init__(self, num_users: int, num_items: int, embedding_dim: int = 64,
                  reg_norm: str = 'frobenius'):
@@ -58,16 +61,25 @@ class BPRMF(Recommender):
         self.reset_parameters()
 
     @classmethod
-    def from_data(cls, data: HeteroData, **kwargs) -> 'BPRMF':
-        r"""Builds the model with the node counts of :obj:`data`."""
+    def from_data(cls, data: HeteroData, schema: Optional[Schema] = None,
+                  **kwargs) -> 'BPRMF':
+        r"""Builds the model with the node counts of :obj:`data` (names
+        given by :obj:`schema`, a :class:`~pyg_brmrs.data.Schema`)."""
+        data = canonical(data, schema)
         return cls(int(data[USER].num_nodes), int(data[ITEM].num_nodes),
-                   **kwargs)
+                   **kwargs)._from_data(data, schema)
 
     def reset_parameters(self):
         torch.nn.init.xavier_normal_(self.user_embedding.weight)
         torch.nn.init.xavier_normal_(self.item_embedding.weight)
 
     def forward(self, data: HeteroData) -> RecOutput:
+        ids = subgraph_ids(data)
+        if ids is not None:
+            self.subgraph_degrees(*ids)  # checks the ids
+            return RecOutput({FUSED: self.user_embedding(ids[0])},
+                             {FUSED: self.item_embedding(ids[1])},
+                             user_n_id=ids[0], item_n_id=ids[1])
         check_counts(self, data)
         return RecOutput({FUSED: self.user_embedding.weight},
                          {FUSED: self.item_embedding.weight})
@@ -75,6 +87,9 @@ class BPRMF(Recommender):
     def regularization(self, users: Tensor, pos_items: Tensor,
                        neg_items: Tensor,
                        out: Optional[RecOutput] = None) -> Tensor:
+        if out is not None:
+            users, pos_items, neg_items = out.global_ids(users, pos_items,
+                                                         neg_items)
         return batch_regularization(self.reg_norm,
                                     self.user_embedding(users),
                                     self.item_embedding(pos_items),

@@ -5,8 +5,15 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
-from pyg_brmrs.data.schema import ITEM, USER, features, modalities
-from pyg_brmrs.nn.base import FUSED, Recommender, RecOutput
+from pyg_brmrs.data.schema import (
+    ITEM,
+    USER,
+    Schema,
+    canonical,
+    features,
+    modalities,
+)
+from pyg_brmrs.nn.base import FUSED, Recommender, RecOutput, subgraph_ids
 from pyg_brmrs.nn.models._common import (
     batch_regularization,
     check_counts,
@@ -84,10 +91,13 @@ class VBPR(Recommender):
     Shapes:
         - **input:** a :class:`~torch_geometric.data.HeteroData` with
           ``data['item'][f'x_{m}']`` :math:`(|\mathcal{I}|, F_m)` for every
-          modality
+          modality, or a mini-batch subgraph (``n_id`` on the node stores,
+          the batch's features :math:`(I_b, F_m)`; no message passing, so
+          every batch node gets its full-graph representation)
         - **output:** :class:`~pyg_brmrs.nn.RecOutput` with one branch
           :obj:`"fused"`: users :math:`(|\mathcal{U}|, 2d)`, items
-          :math:`(|\mathcal{I}|, 2d)`
+          :math:`(|\mathcal{I}|, 2d)` (:math:`(U_b, 2d)`, :math:`(I_b,
+          2d)` for a subgraph)
     """
     def __init__(self, num_users: int, num_items: int,
                  feature_dims: Mapping[str, int], embedding_dim: int = 64,
@@ -107,11 +117,14 @@ class VBPR(Recommender):
         self.reset_parameters()
 
     @classmethod
-    def from_data(cls, data: HeteroData, **kwargs) -> 'VBPR':
-        r"""Builds the model with the sizes and modalities of :obj:`data`."""
+    def from_data(cls, data: HeteroData, schema: Optional[Schema] = None,
+                  **kwargs) -> 'VBPR':
+        r"""Builds the model with the sizes and modalities of :obj:`data`
+        (names given by :obj:`schema`, a :class:`~pyg_brmrs.data.Schema`)."""
+        data = canonical(data, schema)
         dims = {m: int(features(data, m).size(-1)) for m in modalities(data)}
         return cls(int(data[USER].num_nodes), int(data[ITEM].num_nodes), dims,
-                   **kwargs)
+                   **kwargs)._from_data(data, schema)
 
     def reset_parameters(self):
         torch.nn.init.xavier_uniform_(self.user_embedding)
@@ -134,15 +147,27 @@ class VBPR(Recommender):
         return out + self.item_linear.bias
 
     def forward(self, data: HeteroData) -> RecOutput:
-        check_counts(self, data)
-        item = torch.cat([self.item_embedding,
-                          self.project(item_features(data, self.feature_dims,
-                                                     self.num_items))],
-                         dim=-1)
-        user = self.user_embedding
+        ids = subgraph_ids(data)
+        if ids is not None:
+            self.subgraph_degrees(*ids)  # checks the ids
+            item = torch.cat([self.item_embedding[ids[1]],
+                              self.project(item_features(
+                                  data, self.feature_dims,
+                                  ids[1].numel()))], dim=-1)
+            user = self.user_embedding[ids[0]]
+        else:
+            check_counts(self, data)
+            item = torch.cat([self.item_embedding,
+                              self.project(item_features(
+                                  data, self.feature_dims, self.num_items))],
+                             dim=-1)
+            user = self.user_embedding
         if self.dropout > 0:
             user = F.dropout(user, self.dropout, self.training)
             item = F.dropout(item, self.dropout, self.training)
+        if ids is not None:
+            return RecOutput({FUSED: user}, {FUSED: item}, user_n_id=ids[0],
+                             item_n_id=ids[1])
         return RecOutput({FUSED: user}, {FUSED: item})
 
     def regularization(self, users: Tensor, pos_items: Tensor,
