@@ -39,7 +39,8 @@ from pyg_brmrs.data import (
     modalities,
     split_sizes,
 )
-from pyg_brmrs.training import TrainConfig
+from pyg_brmrs.loader import require_sampling_backend
+from pyg_brmrs.training import BATCHING, DEFAULT_NUM_NEIGHBORS, TrainConfig
 from pyg_brmrs.utils.atomic import write_json, write_text
 from pyg_brmrs.utils import distributed
 from pyg_brmrs.utils.distributed import is_writer
@@ -286,6 +287,18 @@ def _model_options(parser: argparse.ArgumentParser,
                        'overrides them)')
 
 
+def _fanouts(text: str) -> List[int]:
+    try:
+        values = [int(k) for k in text.split(',')]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a comma-separated "
+                                         f"list of fan-outs such as 10,10")
+    if any(v < 1 and v != -1 for v in values):
+        raise argparse.ArgumentTypeError(f"fan-outs must be >= 1 or -1 (all "
+                                         f"neighbours) (got {text})")
+    return values
+
+
 def _training_options(parser: argparse.ArgumentParser) -> None:
     d = TrainConfig()
     group = parser.add_argument_group('training (defaults: MMRec\'s)')
@@ -333,6 +346,19 @@ def _training_options(parser: argparse.ArgumentParser) -> None:
                        help='stop training after this many seconds')
     group.add_argument('--threads', type=_positive_int, metavar='N',
                        help='torch CPU threads (default: torch\'s)')
+    group.add_argument('--batching', choices=list(BATCHING),
+                       default=d.batching,
+                       help='full: every step runs the model on the whole '
+                       'graph; neighbor: on the subgraph of its pairs sampled '
+                       'by PyG\'s LinkNeighborLoader (negatives and CHNS '
+                       'pools as extra item seeds; evaluation stays '
+                       'full-graph). neighbor needs pyg-lib or torch-sparse: '
+                       'pip install "pyg-brmrs[sparse]" (default: full)')
+    group.add_argument('--num-neighbors', type=_fanouts, metavar='N1,N2,...',
+                       help='with --batching neighbor, the neighbours sampled '
+                       'per node and edge type at each hop, one number per '
+                       'hop, -1 for all (default: '
+                       f'{",".join(map(str, DEFAULT_NUM_NEIGHBORS))})')
 
 
 def _common_options(parser: argparse.ArgumentParser) -> None:
@@ -493,6 +519,11 @@ def model_params(args) -> Dict[str, Any]:
 
 
 def train_config(args, output_dir: Optional[str]) -> TrainConfig:
+    if getattr(args, 'batching', 'full') == 'neighbor':  # before any data
+        try:
+            require_sampling_backend('--batching neighbor')
+        except ImportError as e:
+            raise CLIError(str(e)) from None
     return TrainConfig(epochs=args.epochs, batch_size=args.batch_size,
                        lr=args.lr, weight_decay=args.weight_decay,
                        patience=args.patience, eval_every=args.eval_every,
@@ -500,7 +531,9 @@ def train_config(args, output_dir: Optional[str]) -> TrainConfig:
                        output_dir=output_dir, resume=args.resume,
                        overwrite=args.overwrite,
                        progress=args.progress, max_time=args.max_time,
-                       num_threads=args.threads)
+                       num_threads=args.threads,
+                       batching=getattr(args, 'batching', 'full'),
+                       num_neighbors=getattr(args, 'num_neighbors', None))
 
 
 def describe(source: experiment.DataSource, data) -> str:

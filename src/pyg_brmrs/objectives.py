@@ -5,6 +5,13 @@ logging.
 An objective is called as ``objective(model, data, users, pos_items)`` and
 returns a dictionary of scalar tensors whose key ``"loss"`` is the total to
 back-propagate; the other keys are the (unweighted) terms.
+
+**Mini-batch subgraphs.** :meth:`Objective.draw` draws the items a step
+needs besides the positives (uniform negatives, CHNS pools) as global ids,
+so that they can be put into a sampled subgraph; the step is then
+``objective(model, batch, users, pos_items, negatives=...)`` with every id
+(users, positives and the drawn items) in the batch's local indexing, and
+every score is computed from the batch's representations.
 """
 from typing import Dict, Optional
 
@@ -41,8 +48,18 @@ class Objective:
         self.reg_weight = float(reg_weight)
 
     def __call__(self, model: Recommender, data: HeteroData, users: Tensor,
-                 pos_items: Tensor) -> Dict[str, Tensor]:
+                 pos_items: Tensor,
+                 negatives: Optional[Dict[str, Tensor]] = None
+                 ) -> Dict[str, Tensor]:
         raise NotImplementedError
+
+    def draw(self, users: Tensor) -> Dict[str, Tensor]:
+        r"""The random items of a step for the pairs of :obj:`users` ``[B]``
+        (global ids, drawn with the objective's generator), name →
+        ``[B]`` or ``[B, k]``; pass them (mapped to local ids for a
+        subgraph) as :obj:`negatives`. Drawing then passing gives the step
+        that drawing inside the call gives."""
+        return {'negatives': self.sampler(users)}
 
     def to(self, device) -> 'Objective':
         self.sampler.to(device)
@@ -91,9 +108,11 @@ class BPRObjective(Objective):
         return cls(sampler, **kwargs)
 
     def __call__(self, model: Recommender, data: HeteroData, users: Tensor,
-                 pos_items: Tensor) -> Dict[str, Tensor]:
+                 pos_items: Tensor,
+                 negatives: Optional[Dict[str, Tensor]] = None
+                 ) -> Dict[str, Tensor]:
         out = model(data)
-        neg_items = self.sampler(users)
+        neg_items = (negatives or self.draw(users))['negatives']
         terms = {
             'bpr': bpr_loss(out.score(users, pos_items),
                             out.score(users, neg_items)),
@@ -206,15 +225,27 @@ class BRMRSObjective(Objective):
     def unimodal_branches(out: RecOutput):
         return [b for b in out.branches if b != out.ranking_branch]
 
+    def draw(self, users: Tensor) -> Dict[str, Tensor]:
+        r"""``{"candidates": [B, C], "uniform": [B]}``, see
+        :meth:`Objective.draw` and
+        :meth:`~pyg_brmrs.sampling.CrossModalHardNegativeSampler.draw`."""
+        candidates, uniform = self.sampler.draw(users)
+        return {'candidates': candidates, 'uniform': uniform}
+
     def __call__(self, model: Recommender, data: HeteroData, users: Tensor,
-                 pos_items: Tensor) -> Dict[str, Tensor]:
+                 pos_items: Tensor,
+                 negatives: Optional[Dict[str, Tensor]] = None
+                 ) -> Dict[str, Tensor]:
         out = model(data)
         names = self.unimodal_branches(out)
         keys = names + ([FUSED] if self.sampler.assignment == 'fused' else [])
+        given = {} if negatives is None else {
+            'candidates': negatives['candidates'],
+            'uniform': negatives['uniform']}
         res = self.sampler(users, {b: out.user[b].detach()
                                    for b in keys},
                            {b: out.item[b].detach()
-                            for b in keys})
+                            for b in keys}, **given)
         uni = self.syn_negatives(res)
         fused = out.ranking_branch
         pos = {b: out.score(users, pos_items, b) for b in names + [fused]}
@@ -323,13 +354,15 @@ class REARMObjective(BPRObjective):
         self.temperature = float(temperature)
 
     def __call__(self, model: Recommender, data: HeteroData, users: Tensor,
-                 pos_items: Tensor) -> Dict[str, Tensor]:
+                 pos_items: Tensor,
+                 negatives: Optional[Dict[str, Tensor]] = None
+                 ) -> Dict[str, Tensor]:
         out = model(data)
         if 'user_channels' not in out.extras:
             raise ValueError(f"{self.__class__.__name__} needs a model that "
                              f"returns extras['user_channels'] / "
                              f"['item_channels'] (e.g. BRMRS)")
-        neg_items = self.sampler(users)
+        neg_items = (negatives or self.draw(users))['negatives']
         num_mod = len(out.branches) - 1
         uu = torch.unique(users)
         ii = torch.unique(torch.cat([pos_items, neg_items]))

@@ -15,7 +15,7 @@ finding the count with one :func:`torch.searchsorted` over the keys
 vectorised operations, whatever the user's degree.
 """
 from dataclasses import dataclass
-from typing import Dict, Mapping, Optional
+from typing import Dict, Mapping, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -299,11 +299,41 @@ class CrossModalHardNegativeSampler:
         return torch.bmm(q.view(*candidates.shape, -1), u).squeeze(-1)
 
     @torch.no_grad()
+    def draw(self, users: Tensor,
+             generator: Optional[torch.Generator] = None
+             ) -> Tuple[Tensor, Tensor]:
+        r"""The random part of :meth:`__call__` alone: the candidate pools
+        ``[B, C]`` and the independent uniform negatives ``[B]`` (global
+        item ids), drawn exactly as :meth:`__call__` draws them, *e.g.* to
+        put them into a mini-batch subgraph before the embeddings exist."""
+        users = users.to(self.uniform.device).long()
+        candidates = self.uniform.sample(users, self.num_candidates,
+                                         generator)
+        uniform = self.uniform.sample(users, None, generator)
+        return candidates, uniform
+
+    @torch.no_grad()
     def __call__(self, users: Tensor, user_emb: Mapping[str, Tensor],
                  item_emb: Mapping[str, Tensor],
-                 generator: Optional[torch.Generator] = None
-                 ) -> HardNegatives:
+                 generator: Optional[torch.Generator] = None,
+                 candidates: Optional[Tensor] = None,
+                 uniform: Optional[Tensor] = None) -> HardNegatives:
+        r"""Draws (or takes) the pools and picks the hard negatives.
+
+        With :obj:`candidates` ``[B, C]`` and :obj:`uniform` ``[B]`` given
+        (*e.g.* from :meth:`draw`, mapped to the rows of a mini-batch
+        subgraph), nothing is drawn: :obj:`users` and the given ids index
+        the rows of :obj:`user_emb` / :obj:`item_emb`, whatever their
+        size."""
         names = [m for m in user_emb if m != self.reference]
+        given = candidates is not None or uniform is not None
+        if given and (candidates is None or uniform is None or
+                      candidates.dim() != 2 or
+                      candidates.size(0) != users.numel() or
+                      tuple(uniform.shape) != (users.numel(), )):
+            raise ValueError(f"'candidates' [B, C] and 'uniform' [B] must be "
+                             f"given together, with B = {users.numel()} "
+                             f"users")
         if set(user_emb) != set(item_emb):
             raise ValueError(f"'user_emb' and 'item_emb' must have the same "
                              f"keys (got {sorted(user_emb)} and "
@@ -318,15 +348,17 @@ class CrossModalHardNegativeSampler:
                              f"'{self.reference}' in the embeddings (got "
                              f"{sorted(user_emb)})")
         for m in user_emb:
-            if item_emb[m].size(0) != self.num_items:
+            if not given and item_emb[m].size(0) != self.num_items:
                 raise ValueError(f"'item_emb[{m!r}]' must have "
                                  f"{self.num_items} rows (got "
                                  f"{item_emb[m].size(0)})")
 
-        users = users.to(self.uniform.device).long()
-        candidates = self.uniform.sample(users, self.num_candidates,
-                                         generator)
-        uniform = self.uniform.sample(users, None, generator)
+        if given:
+            users = users.long()
+            candidates, uniform = candidates.long(), uniform.long()
+        else:
+            candidates, uniform = self.draw(users, generator)
+            users = users.to(self.uniform.device).long()
         scores = {
             m: self.candidate_scores(users, candidates, user_emb[m],
                                      item_emb[m])

@@ -34,6 +34,12 @@ from torch_geometric.data import HeteroData
 from pyg_brmrs import runs
 from pyg_brmrs.data.schema import RATES, Schema, canonical, num_items
 from pyg_brmrs.evaluation import RankingEvaluator
+from pyg_brmrs.loader import (
+    PairNeighborLoader,
+    check_num_neighbors,
+    flatten_draws,
+    unflatten_draws,
+)
 from pyg_brmrs.nn.base import Recommender
 from pyg_brmrs.objectives import Objective
 from pyg_brmrs.utils.atomic import write_json
@@ -59,6 +65,12 @@ CHECKPOINT_VERSION = 2
 #: 512 MB of float32): no effect up to ``eval_batch_size`` x 32,768 items,
 #: a bounded memory for million-item catalogues.
 EVAL_MAX_SCORES = 1 << 27
+
+#: :obj:`TrainConfig.batching` values.
+BATCHING = ('full', 'neighbor')
+
+#: The fan-out per hop of :obj:`TrainConfig(batching="neighbor")`.
+DEFAULT_NUM_NEIGHBORS = (10, 10)
 
 
 def _check_number(name: str, value: Any, minimum: float,
@@ -127,6 +139,21 @@ class TrainConfig:
             :obj:`False`: never. :obj:`batch_size` is then per process, so
             one step trains on ``world_size * batch_size`` pairs.
             (default: :obj:`None`)
+        batching (str): :obj:`"full"`: every step runs the model on the whole
+            graph; :obj:`"neighbor"`: every step runs it on the subgraph of
+            its pairs sampled by PyG's
+            :class:`~torch_geometric.loader.LinkNeighborLoader`
+            (:class:`~pyg_brmrs.loader.PairNeighborLoader`: the pairs are
+            the seed edges, the objective's negatives and CHNS pools extra
+            item seeds), so memory follows the batch, not the graph.
+            Evaluation stays full-graph (chunked). Needs pyg-lib or
+            torch-sparse (``pip install "pyg-brmrs[sparse]"``); one process
+            only. (default: :obj:`"full"`)
+        num_neighbors (Sequence[int], optional): With
+            :obj:`batching="neighbor"`, the fan-out per hop (every edge
+            type; :obj:`-1`: all neighbours). Use as many hops as the model
+            propagates (*e.g.* :math:`L`, or :math:`L + 1` to include
+            BR-MRS's kNN layer). (default: :obj:`None`, ``[10, 10]``)
     """
     epochs: int = 1000
     batch_size: int = 2048
@@ -148,6 +175,8 @@ class TrainConfig:
     max_time: Optional[float] = None
     num_threads: Optional[int] = None
     distributed: Optional[bool] = None
+    batching: str = 'full'
+    num_neighbors: Optional[Sequence[int]] = None
 
     def __post_init__(self):
         for name in ('epochs', 'batch_size', 'patience', 'eval_every',
@@ -172,6 +201,20 @@ class TrainConfig:
         if self.resume and self.overwrite:
             raise ValueError("TrainConfig.resume and TrainConfig.overwrite "
                              "exclude each other")
+        if self.batching not in BATCHING:
+            raise ValueError(f"TrainConfig.batching must be one of "
+                             f"{list(BATCHING)} (got {self.batching!r})")
+        if self.num_neighbors is not None and self.batching != 'neighbor':
+            raise ValueError("TrainConfig.num_neighbors is the fan-out of "
+                             "batching='neighbor' (got batching="
+                             f"{self.batching!r})")
+        if self.num_neighbors is not None:
+            self.num_neighbors = check_num_neighbors(
+                list(self.num_neighbors) if isinstance(
+                    self.num_neighbors, (list, tuple)) else
+                self.num_neighbors, 'TrainConfig.num_neighbors')
+        elif self.batching == 'neighbor':
+            self.num_neighbors = list(DEFAULT_NUM_NEIGHBORS)
         self.seed = int(self.seed)
         self.lr, self.weight_decay = float(self.lr), float(self.weight_decay)
         self.ks = tuple(int(k) for k in self.ks)
@@ -183,6 +226,11 @@ class TrainConfig:
     def to_dict(self) -> Dict[str, Any]:
         out = asdict(self)
         out['ks'] = list(self.ks)
+        if self.batching == 'full' and self.num_neighbors is None:
+            # as before the option existed: same manifests, same hashes
+            del out['batching'], out['num_neighbors']
+        else:
+            out['num_neighbors'] = list(self.num_neighbors or [])
         return out
 
 
@@ -368,6 +416,15 @@ class Trainer:
             self.objective.generator = self.sample_generator
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr,
                                           weight_decay=cfg.weight_decay)
+        self.neighbor_loader: Optional[PairNeighborLoader] = None
+        if cfg.batching == 'neighbor':
+            if self.dist.enabled:
+                raise ValueError("TrainConfig(batching='neighbor') trains in "
+                                 "one process; it is not supported with "
+                                 "distributed training yet")
+            # sampled on the CPU from the caller's tensors (no copy there)
+            self.neighbor_loader = PairNeighborLoader(data,
+                                                      cfg.num_neighbors)
 
         store = self.data[RATES]
         self.valid_evaluator = self._evaluator(store.val_edge_index, None)
@@ -421,6 +478,9 @@ class Trainer:
         if self.sample_generator is not None:
             self.sample_generator.manual_seed(
                 rank_seed(cfg.seed, self.epoch, rank))
+        if self.neighbor_loader is not None:
+            # PyG's neighbour samplers draw from torch's global generator
+            torch.manual_seed(rank_seed(cfg.seed, self.epoch, (1 << 20) + rank))
         sums: Dict[str, float] = {}
         iterator = batches
         if cfg.progress and is_writer():
@@ -434,7 +494,11 @@ class Trainer:
                 if idx.numel() == 0:  # a zero-weighted stand-in pair
                     idx = step[:1]
             users, pos = edge_index[0, idx], edge_index[1, idx]
-            terms = self.objective(self.train_model, self.data, users, pos)
+            if self.neighbor_loader is not None:
+                terms = self._neighbor_step(idx, users)
+            else:
+                terms = self.objective(self.train_model, self.data, users,
+                                       pos)
             loss = terms['loss'] if scale == 1.0 else terms['loss'] * scale
             if not torch.isfinite(loss):
                 shown = ', '.join(f'{k}={float(v.detach()):.4g}'
@@ -461,6 +525,17 @@ class Trainer:
         warn_renamed('val_evaluator', 'valid_evaluator', "'Trainer'",
                      what='attribute')
         return self.valid_evaluator
+
+    def _neighbor_step(self, idx, users) -> Dict[str, Any]:
+        r"""One step on the sampled subgraph of the pairs :obj:`idx`: the
+        objective's random items are drawn first (global ids), put into the
+        batch's item seeds, and the step runs on local ids."""
+        draws = self.objective.draw(users)
+        flat, layout = flatten_draws(draws)
+        batch = self.neighbor_loader(idx, flat).to(self.device)
+        negatives = unflatten_draws(batch.items, layout)
+        return self.objective(self.train_model, batch.data, batch.users,
+                              batch.pos_items, negatives=negatives)
 
     @torch.no_grad()
     def evaluate(self, split: str = 'valid') -> Dict[str, float]:

@@ -254,8 +254,7 @@ class Schema:
                       {attr: feature_key(m)
                        for m, attr in self.features.items()},
                       self.item_type)
-        object.__setattr__(out, _CANONICAL_MARK, True)
-        return out
+        return mark_canonical(out)
 
     def rename(self, data: HeteroData) -> HeteroData:
         r"""The opposite of :meth:`canonical`: a view of canonical-named
@@ -341,6 +340,14 @@ def resolve_schema(schema: Optional[Schema]) -> Schema:
         raise TypeError(f"'schema' must be a pyg_brmrs.data.Schema or None "
                         f"(got {type(schema).__name__})")
     return schema
+
+
+def mark_canonical(data: HeteroData) -> HeteroData:
+    r"""Declares :obj:`data` to be in the canonical names, so that
+    :meth:`Schema.canonical` returns it unchanged (*e.g.* a mini-batch
+    sampled from a canonical view). Returns :obj:`data`."""
+    object.__setattr__(data, _CANONICAL_MARK, True)
+    return data
 
 
 def canonical(data: HeteroData, schema: Optional[Schema] = None
