@@ -15,7 +15,6 @@ from pyg_brmrs.loader import (
     sampling_backend,
     unflatten_draws,
 )
-from pyg_brmrs.nn import LightGCN
 from pyg_brmrs.objectives import BPRObjective, BRMRSObjective
 from pyg_brmrs.training import TrainConfig, Trainer
 

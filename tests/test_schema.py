@@ -7,7 +7,7 @@ import torch
 from pyg_brmrs import recipes
 from pyg_brmrs.data import Schema, make_synthetic, from_interactions
 from pyg_brmrs.evaluation import RankingEvaluator
-from pyg_brmrs.nn import BRMRS, LightGCN
+from pyg_brmrs.nn import BRMRS, LightGCNRecommender
 from pyg_brmrs.transforms import HomogeneousKNNGraph
 from pyg_brmrs.training import TrainConfig, Trainer
 
@@ -87,9 +87,9 @@ def test_movielens_names_same_numbers(data):
 def test_model_remembers_schema(data):
     ml = movielens_like(data)
     torch.manual_seed(0)
-    a = LightGCN.from_data(data, embedding_dim=8)
+    a = LightGCNRecommender.from_data(data, embedding_dim=8)
     torch.manual_seed(0)
-    b = LightGCN.from_data(ml, schema=ML, embedding_dim=8)
+    b = LightGCNRecommender.from_data(ml, schema=ML, embedding_dim=8)
     assert b.schema == ML
     assert torch.equal(a(data).user_emb, b(ml).user_emb)
 
@@ -119,7 +119,7 @@ def test_missing_names_are_named(data, schema, culprit):
     ml = movielens_like(data)
     for call in (lambda: BRMRS.from_data(ml, schema=schema),
                  lambda: HomogeneousKNNGraph(schema=schema)(ml),
-                 lambda: RankingEvaluator.from_data(ml, 'val', schema=schema)):
+                 lambda: RankingEvaluator.from_data(ml, 'valid', schema=schema)):
         with pytest.raises(ValueError, match=None) as info:
             call()
         assert culprit in str(info.value)
@@ -134,7 +134,7 @@ def test_bad_schema_arguments():
     with pytest.raises(ValueError, match='several modalities'):
         Schema(features={'a': 'x', 'b': 'x'})
     with pytest.raises(TypeError, match="'schema'"):
-        LightGCN.from_data(make_synthetic(10, 10, seed=0), schema='movie')
+        LightGCNRecommender.from_data(make_synthetic(10, 10, seed=0), schema='movie')
 
 
 def test_default_names_hint_at_schema(data):

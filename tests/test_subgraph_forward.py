@@ -8,18 +8,19 @@ import torch
 from torch_geometric.utils import k_hop_subgraph
 
 from pyg_brmrs.data import make_synthetic
-from pyg_brmrs.nn import BPRMF, BRMRS, FREEDOM, VBPR, LightGCN
+from pyg_brmrs.nn import BPRMF, BRMRS, FREEDOM, VBPR, LightGCNRecommender
 from pyg_brmrs.transforms import HomogeneousKNNGraph
 
 ATOL = 1e-5
 
 MODELS = [
     (BPRMF, {}),
-    (LightGCN, {}),
-    (LightGCN, {'backend': 'pyg', 'num_layers': 3}),
+    (LightGCNRecommender, {}),
+    (LightGCNRecommender, {'backend': 'pyg', 'num_layers': 3}),
     (VBPR, {}),
     (FREEDOM, {}),
-    (FREEDOM, {'finetune_features': False, 'num_layers': 2, 'knn_k': 4}),
+    (FREEDOM, {'finetune_features': False, 'num_item_layers': 2,
+               'knn_k': 4}),
     (BRMRS, {}),  # the paper's model
     (BRMRS, {'id_mode': 'concat', 'user_mode': 'profile',
              'fusion': 'concat'}),  # the tuned variant
@@ -111,12 +112,12 @@ def test_full_neighbourhood_batch(data, param):
     full = model(data)
     layers = {'BPRMF': 0, 'VBPR': 0}.get(cls.__name__, None)
     if layers is None:
-        layers = model.num_ui_layers if cls is FREEDOM else model.num_layers
+        layers = model.num_layers
     knn = 0
     if cls is BRMRS:
         knn = max(model.num_item_layers, model.num_user_layers)
     elif cls is FREEDOM:
-        knn = model.num_layers
+        knn = model.num_item_layers
     seed_users, seed_items = torch.tensor([3, 17]), torch.tensor([5, 31])
     users, items = closure(data, seed_users, seed_items, layers, knn,
                            getattr(model, 'user_mode', '') == 'profile',
@@ -156,7 +157,7 @@ def test_subgraph_gradients_and_regularisation(data, param):
 
 @pytest.mark.bad_input
 def test_subgraph_errors(data):
-    model = LightGCN(data['user'].num_nodes, data['item'].num_nodes,
+    model = LightGCNRecommender(data['user'].num_nodes, data['item'].num_nodes,
                      embedding_dim=4)
     sub = batch(data, torch.arange(5), torch.arange(6))
     with pytest.raises(ValueError, match='set_graph'):

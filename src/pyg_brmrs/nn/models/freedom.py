@@ -405,15 +405,15 @@ class FREEDOM(Recommender):
                           self.knn_edge_weight, relabel_nodes=True,
                           num_nodes=self.num_items)
         h = self.item_embedding(item_n_id)
-        if self.num_layers > 0:
+        if self.num_item_layers > 0:
             ii_op = CSRAdjacency(ei, ew, (num, num))
-            for _ in range(self.num_layers):
+            for _ in range(self.num_item_layers):
                 h = ii_op.matmul(h)
         ui_op = subgraph_ui_operator(data[RATES].edge_index, user_deg,
                                      item_deg)
         x = torch.cat([self.user_embedding(user_n_id),
                        self.item_embedding(item_n_id)])
-        out = operator_layer_mean(ui_op, x, self.num_ui_layers)
+        out = operator_layer_mean(ui_op, x, self.num_layers)
         if self.finetune_features:
             feats = {m: self.item_features[m][item_n_id]
                      for m in self.modalities}
