@@ -183,6 +183,11 @@ class Schema:
                                  f"to the attributes {dup}")
             object.__setattr__(self, 'features', dict(sorted(feats.items())))
 
+    def __hash__(self) -> int:
+        return hash((self.user_type, self.item_type, self.edge_type,
+                     None if self.features is None else
+                     tuple(self.features.items())))
+
     # ------------------------------------------------------------------
     @property
     def item_sim(self) -> Tuple[str, str, str]:
