@@ -233,6 +233,15 @@ def _ks(text: str) -> List[int]:
     return ks
 
 
+def _fanouts(text: str) -> List[int]:
+    values = _cast(text, lambda t: [int(v) for v in t.split(',')],
+                   'a comma-separated list of fan-outs such as 10,10')
+    if any(v < 1 and v != -1 for v in values):
+        raise argparse.ArgumentTypeError(f"fan-outs must be >= 1 or -1 (all "
+                                         f"neighbours) (got {text})")
+    return values
+
+
 # ----------------------------------------------------------------------
 # The parser
 def _data_options(parser: argparse.ArgumentParser,
@@ -285,18 +294,6 @@ def _model_options(parser: argparse.ArgumentParser,
                        help='start from the recommended settings for this '
                        'dataset (recipes.DATASET_DEFAULTS; --param '
                        'overrides them)')
-
-
-def _fanouts(text: str) -> List[int]:
-    try:
-        values = [int(k) for k in text.split(',')]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a comma-separated "
-                                         f"list of fan-outs such as 10,10")
-    if any(v < 1 and v != -1 for v in values):
-        raise argparse.ArgumentTypeError(f"fan-outs must be >= 1 or -1 (all "
-                                         f"neighbours) (got {text})")
-    return values
 
 
 def _training_options(parser: argparse.ArgumentParser) -> None:
