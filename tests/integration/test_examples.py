@@ -6,7 +6,7 @@ import pytest
 
 from pyg_brmrs.data import make_synthetic, write_mmrec
 
-EXAMPLES = Path(__file__).resolve().parents[1] / 'examples'
+EXAMPLES = Path(__file__).resolve().parents[2] / 'examples'
 SCRIPTS = ['quickstart', 'amazon_baby', 'amazon_sports', 'amazon_clothing',
            'custom_dataset', 'ablation']
 

@@ -8,7 +8,7 @@ import pytest
 
 import pyg_brmrs
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = Path(pyg_brmrs.__file__).resolve().parent
 
 

@@ -20,7 +20,7 @@ import pyg_brmrs.data
 import pyg_brmrs.training
 from pyg_brmrs.data import make_synthetic
 
-README = Path(__file__).resolve().parents[1] / 'README.md'
+README = Path(__file__).resolve().parents[2] / 'README.md'
 
 
 def python_blocks(text):

@@ -10,7 +10,7 @@ from pyg_brmrs.data import ITEM_SIM, RATES, USER_SIM
 from pyg_brmrs.transforms import HomogeneousKNNGraph, _combined
 from pyg_brmrs.transforms import similarity as _similarity
 
-from test_transforms_knn_graph import as_dict, assert_same, make_data
+from test_homogeneous_knn_graph import as_dict, assert_same, make_data
 
 
 def reference_combined(data, node, k, alpha, betas, jaccard, norm, loop):

@@ -17,7 +17,7 @@ from pyg_brmrs.transforms._ann import (
 )
 from pyg_brmrs.transforms.similarity import cosine_topk
 
-from test_transforms_knn_graph import as_dict, assert_same, make_data
+from test_homogeneous_knn_graph import as_dict, assert_same, make_data
 
 try:
     import faiss  # noqa: F401
