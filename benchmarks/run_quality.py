@@ -79,10 +79,10 @@ def train_one(model_name, data, params, seed, args, out_dir):
     out['history'] = [{
         'epoch': h['epoch'],
         'loss': round(h['loss'], 5),
-        **({'val_recall@20': round(h['val']['recall@20'], 5),
-            'val_ndcg@20': round(h['val']['ndcg@20'], 5)}
-           if 'val' in h else {})
-    } for h in out['history']]
+        **({'val_recall@20': round(v['recall@20'], 5),
+            'val_ndcg@20': round(v['ndcg@20'], 5)}
+           if v is not None else {})
+    } for h in out['history'] for v in [h.get('valid', h.get('val'))]]
     out['params'] = {**params, **train_kw}
     out['model_name'] = model_name
     out['wall_time'] = time.time() - start

@@ -229,7 +229,7 @@ def test_plot_training_curves(tmp_path):
     pytest.importorskip('matplotlib')
     from pyg_brmrs.plotting import plot_training_curves
     history = [{'epoch': e, 'loss': 0.7 / (e + 1),
-                **({'val': {'recall@20': 0.01 * e, 'ndcg@20': 0.005 * e}}
+                **({'valid': {'recall@20': 0.01 * e, 'ndcg@20': 0.005 * e}}
                    if e % 2 == 0 else {})} for e in range(10)]
     path = plot_training_curves(history, tmp_path / 'curves.png')
     assert path.is_file() and path.stat().st_size > 1000
@@ -250,6 +250,15 @@ def test_plot_training_curves(tmp_path):
     with pytest.raises(ValueError, match='recall@50'):
         plot_training_curves([{'epoch': 0, 'val': {'recall@20': 0.1}}],
                              tmp_path / 'c3.png', metric='recall@50')
+
+
+def test_valid_record_reads_both_spellings():
+    from pyg_brmrs.plotting import valid_record
+    new, old = {'recall@20': 0.2}, {'recall@20': 0.1}
+    assert valid_record({'epoch': 0, 'valid': new}) is new
+    assert valid_record({'epoch': 0, 'val': old}) is old  # older histories
+    assert valid_record({'epoch': 0, 'valid': new, 'val': old}) is new
+    assert valid_record({'epoch': 0, 'loss': 1.0}) is None
 
 
 def test_plotting_without_matplotlib(monkeypatch, tmp_path):

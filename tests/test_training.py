@@ -79,6 +79,9 @@ def test_early_stopping_and_best_epoch(small):
     assert res.best_epoch == 0
     assert res.epochs_run == 4
     assert 'test' in res.history[0] and 'test' not in res.history[1]
+    # Every evaluated epoch records its validation metrics under 'valid':
+    assert all(h['valid'] == res.history[0]['valid'] for h in res.history)
+    assert not any('val' in h for h in res.history)
 
 
 def test_training_beats_the_untrained_model(small):

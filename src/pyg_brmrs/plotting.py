@@ -157,6 +157,12 @@ def _load_history(history: Any):
     return list(history), best_epoch
 
 
+def valid_record(record: Mapping[str, Any]) -> Optional[Mapping]:
+    r"""The validation metrics of one history record: ``'valid'``, or
+    ``'val'`` in histories written before that key was renamed."""
+    return record.get('valid', record.get('val'))
+
+
 def plot_training_curves(
     history: Union[Sequence[Mapping[str, Any]], Mapping[str, Any], PathLike],
     path: PathLike,
@@ -171,15 +177,17 @@ def plot_training_curves(
 
             .. code-block:: python
 
-                [{'epoch': 0, 'loss': 0.69, 'val': {'recall@20': 0.01, ...}},
+                [{'epoch': 0, 'loss': 0.69, 'valid': {'recall@20': 0.01, ...}},
                  {'epoch': 1, 'loss': 0.52},            # no evaluation
-                 {'epoch': 2, 'loss': 0.41, 'val': {'recall@20': 0.05}}, ...]
+                 {'epoch': 2, 'loss': 0.41, 'valid': {'recall@20': 0.05}}, ...]
 
-            (``'loss'`` and ``'val'`` may be missing or :obj:`None` in epochs
-            without them), or a results dict / results-JSON path holding that
+            (``'loss'`` and ``'valid'`` may be missing or :obj:`None` in
+            epochs without them; histories written before the key was
+            renamed say ``'val'``, which is read the same way), or a
+            results dict / results-JSON path holding that
             list under ``'history'`` (its ``'best_epoch'``, if any, is marked).
         path (str or Path): The PNG file to write.
-        metric (str, optional): The key in ``'val'`` to plot. (default:
+        metric (str, optional): The key in ``'valid'`` to plot. (default:
             :obj:`'recall@20'`)
         title (str, optional): Figure title.
 
@@ -192,9 +200,9 @@ def plot_training_curves(
         return isinstance(value, (int, float)) and math.isfinite(value)
 
     loss = [(r['epoch'], r['loss']) for r in rows if finite(r.get('loss'))]
-    val = [(r['epoch'], r['val'][metric]) for r in rows
-           if isinstance(r.get('val'), Mapping) and finite(
-               r['val'].get(metric))]
+    val = [(r['epoch'], v[metric]) for r in rows
+           for v in [valid_record(r)]
+           if isinstance(v, Mapping) and finite(v.get(metric))]
     if not loss and not val:
         raise ValueError(f"'history' has neither a 'loss' nor a validation "
                          f"'{metric}' value to plot")

@@ -656,7 +656,7 @@ class Trainer:
                     self.epoch + 1 == cfg.epochs:
                 valid = self.evaluate('valid')
                 value = valid[cfg.valid_metric]
-                record['val'] = valid
+                record['valid'] = valid
                 if value > self.best_value:
                     self.best_value = value
                     self.best_epoch = self.epoch
@@ -717,11 +717,11 @@ class Trainer:
         parts = [f"epoch {record['epoch']:4d}"]
         parts += [
             f'{k} {v:.4f}' for k, v in record.items()
-            if k not in ('epoch', 'val', 'test') and isinstance(v, float)
+            if k not in ('epoch', 'valid', 'test') and isinstance(v, float)
         ]
-        if 'val' in record:
-            parts.append('val ' + ' '.join(
-                f'{k} {v:.4f}' for k, v in record['val'].items()
+        if 'valid' in record:
+            parts.append('valid ' + ' '.join(
+                f'{k} {v:.4f}' for k, v in record['valid'].items()
                 if k.startswith(('recall', 'ndcg'))))
         return ' | '.join(parts)
 
