@@ -365,6 +365,22 @@ def _common_options(parser: argparse.ArgumentParser) -> None:
                         help='show the traceback of errors')
 
 
+def _subsets_options(group, help: str) -> None:
+    group.add_argument('--subsets', action='store_true', help=help)
+    group.add_argument('--subsets-k', type=_positive_int, default=20,
+                       metavar='K', help='cutoff of --subsets (default: 20)')
+
+
+def _command(sub, name: str, func, help: str, description: str,
+             example: str, **defaults: Any) -> argparse.ArgumentParser:
+    r"""Adds the sub-command :obj:`name`, run by :obj:`func` (argparse
+    reflows :obj:`description`, so it may be an indented block)."""
+    parser = sub.add_parser(name, help=help, description=description,
+                            epilog=f'example: {PROG} {name} {example}')
+    parser.set_defaults(func=func, **defaults)
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG, description=DESCRIPTION, epilog=epilog(),
@@ -373,41 +389,36 @@ def build_parser() -> argparse.ArgumentParser:
                         version=f'{PROG} {__version__}')
     sub = parser.add_subparsers(dest='command', metavar='COMMAND')
 
-    train = sub.add_parser(
-        'train', help='train one model and report test metrics at the best '
-        'validation epoch',
-        description='Trains one recipe with early stopping on validation '
-        'Recall@20 and reports the test metrics at the best validation '
-        'epoch. Writes results.json (config, history, metrics, the run '
-        'record that `evaluate --run-dir` needs) and the checkpoints best.pt '
-        'and last.pt to --output-dir.',
-        epilog='example: pyg-brmrs train --model brmrs --synthetic '
-        '--epochs 50 --subsets --plots')
+    train = _command(
+        sub, 'train', cmd_train, 'train one model and report test metrics '
+        'at the best validation epoch', """
+        Trains one recipe with early stopping on validation Recall@20 and
+        reports the test metrics at the best validation epoch. Writes
+        results.json (config, history, metrics, the run record that
+        `evaluate --run-dir` needs) and the checkpoints best.pt and last.pt
+        to --output-dir.""",
+        '--model brmrs --synthetic --epochs 50 --subsets --plots')
     _model_options(train)
     _data_options(train)
     _training_options(train)
     group = train.add_argument_group('analysis')
-    group.add_argument('--subsets', action='store_true',
-                       help='also compute the synergy / unique / degradation '
-                       'subsets of the test pairs for the best model (models '
-                       'with unimodal branches) and store them in '
-                       'results.json under "subsets"')
-    group.add_argument('--subsets-k', type=_positive_int, default=20,
-                       metavar='K', help='cutoff of --subsets (default: 20)')
+    _subsets_options(group, 'also compute the synergy / unique / degradation '
+                     'subsets of the test pairs for the best model (models '
+                     'with unimodal branches) and store them in '
+                     'results.json under "subsets"')
     group.add_argument('--plots', action='store_true',
                        help='write curves.png (and subsets.png with '
                        '--subsets) to the output folder; needs matplotlib')
     _common_options(train)
-    train.set_defaults(func=cmd_train)
 
-    ev = sub.add_parser(
-        'evaluate', help='validation and test metrics of a checkpoint',
-        description='Rebuilds the model of a checkpoint and prints its '
-        'validation and test metrics. With --run-dir (or a checkpoint next '
-        'to a results.json written by `train`/`grid`) nothing else is '
-        'needed; otherwise give --model, --param and the data options.',
-        epilog='example: pyg-brmrs evaluate --run-dir runs/baby-brmrs '
-        '--subsets')
+    ev = _command(
+        sub, 'evaluate', cmd_evaluate,
+        'validation and test metrics of a checkpoint', """
+        Rebuilds the model of a checkpoint and prints its validation and
+        test metrics. With --run-dir (or a checkpoint next to a results.json
+        written by `train`/`grid`) nothing else is needed; otherwise give
+        --model, --param and the data options.""",
+        '--run-dir runs/baby-brmrs --subsets')
     group = ev.add_argument_group('checkpoint')
     group.add_argument('--run-dir', metavar='DIR',
                        help='a folder written by `train` (uses DIR/best.pt '
@@ -418,26 +429,23 @@ def build_parser() -> argparse.ArgumentParser:
                        'up in --run-dir')
     group.add_argument('--device', default=None,
                        help='override the run\'s device')
-    group.add_argument('--subsets', action='store_true',
-                       help='also print the synergy subsets of the test '
-                       'pairs')
-    group.add_argument('--subsets-k', type=_positive_int, default=20,
-                       metavar='K', help='cutoff of --subsets (default: 20)')
+    _subsets_options(group, 'also print the synergy subsets of the test '
+                     'pairs')
     group.add_argument('--out', metavar='FILE.json',
                        help='also write the metrics as JSON')
     _model_options(ev, required=False)
     _data_options(ev, required=False)
     _common_options(ev)
-    ev.set_defaults(func=cmd_evaluate)
 
-    gr = sub.add_parser(
-        'grid', help='grid search, selected on validation only',
-        description='Trains one run per point of the Cartesian product of '
-        'the --grid values (on top of --preset/--param) and selects the '
-        'point with the best VALIDATION Recall@20 (unlike MMRec, which '
-        'picks the best test score). Writes DIR/run_<n>/ and DIR/grid.json.',
-        epilog='example: pyg-brmrs grid --model brmrs --synthetic --epochs '
-        '30 --grid theta=0.05,0.1 --grid fusion=concat,mean')
+    gr = _command(
+        sub, 'grid', cmd_grid, 'grid search, selected on validation only',
+        """
+        Trains one run per point of the Cartesian product of the --grid
+        values (on top of --preset/--param) and selects the point with the
+        best VALIDATION Recall@20 (unlike MMRec, which picks the best test
+        score). Writes DIR/run_<n>/ and DIR/grid.json.""",
+        '--model brmrs --synthetic --epochs 30 --grid theta=0.05,0.1 '
+        '--grid fusion=concat,mean')
     gr.add_argument('--grid', action='append', metavar='KEY=V1,V2,...',
                     required=True,
                     help='values of one parameter (repeatable); values are '
@@ -447,17 +455,14 @@ def build_parser() -> argparse.ArgumentParser:
     _data_options(gr)
     _training_options(gr)
     _common_options(gr)
-    gr.set_defaults(func=cmd_grid)
 
-    rp = sub.add_parser(
-        'report', help='markdown tables from results files',
-        description='Renders results.json files into a markdown results '
-        'table (rows = models, columns = R@10 R@20 N@10 N@20 per dataset; '
-        'mean ± std over seeds) or, with --ablation, an ablation table '
-        '(rows = variants, plus the U_m / U_syn / U_r subsets when '
-        'stored).',
-        epilog='example: pyg-brmrs report "runs/**/results.json" --out '
-        'table1.md')
+    rp = _command(
+        sub, 'report', cmd_report, 'markdown tables from results files', """
+        Renders results.json files into a markdown results table (rows =
+        models, columns = R@10 R@20 N@10 N@20 per dataset; mean ± std over
+        seeds) or, with --ablation, an ablation table (rows = variants, plus
+        the U_m / U_syn / U_r subsets when stored).""",
+        '"runs/**/results.json" --out table1.md', quiet=True)
     rp.add_argument('inputs', nargs='+', metavar='PATH',
                     help='results.json files, run folders (searched '
                     'recursively) or glob patterns (quote them)')
@@ -475,7 +480,6 @@ def build_parser() -> argparse.ArgumentParser:
                     help='write the table here instead of stdout')
     rp.add_argument('--debug', action='store_true',
                     help='show the traceback of errors')
-    rp.set_defaults(func=cmd_report, quiet=True)
     return parser
 
 
