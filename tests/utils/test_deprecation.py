@@ -5,6 +5,7 @@ import pytest
 from pyg_brmrs.utils.deprecation import (
     deprecated_arguments,
     renamed_arguments,
+    renamed_names,
 )
 
 
@@ -24,3 +25,15 @@ def test_renamed_argument_warns_at_the_caller_and_forwards():
     assert list(inspect.signature(function).parameters) == ['a', 'new']
     assert deprecated_arguments(function) == {'old': 'new'}
     assert deprecated_arguments(print) == {}
+
+
+def test_renamed_names_is_a_module_getattr():
+    namespace = {'New': object()}
+    getattr_ = renamed_names('pkg.mod', namespace, {'Old': 'New'})
+    with pytest.warns(DeprecationWarning,
+                      match="name 'Old' of 'pkg.mod' .* use 'New'") as rec:
+        assert getattr_('Old') is namespace['New']
+    assert rec[0].filename == __file__
+    with pytest.raises(AttributeError,
+                       match="module 'pkg.mod' has no attribute 'Nope'"):
+        getattr_('Nope')

@@ -1,5 +1,6 @@
-from pyg_brmrs.utils.deprecation import warn_renamed
+from pyg_brmrs.utils.deprecation import renamed_names
 
+from . import models
 from .base import FUSED, Recommender, RecOutput
 from .conv import MultiModalLGConv
 from .fusion import ConcatFusion, Fusion, GatedFusion, MeanFusion
@@ -14,21 +15,12 @@ __all__ = [
     'ConcatFusion',
     'MeanFusion',
     'GatedFusion',
-    'BRMRS',
-    'BPRMF',
-    'LightGCNRecommender',
-    'VBPR',
-    'FREEDOM',
+    *models.__all__,
 ]
 
-#: Former names: ``old -> new``.
-RENAMED = {'LightGCN': 'LightGCNRecommender'}
+#: Former names: ``old -> new`` (those of :mod:`pyg_brmrs.nn.models`; the
+#: package's LightGCN was renamed so as not to shadow
+#: :class:`torch_geometric.nn.LightGCN`).
+RENAMED = models.RENAMED
 
-
-def __getattr__(name: str):
-    # ``from pyg_brmrs.nn import LightGCN`` keeps working for a while; the
-    # class was renamed so as not to shadow torch_geometric.nn.LightGCN.
-    if name in RENAMED:
-        warn_renamed(name, RENAMED[name], f"'{__name__}'", what='name')
-        return globals()[RENAMED[name]]
-    raise AttributeError(f"module '{__name__}' has no attribute '{name}'")
+__getattr__ = renamed_names(__name__, globals(), RENAMED)

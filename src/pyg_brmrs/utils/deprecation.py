@@ -18,7 +18,7 @@ import warnings
 from typing import Any, Callable, Dict, Mapping, Optional, TypeVar
 
 __all__ = ['renamed_arguments', 'deprecated_arguments', 'rename_arguments',
-           'warn_renamed']
+           'renamed_names', 'warn_renamed']
 
 F = TypeVar('F', bound=Callable[..., Any])
 
@@ -73,6 +73,27 @@ def renamed_arguments(**renames: str) -> Callable[[F], F]:
         return wrapper  # type: ignore[return-value]
 
     return decorator
+
+
+def renamed_names(module: str, namespace: Mapping[str, Any],
+                  renames: Mapping[str, str]) -> Callable[[str], Any]:
+    r"""The module-level ``__getattr__`` of a module whose public names
+    were renamed (``old -> new``): an old name returns the object of the new
+    one from :obj:`namespace` (the module's :func:`globals`) with a
+    :class:`DeprecationWarning`; any other unknown name is an
+    :class:`AttributeError`.
+
+    .. code-block:: python
+
+        __getattr__ = renamed_names(__name__, globals(), {'Old': 'New'})
+    """
+    def __getattr__(name: str) -> Any:
+        if name in renames:
+            warn_renamed(name, renames[name], f"'{module}'", what='name')
+            return namespace[renames[name]]
+        raise AttributeError(f"module '{module}' has no attribute '{name}'")
+
+    return __getattr__
 
 
 def deprecated_arguments(fn: Optional[Callable]) -> Dict[str, str]:

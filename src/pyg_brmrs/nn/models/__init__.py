@@ -1,4 +1,4 @@
-from pyg_brmrs.utils.deprecation import warn_renamed
+from pyg_brmrs.utils.deprecation import renamed_names
 
 from .brmrs import BRMRS
 from .mf import BPRMF
@@ -17,9 +17,4 @@ __all__ = [
 #: Former names of the models: ``old -> new``.
 RENAMED = {'LightGCN': 'LightGCNRecommender'}
 
-
-def __getattr__(name: str):
-    if name in RENAMED:
-        warn_renamed(name, RENAMED[name], f"'{__name__}'", what='name')
-        return globals()[RENAMED[name]]
-    raise AttributeError(f"module '{__name__}' has no attribute '{name}'")
+__getattr__ = renamed_names(__name__, globals(), RENAMED)
