@@ -221,43 +221,34 @@ def synergy_subsets(
     any_uni = n_uni > 0
     only = uni & (n_uni == 1).view(-1, 1)  # [P, M]: m is the only correct one
 
-    stats = torch.stack([
-        f & ~any_uni,  # synergy
-        ~f & any_uni,  # degradation
-        f & any_uni,  # retained
-        n_uni >= 2,  # shared
-        correct.all(dim=1),  # all correct
-        ~correct.any(dim=1),  # none correct
-    ], dim=1)
+    subsets = {  # [P] membership of each pair, in SynergySubsets' names
+        'synergy': f & ~any_uni,
+        'degradation': ~f & any_uni,
+        'retained': f & any_uni,
+        'shared': n_uni >= 2,
+        'all_correct': correct.all(dim=1),
+        'none_correct': ~correct.any(dim=1),
+    }
     num_pairs = eval_edge_index.size(1)
     counts = torch.cat([
-        stats.sum(0),
+        torch.stack(list(subsets.values()), dim=1).sum(0),
         correct.sum(0),
         only.sum(0),
         (only & f.view(-1, 1)).sum(0),
     ]).tolist()  # one host transfer
     fractions = [c / num_pairs for c in counts]
-    synergy, degradation, retained, shared, all_c, none_c = fractions[:6]
-    rest = fractions[6:]
+    rest = fractions[len(subsets):]
     nb, nm = len(branches), len(unimodal)
-    hit_rate = dict(zip(branches, rest[:nb]))
-    unique = dict(zip(unimodal, rest[nb:nb + nm]))
-    unique_fused = dict(zip(unimodal, rest[nb + nm:]))
 
     return SynergySubsets(
         k=k,
         num_pairs=num_pairs,
         fused=fused,
         unimodal=unimodal,
-        hit_rate=hit_rate,
-        unique=unique,
-        unique_fused=unique_fused,
-        synergy=synergy,
-        degradation=degradation,
-        retained=retained,
-        shared=shared,
-        all_correct=all_c,
-        none_correct=none_c,
+        hit_rate=dict(zip(branches, rest[:nb])),
+        unique=dict(zip(unimodal, rest[nb:nb + nm])),
+        unique_fused=dict(zip(unimodal, rest[nb + nm:])),
+        **dict(zip(subsets, fractions)),
         correct=correct if return_correct else None,
         pairs=eval_edge_index if return_correct else None,
     )
