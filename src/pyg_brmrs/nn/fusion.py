@@ -99,7 +99,23 @@ class GatedFusion(Fusion):
         return self.num_modalities * (g.unsqueeze(-1) * stacked).sum(dim=1)
 
 
-class AttentionFusion(Fusion):
+class _HiddenFusion(Fusion):
+    r"""A fusion with learned layers of hidden size
+    :obj:`hidden_channels` (default: :obj:`in_channels`), which subclasses
+    create in :meth:`_build` and initialise in :meth:`reset_parameters`."""
+    def __init__(self, num_modalities: int, in_channels: int,
+                 hidden_channels: Optional[int] = None):
+        super().__init__(num_modalities, in_channels)
+        self.hidden_channels = (in_channels if hidden_channels is None else
+                                hidden_channels)
+        self._build(self.hidden_channels)
+        self.reset_parameters()
+
+    def _build(self, hidden: int) -> None:
+        raise NotImplementedError
+
+
+class AttentionFusion(_HiddenFusion):
     r"""Node-wise semantic attention (as in HAN),
 
     .. math::
@@ -120,13 +136,9 @@ class AttentionFusion(Fusion):
         in_channels (int): :math:`F`.
         hidden_channels (int, optional): :math:`H` (default: :math:`F`).
     """
-    def __init__(self, num_modalities: int, in_channels: int,
-                 hidden_channels: Optional[int] = None):
-        super().__init__(num_modalities, in_channels)
-        hidden = in_channels if hidden_channels is None else hidden_channels
-        self.lin = torch.nn.Linear(in_channels, hidden)
+    def _build(self, hidden: int) -> None:
+        self.lin = torch.nn.Linear(self.in_channels, hidden)
         self.att = torch.nn.Parameter(torch.empty(hidden))
-        self.reset_parameters()
 
     def reset_parameters(self):
         self.lin.reset_parameters()
@@ -140,7 +152,7 @@ class AttentionFusion(Fusion):
         return self.num_modalities * (alpha.unsqueeze(-1) * stacked).sum(1)
 
 
-class MLPFusion(Fusion):
+class MLPFusion(_HiddenFusion):
     r"""A small MLP head on the concatenated unimodal representations, with
     a residual connection to their mean,
 
@@ -161,13 +173,10 @@ class MLPFusion(Fusion):
         in_channels (int): :math:`F`.
         hidden_channels (int, optional): :math:`H` (default: :math:`F`).
     """
-    def __init__(self, num_modalities: int, in_channels: int,
-                 hidden_channels: Optional[int] = None):
-        super().__init__(num_modalities, in_channels)
-        hidden = in_channels if hidden_channels is None else hidden_channels
-        self.lin1 = torch.nn.Linear(num_modalities * in_channels, hidden)
-        self.lin2 = torch.nn.Linear(hidden, in_channels)
-        self.reset_parameters()
+    def _build(self, hidden: int) -> None:
+        self.lin1 = torch.nn.Linear(self.num_modalities * self.in_channels,
+                                    hidden)
+        self.lin2 = torch.nn.Linear(hidden, self.in_channels)
 
     def reset_parameters(self):
         self.lin1.reset_parameters()
