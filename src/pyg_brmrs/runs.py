@@ -36,6 +36,7 @@ from torch_geometric.data import HeteroData
 
 from pyg_brmrs.data.schema import ITEM, RATES, USER, feature_key, modalities
 from pyg_brmrs.utils.atomic import write_json
+from pyg_brmrs.utils.checks import check_choice
 from pyg_brmrs.utils.distributed import is_writer
 from pyg_brmrs.version import __version__
 
@@ -84,9 +85,7 @@ def write_file(folder: PathLike, name: str,
     JSON (:func:`~pyg_brmrs.utils.atomic.write_json`), and on the writer
     process only. Every JSON file of a run or grid folder is written here.
     Returns the path written (:obj:`None` on other processes)."""
-    if name not in (MANIFEST, RESULTS, GRID):
-        raise ValueError(f"'name' must be one of {[MANIFEST, RESULTS, GRID]} "
-                         f"(got {name!r})")
+    check_choice(name, 'name', [MANIFEST, RESULTS, GRID])
     if not is_writer():
         return None
     return write_json(content, Path(folder) / name)

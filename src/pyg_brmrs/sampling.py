@@ -241,9 +241,7 @@ class CrossModalHardNegativeSampler:
                  generator: Optional[torch.Generator] = None,
                  reference: str = 'fused',
                  max_gather: Optional[int] = None):
-        if not isinstance(num_candidates, int) or num_candidates < 1:
-            raise ValueError(f"'num_candidates' must be a positive int (got "
-                             f"{num_candidates!r})")
+        num_candidates = check_int(num_candidates, 'num_candidates')
         if assignment not in ASSIGNMENTS:
             raise ValueError(f"Unknown assignment '{assignment}' (choose from "
                              f"{list(ASSIGNMENTS)})")

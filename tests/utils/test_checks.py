@@ -6,6 +6,7 @@ import torch
 
 from pyg_brmrs.utils.cache import KeyedCache, tensor_key
 from pyg_brmrs.utils.checks import (
+    check_choice,
     check_edge_index,
     check_float,
     check_int,
@@ -24,6 +25,14 @@ def test_check_int():
         check_int(0, 'k')
     with pytest.raises(ValueError, match="'n' must be an int >= 0"):
         check_int(-1, 'n', 0)
+
+
+def test_check_choice():
+    assert check_choice('b', 'mode', ('a', 'b')) == 'b'
+    for bad in ('c', None, ['a']):
+        with pytest.raises(ValueError, match=r"'mode' must be one of "
+                           r"\('a', 'b'\) \(got "):
+            check_choice(bad, 'mode', ('a', 'b'))
 
 
 def test_check_float():

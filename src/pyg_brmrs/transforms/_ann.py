@@ -29,7 +29,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 import torch
 from torch import Tensor
 
-from ..utils.checks import check_int
+from ..utils.checks import check_choice, check_int
 from ._topk import row_topk
 
 KNN_MODES = ('exact', 'faiss')
@@ -81,8 +81,7 @@ def check_knn_kwargs(knn: str,
     search call), ``gpu`` (bool or :obj:`None` for automatic), ``seed``
     (of the training sample). :obj:`None` means the size-dependent default.
     """
-    if knn not in KNN_MODES:
-        raise ValueError(f"'knn' must be one of {KNN_MODES} (got {knn!r})")
+    check_choice(knn, 'knn', KNN_MODES)
     if knn_kwargs is None:
         knn_kwargs = {}
     if not isinstance(knn_kwargs, Mapping):
@@ -99,9 +98,7 @@ def check_knn_kwargs(knn: str,
                          f"{sorted(DEFAULT_KNN_KWARGS)})")
     out = dict(DEFAULT_KNN_KWARGS)
     out.update(knn_kwargs)
-    if out['index'] not in ANN_INDEXES:
-        raise ValueError(f"'knn_kwargs[\"index\"]' must be one of "
-                         f"{ANN_INDEXES} (got {out['index']!r})")
+    check_choice(out['index'], 'knn_kwargs["index"]', ANN_INDEXES)
     for key in _POSITIVE:
         value = out[key]
         if value is None:

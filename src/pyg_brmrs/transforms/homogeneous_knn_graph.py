@@ -19,7 +19,12 @@ from ..data.schema import (
     modalities,
     resolve_schema,
 )
-from ..utils.checks import check_float, check_int, check_modality_weights
+from ..utils.checks import (
+    check_choice,
+    check_float,
+    check_int,
+    check_modality_weights,
+)
 from ._ann import (
     ann_cosine_topk,
     check_knn_kwargs,
@@ -255,20 +260,13 @@ class HomogeneousKNNGraph(BaseTransform):
             modality_weights_item, 'modality_weights_item')
         self.modality_weights_user = check_modality_weights(
             modality_weights_user, 'modality_weights_user')
-        if cooccurrence not in COOCCURRENCE_MODES:
-            raise ValueError(f"'cooccurrence' must be one of "
-                             f"{COOCCURRENCE_MODES} (got {cooccurrence!r})")
-        if normalization not in NORMALIZATIONS:
-            raise ValueError(f"'normalization' must be one of "
-                             f"{NORMALIZATIONS} (got {normalization!r})")
+        check_choice(cooccurrence, 'cooccurrence', COOCCURRENCE_MODES)
+        check_choice(normalization, 'normalization', NORMALIZATIONS)
         if not isinstance(loop, bool):
             raise TypeError(f"'loop' must be a bool (got {loop!r})")
         if chunk_size is not None:
             chunk_size = check_int(chunk_size, 'chunk_size', 1)
-        if topk not in TOPK_MODES:
-            raise ValueError(f"'topk' must be one of {TOPK_MODES} (got "
-                             f"{topk!r})")
-        self.topk = topk
+        self.topk = check_choice(topk, 'topk', TOPK_MODES)
         self.knn = knn
         self.knn_params = check_knn_kwargs(knn, knn_kwargs)
         self.knn_kwargs = None if knn_kwargs is None else dict(knn_kwargs)

@@ -21,6 +21,7 @@ __all__ = [
     'can_inspect_values',
     'check_int',
     'check_float',
+    'check_choice',
     'check_edge_index',
     'check_modality_weights',
 ]
@@ -90,6 +91,19 @@ def check_float(value, name: str, minimum: float = 0.0,
     if not math.isfinite(out) or below or out > maximum:
         raise ValueError(f"'{name}' must be {what} (got {value!r})")
     return out
+
+
+def check_choice(value, name: str, choices: Sequence):
+    r"""Returns :obj:`value` if it is one of :obj:`choices` (a mode name,
+    for instance).
+
+    Raises:
+        ValueError: :obj:`value` is not one of :obj:`choices` (whatever its
+            type).
+    """
+    if value not in choices:
+        raise ValueError(f"'{name}' must be one of {choices} (got {value!r})")
+    return value
 
 
 def check_edge_index(
