@@ -8,17 +8,8 @@ from torch_geometric.data import HeteroData
 from torch_geometric.data.datapipes import functional_transform
 from torch_geometric.transforms import BaseTransform
 
-from ..data.schema import (
-    ITEM,
-    ITEM_SIM,
-    RATES,
-    USER,
-    USER_SIM,
-    Schema,
-    feature_key,
-    modalities,
-    resolve_schema,
-)
+from ..data.schema import ITEM, ITEM_SIM, RATES, USER, USER_SIM, Schema
+from ..data.schema import feature_key, modalities, resolve_schema
 from ..utils.checks import (
     check_choice,
     check_float,
