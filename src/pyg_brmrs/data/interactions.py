@@ -42,6 +42,23 @@ def _parse_reindex(reindex: Union[bool, str]) -> Tuple[bool, bool]:
                      f'{reindex!r}')
 
 
+def _dense_ids(ids: np.ndarray, count: Optional[int], reindex: bool,
+               kind: str, source: str, field: str,
+               locate: Locator) -> Tuple[np.ndarray, Optional[int], Any]:
+    r"""The ``user`` or ``item`` (:obj:`kind`) ids as dense integer ids, with
+    their count and their original ids: mapped to ``0..n-1`` with
+    :obj:`reindex` (then :obj:`count` must not be given), checked as given
+    otherwise (original ids :obj:`None`)."""
+    if not reindex:
+        return (to_int_ids(ids, source=source, field=field, locate=locate),
+                count, None)
+    if count is not None:
+        raise ValueError(f'{source}: num_{kind}s cannot be combined with '
+                         f're-indexed {kind} ids')
+    ids, raw = reindex_ids(ids, source=source, field=field, locate=locate)
+    return ids, len(raw), raw
+
+
 def build_data(
     users: Any,
     items: Any,
@@ -49,20 +66,22 @@ def build_data(
     features: Optional[Mapping[str, Any]] = None,
     *,
     num_users: Optional[int] = None,
+    num_users_reason: str = 'num_users',
     num_items: Optional[int] = None,
+    num_items_reason: str = 'num_items',
     reindex: Union[bool, str] = False,
     drop_cold_start: bool = True,
     source: str = '<arrays>',
     fields: Tuple[str, str, str] = ("argument 'users'", "argument 'items'",
                                     "argument 'split'"),
     locate: Optional[Locator] = None,
-    num_users_reason: str = 'num_users',
-    num_items_reason: str = 'num_items',
     feature_sources: Optional[Mapping[str, str]] = None,
 ) -> HeteroData:
     r"""The validating core of :func:`from_interactions`, also used by the
     file readers (which pass file-specific :obj:`source`, :obj:`fields` and
-    :obj:`locate` so that errors name the file, column and line)."""
+    :obj:`locate` so that errors name the file, column and line, and say
+    where a given :obj:`num_users` / :obj:`num_items` comes from in
+    :obj:`num_users_reason` / :obj:`num_items_reason`)."""
     locate = locate or row_locator()
     f_user, f_item, f_split = fields
     device = users.device if isinstance(users, Tensor) else None
@@ -81,27 +100,13 @@ def build_data(
         raise ValueError(f'{source}: no interactions (empty input)')
 
     re_user, re_item = _parse_reindex(reindex)
-    raw_user = raw_item = None
-    if re_user:
-        if num_users is not None:
-            raise ValueError(f'{source}: num_users cannot be combined with '
-                             f're-indexed user ids')
-        users, raw_user = reindex_ids(users, source=source, field=f_user,
-                                      locate=locate)
-        num_users = len(raw_user)
-    else:
-        users = to_int_ids(users, source=source, field=f_user, locate=locate)
+    users, num_users, raw_user = _dense_ids(
+        users, num_users, re_user, 'user', source, f_user, locate)
+    items, num_items, raw_item = _dense_ids(
+        items, num_items, re_item, 'item', source, f_item, locate)
     if re_item:
-        if num_items is not None:
-            raise ValueError(f'{source}: num_items cannot be combined with '
-                             f're-indexed item ids')
-        items, raw_item = reindex_ids(items, source=source, field=f_item,
-                                      locate=locate)
-        num_items = len(raw_item)
         num_items_reason = (f'{num_items} distinct item ids after '
                             f're-indexing')
-    else:
-        items = to_int_ids(items, source=source, field=f_item, locate=locate)
 
     check_id_bound(users, num_users, source=source, field=f_user,
                    locate=locate, what='num_users',
