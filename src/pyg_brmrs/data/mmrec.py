@@ -133,10 +133,8 @@ def read_mmrec(
             empty list to read the interactions only.
         drop_cold_start (bool, optional): See
             :func:`~pyg_brmrs.data.from_interactions`. (default: :obj:`True`)
-        schema (Schema, optional): Names the output's node, edge and
-            feature attributes (:meth:`~pyg_brmrs.data.Schema.rename` of
-            the canonical data; tensors shared). (default: :obj:`None`,
-            the canonical names)
+        schema (Schema, optional): See
+            :func:`~pyg_brmrs.data.from_interactions`. (default: :obj:`None`)
 
     Raises:
         FileNotFoundError: if :obj:`folder`, the ``.inter`` file or a
