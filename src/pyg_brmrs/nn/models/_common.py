@@ -7,14 +7,14 @@ it sums the (unsquared) Frobenius norms of the batch matrices and divides by
 the batch size. The baselines default to MMRec's form so that MMRec's
 ``reg_weight`` values mean the same here.
 """
-from typing import Dict, Mapping, Optional
+from typing import Dict, Mapping, Optional, Tuple
 
 import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from pyg_brmrs.data.schema import ITEM, USER, features, modalities
-from pyg_brmrs.nn.base import Recommender, ego_regularization
+from pyg_brmrs.nn.base import Recommender, RecOutput, ego_regularization
 from pyg_brmrs.utils.cache import KeyedCache, tensor_key
 from pyg_brmrs.utils.checks import check_edge_index, check_float
 from pyg_brmrs.utils.dropout import degree_sensitive_edge_pruning
@@ -40,6 +40,16 @@ def batch_regularization(reg_norm: str, *embeddings: Tensor) -> Tensor:
     if reg_norm == 'frobenius':
         return frobenius_regularization(*embeddings)
     return ego_regularization(*embeddings)
+
+
+def global_batch(out: Optional[RecOutput], users: Tensor, pos_items: Tensor,
+                 neg_items: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+    r"""The global ids of a BPR batch given as rows of the forward output
+    :obj:`out` (:meth:`~pyg_brmrs.nn.RecOutput.global_ids`: mapped through a
+    mini-batch subgraph's ``n_id``); unchanged without :obj:`out`."""
+    if out is None:
+        return users, pos_items, neg_items
+    return out.global_ids(users, pos_items, neg_items)
 
 
 def check_reg_norm(reg_norm: str) -> str:

@@ -13,6 +13,7 @@ from pyg_brmrs.nn.models._common import (
     batch_regularization,
     check_counts,
     check_reg_norm,
+    global_batch,
     subgraph_ui_operator,
 )
 from pyg_brmrs.utils.checks import check_int
@@ -209,9 +210,8 @@ class LightGCNRecommender(Recommender):
     def regularization(self, users: Tensor, pos_items: Tensor,
                        neg_items: Tensor,
                        out: Optional[RecOutput] = None) -> Tensor:
-        if out is not None:
-            users, pos_items, neg_items = out.global_ids(users, pos_items,
-                                                         neg_items)
+        users, pos_items, neg_items = global_batch(out, users, pos_items,
+                                                   neg_items)
         weight = self.lightgcn.embedding.weight
         return batch_regularization(self.reg_norm, weight[users],
                                     weight[self.num_users + pos_items],

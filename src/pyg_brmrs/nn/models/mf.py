@@ -10,6 +10,7 @@ from pyg_brmrs.nn.models._common import (
     batch_regularization,
     check_counts,
     check_reg_norm,
+    global_batch,
 )
 from pyg_brmrs.utils.checks import check_int
 
@@ -87,9 +88,8 @@ class BPRMF(Recommender):
     def regularization(self, users: Tensor, pos_items: Tensor,
                        neg_items: Tensor,
                        out: Optional[RecOutput] = None) -> Tensor:
-        if out is not None:
-            users, pos_items, neg_items = out.global_ids(users, pos_items,
-                                                         neg_items)
+        users, pos_items, neg_items = global_batch(out, users, pos_items,
+                                                   neg_items)
         return batch_regularization(self.reg_norm,
                                     self.user_embedding(users),
                                     self.item_embedding(pos_items),
