@@ -519,7 +519,11 @@ def build(name: str, data: HeteroData,
         raise ValueError(f"Model '{name}' needs the kNN graphs: call "
                          f"recipes.prepare('{name}', data, ...) first")
     _, model_kw, objective_kw = split_params(name, params)
-    model = recipe.model.from_data(data, schema=schema, **model_kw)
+    # A model registered by a user need not know about schemas: the
+    # keyword is only passed when names other than the defaults are used.
+    if schema is not None:
+        model_kw['schema'] = schema
+    model = recipe.model.from_data(data, **model_kw)
     objective = recipe.objective.from_data(data, generator=generator,
                                            **objective_kw)
     return model, objective
