@@ -262,3 +262,19 @@ def test_rearm_objective_total(data):
     assert terms['loss'].item() == pytest.approx(want.item(), rel=1e-9)
     assert terms['cl'].item() == pytest.approx(cl.item(), rel=1e-9)
     assert terms['orth'].item() == pytest.approx(orth.item(), rel=1e-9)
+
+
+def test_batch_scores_equal_one_score_per_call(data):
+    from pyg_brmrs.objectives import batch_scores
+    model, _ = build('brmrs_paper', data)
+    out = model(data)
+    users, pos = batch(data)
+    g = torch.Generator().manual_seed(2)
+    neg = torch.randint(0, data['item'].num_nodes, pos.shape, generator=g)
+    items = {'image': [pos, neg], 'fused': [neg, pos, neg]}
+    scores = batch_scores(out, users, items)
+    for b, lists in items.items():
+        assert len(scores[b]) == len(lists)
+        for s, i in zip(scores[b], lists):
+            assert torch.allclose(s, out.score(users, i, b), rtol=1e-12,
+                                  atol=0)

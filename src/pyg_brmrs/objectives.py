@@ -13,7 +13,7 @@ so that they can be put into a sampled subgraph; the step is then
 (users, positives and the drawn items) in the batch's local indexing, and
 every score is computed from the batch's representations.
 """
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 import torch
 import torch.nn.functional as F
@@ -30,6 +30,24 @@ from pyg_brmrs.sampling import (
 )
 
 SYN_NEGATIVES = ('uniform', 'pool')
+
+
+def batch_scores(out: RecOutput, users: Tensor,
+                 items: Dict[str, List[Tensor]]) -> Dict[str, List[Tensor]]:
+    r"""The scores :math:`s_b(u_k, i_k)` of the pairs ``(users[k],
+    items[b][j][k])`` for every branch :obj:`b` and item vector
+    ``items[b][j]`` (each of the shape of :obj:`users`), equal to
+    ``out.score(users, items[b][j], b)``: every branch's user rows and all
+    its item rows are gathered in one indexing each, so that the backward
+    pass scatters into each full table once per branch instead of once per
+    score."""
+    scores: Dict[str, List[Tensor]] = {}
+    for b, lists in items.items():
+        u = out.user[b][users]
+        q = out.item[b][torch.cat([i.reshape(-1) for i in lists])]
+        q = q.view(len(lists), *u.shape)
+        scores[b] = list((u.unsqueeze(0) * q).sum(dim=-1).unbind(0))
+    return scores
 
 
 class Objective:
@@ -248,17 +266,26 @@ class BRMRSObjective(Objective):
                             for b in keys}, **given)
         uni = self.syn_negatives(res)
         fused = out.ranking_branch
-        pos = {b: out.score(users, pos_items, b) for b in names + [fused]}
+        need_uni = self.lambda_s > 0 or self.bpr_weight > 0
+        # per branch: [positives, hard negatives?, uniform negatives?]
+        items = {b: [pos_items] for b in names + [fused]}
+        if self.lambda_h > 0:
+            for m in names:
+                items[m].append(res.negatives[m])
+        if need_uni:
+            for b in items:
+                items[b].append(uni)
+        scores = batch_scores(out, users, items)
+        pos = {b: scores[b][0] for b in items}
         terms: Dict[str, Tensor] = {}
         loss = pos[fused].new_zeros(())
         if self.lambda_h > 0:
-            terms['chns'] = self.chns_loss(
-                [pos[m] for m in names],
-                [out.score(users, res.negatives[m], m) for m in names])
+            terms['chns'] = self.chns_loss([pos[m] for m in names],
+                                           [scores[m][1] for m in names])
             loss = loss + self.lambda_h * terms['chns']
         neg_uni = None
-        if self.lambda_s > 0 or self.bpr_weight > 0:
-            neg_uni = {b: out.score(users, uni, b) for b in names + [fused]}
+        if need_uni:
+            neg_uni = {b: scores[b][-1] for b in items}
         if self.lambda_s > 0:
             terms['syn'] = self.syn_loss(pos[fused], neg_uni[fused],
                                          [pos[m] for m in names],

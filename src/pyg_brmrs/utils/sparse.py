@@ -86,6 +86,46 @@ class _CSRMatMul(torch.autograd.Function):
         return None, None, grad_x
 
 
+def _layer_mean(adj: Tensor, x: Tensor, num_layers: int,
+                last: bool) -> Tensor:
+    h, acc = x, None
+    for _ in range(num_layers):
+        h = csr_matmul(adj, h)
+        if not last:
+            acc = h + x if acc is None else acc.add_(h)
+    if last:
+        return h
+    return acc.mul_(1.0 / (num_layers + 1))
+
+
+class _CSRLayerMean(torch.autograd.Function):
+    r"""LightGCN's layer combination :math:`s \sum_{l=0}^{L}
+    \mathbf{A}^l \mathbf{X}` (or :math:`\mathbf{A}^L \mathbf{X}`) as one
+    autograd node: the forward pass accumulates the layers in place without
+    recording them, the backward pass is Horner's scheme
+    :math:`\mathbf{R} \leftarrow s\mathbf{G} + \mathbf{A}^{\top}
+    \mathbf{R}` with the cached transpose (:math:`L` products, the same
+    operations in the same order as autograd through the layers)."""
+    @staticmethod
+    def forward(ctx, x: Tensor, adj: Tensor, adj_t: Tensor, num_layers: int,
+                last: bool) -> Tensor:
+        ctx.adj_t, ctx.num_layers, ctx.last = adj_t, num_layers, last
+        return _layer_mean(adj, x, num_layers, last)
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):
+        if ctx.last:
+            r = grad_out
+            for _ in range(ctx.num_layers):
+                r = csr_matmul(ctx.adj_t, r)
+            return r, None, None, None, None
+        g = grad_out * (1.0 / (ctx.num_layers + 1))
+        r = g
+        for _ in range(ctx.num_layers):
+            r = csr_matmul(ctx.adj_t, r).add_(g)
+        return r, None, None, None, None
+
+
 class CSRAdjacency:
     r"""A fixed sparse operator :math:`\mathbf{A}` stored as CSR together
     with its transpose, so that both :math:`\mathbf{A}\mathbf{X}` and its
@@ -126,6 +166,27 @@ class CSRAdjacency:
         if torch.is_grad_enabled() and x.requires_grad:
             return _CSRMatMul.apply(adj, adj_t, x)
         return csr_matmul(adj, x)
+
+    def layer_mean(self, x: Tensor, num_layers: int,
+                   last: bool = False) -> Tensor:
+        r"""Returns :math:`\frac{1}{L+1}\sum_{l=0}^{L} \mathbf{A}^l
+        \mathbf{X}` for :math:`L` = :obj:`num_layers` (or
+        :math:`\mathbf{A}^L \mathbf{X}` with :obj:`last=True`) for a dense
+        ``[N, F]`` matrix :math:`\mathbf{X}` of a square operator, with one
+        autograd node for all layers (its backward pass costs :math:`L`
+        transposed products and keeps no layer outputs)."""
+        if self.size[0] != self.size[1]:
+            raise ValueError(f"'layer_mean' needs a square operator (got "
+                             f"size {self.size})")
+        if num_layers == 0:
+            return x
+        adj, adj_t = self.adj, self.adj_t
+        if adj.dtype != x.dtype:
+            adj, adj_t = adj.to(x.dtype), adj_t.to(x.dtype)
+        x = x.contiguous()
+        if torch.is_grad_enabled() and x.requires_grad:
+            return _CSRLayerMean.apply(x, adj, adj_t, num_layers, last)
+        return _layer_mean(adj, x, num_layers, last)
 
     def to(self, device) -> 'CSRAdjacency':
         self.adj = self.adj.to(device)
@@ -204,3 +265,177 @@ def edge_spmm(edge_index: Tensor, edge_weight: Optional[Tensor], x: Tensor,
         edge_weight = x.new_ones(edge_index.size(1))
     return _edge_spmm(edge_index, edge_weight.detach().to(x.dtype),
                       x.contiguous(), num_rows)
+
+
+def _bipartite_layer_mean(R: Tensor, R_t: Tensor, x_user: Tensor,
+                          x_item: Tensor, num_layers: int,
+                          last: bool) -> Tuple[Tensor, Tensor]:
+    h_user, h_item = x_user, x_item
+    acc_user: Optional[Tensor] = None
+    acc_item: Optional[Tensor] = None
+    for _ in range(num_layers):
+        h_user, h_item = csr_matmul(R, h_item), csr_matmul(R_t, h_user)
+        if last:
+            continue
+        if acc_user is None or acc_item is None:
+            acc_user, acc_item = h_user + x_user, h_item + x_item
+        else:
+            acc_user.add_(h_user)
+            acc_item.add_(h_item)
+    if last or acc_user is None or acc_item is None:
+        return h_user, h_item
+    scale = 1.0 / (num_layers + 1)
+    return acc_user.mul_(scale), acc_item.mul_(scale)
+
+
+class _BipartiteLayerMean(torch.autograd.Function):
+    r""":meth:`BipartiteAdjacency.layer_mean` as one autograd node. The
+    adjacency is symmetric, so the backward pass (Horner's scheme, as in
+    :class:`_CSRLayerMean`) uses the same two blocks as the forward pass."""
+    @staticmethod
+    def forward(ctx, x_user: Tensor, x_item: Tensor, R: Tensor, R_t: Tensor,
+                num_layers: int, last: bool):
+        ctx.R, ctx.R_t, ctx.num_layers, ctx.last = R, R_t, num_layers, last
+        return _bipartite_layer_mean(R, R_t, x_user, x_item, num_layers,
+                                     last)
+
+    @staticmethod
+    def backward(ctx, grad_user: Tensor, grad_item: Tensor):
+        R, R_t = ctx.R, ctx.R_t
+        grad_user, grad_item = grad_user.contiguous(), grad_item.contiguous()
+        if ctx.last:
+            r_user, r_item = grad_user, grad_item
+            for _ in range(ctx.num_layers):
+                r_user, r_item = csr_matmul(R, r_item), csr_matmul(R_t, r_user)
+        else:
+            scale = 1.0 / (ctx.num_layers + 1)
+            g_user, g_item = grad_user * scale, grad_item * scale
+            r_user, r_item = g_user, g_item
+            for _ in range(ctx.num_layers):
+                r_user, r_item = (csr_matmul(R, r_item).add_(g_user),
+                                  csr_matmul(R_t, r_user).add_(g_item))
+        return r_user, r_item, None, None, None, None
+
+
+class BipartiteAdjacency:
+    r"""The symmetric-normalised adjacency of the undirected user–item graph,
+
+    .. math::
+        \mathbf{A} = \begin{bmatrix} \mathbf{0} & \mathbf{R} \\
+        \mathbf{R}^{\top} & \mathbf{0} \end{bmatrix}, \qquad
+        R_{ui} = \frac{1}{\sqrt{\deg(u)\deg(i)}},
+
+    stored as its two CSR blocks :math:`\mathbf{R}` ``[U, I]`` and
+    :math:`\mathbf{R}^{\top}` ``[I, U]``: one LightGCN layer is
+    :math:`(\mathbf{R}\mathbf{X}_I, \mathbf{R}^{\top}\mathbf{X}_U)`, two
+    half-size products on the user and item matrices without ever
+    concatenating them (the products read a smaller matrix each and the
+    result is the same, entry for entry, as the product with the
+    ``[U + I, U + I]`` CSR matrix of
+    :class:`~pyg_brmrs.nn.MultiModalLGConv` with :obj:`normalize=True`).
+    Since :math:`\mathbf{A}` is symmetric, the backward pass uses the same
+    blocks. Duplicate edges are summed, as in :func:`to_csr`.
+
+    Args:
+        edge_index (torch.Tensor): user→item edges ``[2, E]``.
+        num_users (int): The number of users :math:`U`.
+        num_items (int): The number of items :math:`I`.
+        dtype (torch.dtype, optional): The dtype of the weights.
+            (default: :obj:`torch.float32`)
+    """
+    def __init__(self, edge_index: Tensor, num_users: int, num_items: int,
+                 dtype: torch.dtype = torch.float32):
+        user, item = edge_index[0], edge_index[1]
+        ones = torch.ones(user.numel(), dtype=dtype, device=user.device)
+        # as torch_geometric's gcn_norm: deg^-1/2 with inf -> 0
+        deg_user = torch.zeros(num_users, dtype=dtype,
+                               device=user.device).index_add_(0, user, ones)
+        deg_item = torch.zeros(num_items, dtype=dtype,
+                               device=user.device).index_add_(0, item, ones)
+        inv_user, inv_item = deg_user.pow_(-0.5), deg_item.pow_(-0.5)
+        inv_user.masked_fill_(inv_user == float('inf'), 0.0)
+        inv_item.masked_fill_(inv_item == float('inf'), 0.0)
+        weight = inv_user[user] * inv_item[item]
+        self.num_users, self.num_items = int(num_users), int(num_items)
+        self.dtype = dtype
+        # R[u, i] aggregates the items into the users, R_t the reverse
+        self.R = to_csr(edge_index.flip(0), weight,
+                        (self.num_users, self.num_items))
+        self.R_t = to_csr(edge_index, weight,
+                          (self.num_items, self.num_users))
+
+    def __deepcopy__(self, memo) -> 'BipartiteAdjacency':
+        return self  # a constant operator (see CSRAdjacency)
+
+    @property
+    def nnz(self) -> int:
+        return 2 * int(self.R.values().numel())
+
+    def matmul(self, x_user: Tensor, x_item: Tensor) -> Tuple[Tensor, Tensor]:
+        r"""One layer, :math:`(\mathbf{R}\mathbf{X}_I,
+        \mathbf{R}^{\top}\mathbf{X}_U)`."""
+        return self.layer_mean(x_user, x_item, 1, last=True)
+
+    def layer_mean(self, x_user: Tensor, x_item: Tensor, num_layers: int,
+                   last: bool = False) -> Tuple[Tensor, Tensor]:
+        r"""The user and item rows of :math:`\frac{1}{L+1}\sum_{l=0}^{L}
+        \mathbf{A}^l \mathbf{X}` (or of :math:`\mathbf{A}^L \mathbf{X}` with
+        :obj:`last=True`) for :math:`\mathbf{X} = [\mathbf{X}_U;
+        \mathbf{X}_I]`, :math:`L` = :obj:`num_layers`, with
+        :obj:`x_user` ``[U, F]`` and :obj:`x_item` ``[I, F]``; one autograd
+        node for all layers."""
+        if x_user.size(0) != self.num_users or \
+                x_item.size(0) != self.num_items:
+            raise ValueError(f"Expected {self.num_users} user rows and "
+                             f"{self.num_items} item rows (got "
+                             f"{x_user.size(0)} and {x_item.size(0)})")
+        if num_layers == 0:
+            return x_user, x_item
+        R, R_t = self.R, self.R_t
+        if R.dtype != x_user.dtype:
+            R, R_t = R.to(x_user.dtype), R_t.to(x_user.dtype)
+        x_user, x_item = x_user.contiguous(), x_item.contiguous()
+        if torch.is_grad_enabled() and (x_user.requires_grad
+                                        or x_item.requires_grad):
+            return _BipartiteLayerMean.apply(x_user, x_item, R, R_t,
+                                             num_layers, last)
+        return _bipartite_layer_mean(R, R_t, x_user, x_item, num_layers,
+                                     last)
+
+    def to(self, device) -> 'BipartiteAdjacency':
+        self.R, self.R_t = self.R.to(device), self.R_t.to(device)
+        return self
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}(num_users={self.num_users}, '
+                f'num_items={self.num_items}, nnz={self.nnz})')
+
+
+class _RowNormalize(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor, eps: float) -> Tensor:
+        norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True)
+        denom = norm.clamp_min(eps)
+        y = x / denom
+        ctx.save_for_backward(y, denom, norm > eps)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        y, denom, active = ctx.saved_tensors
+        # d(x / max(|x|, eps)) = (g - y <g, y>) / |x| where |x| > eps,
+        # g / eps elsewhere
+        dot = (grad * y).sum(dim=-1, keepdim=True).mul_(active)
+        return torch.addcmul(grad, y, dot, value=-1.0).div_(denom), None
+
+
+def normalize_rows(x: Tensor, eps: float = 1e-12) -> Tensor:
+    r""":func:`torch.nn.functional.normalize` along the last dimension
+    (:math:`\mathbf{x} / \max(\lVert \mathbf{x} \rVert_2, \epsilon)`) with a
+    hand-written backward pass, :math:`(\mathbf{g} - \mathbf{y}\langle
+    \mathbf{g}, \mathbf{y} \rangle) / \lVert \mathbf{x} \rVert_2`, that
+    makes three passes over the tensor instead of autograd's chain of
+    division, norm and clamp nodes (same gradient up to float rounding)."""
+    if torch.is_grad_enabled() and x.requires_grad:
+        return _RowNormalize.apply(x, eps)
+    return torch.nn.functional.normalize(x, dim=-1, eps=eps)

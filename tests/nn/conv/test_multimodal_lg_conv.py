@@ -306,3 +306,99 @@ def test_compiles_without_graph_breaks_and_matches_eager():
     assert explanation.graph_break_count == 0
     assert 'pyg_brmrs.edge_spmm' in str(explanation.graphs[0].code)
     torch._dynamo.reset()
+
+
+def random_bipartite(U=9, I=7, E=30, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    ei = torch.stack([torch.randint(0, U - 1, (E, ), generator=g),
+                      torch.randint(0, I - 1, (E, ), generator=g)])
+    # duplicates are summed; user U-1 and item I-1 are isolated
+    return torch.cat([ei, ei[:, :3]], dim=1)
+
+
+@pytest.mark.parametrize('num_layers', [0, 1, 3])
+@pytest.mark.parametrize('last', [False, True])
+def test_bipartite_layer_mean_matches_dense_power_series(num_layers, last):
+    from pyg_brmrs.utils import BipartiteAdjacency
+    U, I = 9, 7
+    ei = random_bipartite(U, I)
+    A = torch.zeros(U + I, U + I, dtype=torch.float64)
+    for u, i in ei.t().tolist():
+        A[u, U + i] += 1.0
+        A[U + i, u] += 1.0
+    deg = A.sum(1)
+    dinv = torch.where(deg > 0, deg.pow(-0.5), torch.zeros_like(deg))
+    A = dinv.view(-1, 1) * A * dinv.view(1, -1)
+    xu = torch.randn(U, 2, 3, dtype=torch.float64, requires_grad=True)
+    xi = torch.randn(I, 2, 3, dtype=torch.float64, requires_grad=True)
+    op = BipartiteAdjacency(ei, U, I, dtype=torch.float64)
+    ou, oi = op.layer_mean(xu.reshape(U, -1), xi.reshape(I, -1), num_layers,
+                           last=last)
+    x = torch.cat([xu, xi]).reshape(U + I, -1)
+    h, outs = x, [x]
+    for _ in range(num_layers):
+        h = A @ h
+        outs.append(h)
+    ref = outs[-1] if last else torch.stack(outs).mean(0)
+    assert torch.allclose(torch.cat([ou, oi]), ref, atol=1e-12)
+    w = torch.randn(U + I, 6, dtype=torch.float64)
+    ga = torch.autograd.grad((torch.cat([ou, oi]) * w).sum(), (xu, xi))
+    gr = torch.autograd.grad((ref * w).sum(), (xu, xi))
+    for a, b in zip(ga, gr):
+        assert torch.allclose(a, b, atol=1e-12)
+    with torch.no_grad():  # the path without autograd gives the same
+        nu, ni = op.layer_mean(xu.reshape(U, -1), xi.reshape(I, -1),
+                               num_layers, last=last)
+    assert torch.equal(nu, ou) and torch.equal(ni, oi)
+    with pytest.raises(ValueError, match='user rows'):
+        op.layer_mean(xi.reshape(I, -1), xu.reshape(U, -1), num_layers)
+
+
+def test_bipartite_and_csr_layer_mean_equal_the_layer_by_layer_path():
+    """float32: the two-block product, the fused layer mean and autograd
+    through MultiModalLGConv layer by layer give the same numbers."""
+    from pyg_brmrs.nn.conv import layer_mean
+    from pyg_brmrs.utils import BipartiteAdjacency
+    U, I, L = 40, 30, 3
+    ei = random_bipartite(U, I, E=200, seed=1)
+    homo = bipartite_to_homogeneous(ei, U)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(U + I, 2, 4, generator=g).requires_grad_()
+    w = torch.randn(U + I, 2, 4, generator=g)
+    conv = MultiModalLGConv(cached=True)
+    # reference: autograd through L calls of the conv
+    h, acc = x, None
+    for _ in range(L):
+        h = conv(h, homo)
+        acc = h + x if acc is None else acc + h
+    ref = acc * (1.0 / (L + 1))
+    (g_ref, ) = torch.autograd.grad((ref * w).sum(), x)
+    fused = layer_mean(conv, x, homo, None, L)
+    (g_fused, ) = torch.autograd.grad((fused * w).sum(), x)
+    op = BipartiteAdjacency(ei, U, I)
+    ou, oi = op.layer_mean(x[:U].reshape(U, -1), x[U:].reshape(I, -1), L)
+    blocks = torch.cat([ou, oi]).view_as(x)
+    (g_blocks, ) = torch.autograd.grad((blocks * w).sum(), x)
+    for out, grad in [(fused, g_fused), (blocks, g_blocks)]:
+        assert torch.allclose(out, ref, rtol=0, atol=1e-6)
+        assert torch.allclose(grad, g_ref, rtol=0, atol=1e-6)
+    assert torch.equal(fused, blocks) and torch.equal(g_fused, g_blocks)
+    last = layer_mean(conv, x, homo, None, L, last=True)
+    assert torch.allclose(last, h, atol=1e-6)
+
+
+def test_normalize_rows_matches_functional_normalize():
+    from pyg_brmrs.utils.sparse import normalize_rows
+    x = torch.randn(20, 3, 5, dtype=torch.float64)
+    x[0, 0] = 0.0
+    x[1, 2] = 1e-14  # below eps: divided by eps, as F.normalize does
+    x.requires_grad_()
+    w = torch.randn(20, 3, 5, dtype=torch.float64)
+    y = normalize_rows(x)
+    ref = torch.nn.functional.normalize(x, dim=-1)
+    assert torch.equal(y, ref)
+    (g, ) = torch.autograd.grad((y * w).sum(), x)
+    (g_ref, ) = torch.autograd.grad((ref * w).sum(), x)
+    assert torch.allclose(g, g_ref, rtol=1e-10, atol=1e-12)
+    assert torch.autograd.gradcheck(normalize_rows, (torch.randn(
+        4, 3, dtype=torch.float64, requires_grad=True), ))

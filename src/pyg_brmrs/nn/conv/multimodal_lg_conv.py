@@ -279,9 +279,21 @@ def layer_mean(conv: MultiModalLGConv, x: Tensor, edge_index,
     or :math:`\mathbf{A}^L \mathbf{x}` with :obj:`last=True`; :obj:`x` (any
     shape :obj:`conv` accepts, *e.g.* ``[N, d]`` or ``[N, C, d]``) for
     :math:`L = 0`. The sum is accumulated in place in one buffer (the
-    layer outputs are not kept), then scaled by :math:`1 / (L + 1)`."""
+    layer outputs are not kept), then scaled by :math:`1 / (L + 1)`. With
+    the :obj:`"csr"` backend in eager mode all layers form one autograd node
+    (:meth:`~pyg_brmrs.utils.CSRAdjacency.layer_mean`), whose backward pass
+    is Horner's scheme over the cached transpose: the same products and
+    sums as autograd through the layers, without their bookkeeping."""
     if num_layers == 0:
         return x
+    if isinstance(conv, MultiModalLGConv) and isinstance(x, Tensor) \
+            and x.dim() in (2, 3) and not is_compiling():
+        x2d = x.reshape(x.size(0), -1)
+        backend = conv._resolve_backend(edge_index, edge_weight, x2d)
+        if backend == 'csr':
+            op = conv._prepare(edge_index, edge_weight, x.size(0), backend,
+                               x2d.dtype)
+            return op.layer_mean(x2d, num_layers, last).view(x.shape)
     h, acc = x, None
     for _ in range(num_layers):
         h = conv(h, edge_index, edge_weight)

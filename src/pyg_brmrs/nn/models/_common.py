@@ -200,6 +200,16 @@ class UserItemGraph:
             return self.pruned(edge_index)
         return self.full(edge_index)
 
+    def bipartite(self, edge_index: Tensor, training: bool) -> Tensor:
+        r"""The user→item edges ``[2, K]`` of the graph that
+        :meth:`__call__` returns (the kept edges of the pruned graph, or
+        :obj:`edge_index` itself)."""
+        if training and self.edge_dropout > 0:
+            self.pruned(edge_index)
+            return self.cache.lookup('pruned')[0]
+        self.full(edge_index)  # checks the edges (once while cached)
+        return edge_index
+
     @property
     def pruned_edge_index(self) -> Optional[Tensor]:
         r"""The kept user→item edges ``[2, K]`` of the current pruned graph

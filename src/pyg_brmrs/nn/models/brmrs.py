@@ -35,7 +35,12 @@ from pyg_brmrs.nn.models._common import (
     trainable_features,
 )
 from pyg_brmrs.utils.cache import KeyedCache, tensor_key
-from pyg_brmrs.utils.sparse import CSRAdjacency
+from pyg_brmrs.utils.checks import is_compiling
+from pyg_brmrs.utils.sparse import (
+    BipartiteAdjacency,
+    CSRAdjacency,
+    normalize_rows,
+)
 
 ID_MODES = ('add', 'concat', 'none')
 USER_MODES = ('profile', 'embedding')
@@ -472,15 +477,22 @@ class BRMRS(Recommender):
     def _assemble(self, slots: List[Optional[Tensor]], dynamic: List[Tensor],
                   data: HeteroData, edge_type, num_layers: int,
                   conv: MultiModalLGConv) -> Tensor:
-        r"""Propagates the :obj:`dynamic` channels over the homogeneous
-        graph and puts them into the empty :obj:`slots` (in order), next to
-        the already propagated channels: ``[N, C, d]``."""
-        if dynamic:
-            h = self._homogeneous(torch.stack(dynamic, dim=1), data,
-                                  edge_type, num_layers, conv)
-            it = iter(h.unbind(dim=1))
-            slots = [next(it) if x is None else x for x in slots]
-        return torch.stack(slots, dim=1)
+        r"""Propagates the :obj:`dynamic` channels (``[N, d]`` tensors or
+        ``[N, k, d]`` blocks of :math:`k` channels) over the homogeneous
+        graph in one product per layer and puts them into the empty
+        :obj:`slots` (in order), next to the already propagated channels:
+        ``[N, C, d]``. When every slot is dynamic the propagated tensor is
+        returned as it is (no copy)."""
+        if not dynamic:
+            return torch.stack(slots, dim=1)
+        blocks = [x.unsqueeze(1) if x.dim() == 2 else x for x in dynamic]
+        x = blocks[0] if len(blocks) == 1 else torch.cat(blocks, dim=1)
+        h = self._homogeneous(x, data, edge_type, num_layers, conv)
+        if all(slot is None for slot in slots):
+            return h
+        it = iter(h.unbind(dim=1))
+        return torch.stack([next(it) if x is None else x for x in slots],
+                           dim=1)
 
     def channels(self, data: HeteroData) -> Tuple[Tensor, Tensor]:
         r"""Computes the propagated channels ``([U, C, d], [I, C, d])``."""
@@ -504,7 +516,11 @@ class BRMRS(Recommender):
             mean_op = self._mean_operator(train_ei)
             if static:
                 user_pre = self._static_user(data, feats, train_ei)
-        for j, m in enumerate(self.modalities):
+        if self.user_mode == 'embedding':
+            # all modality channels of the users in one [U, M, d] block
+            user_slots += [None] * len(self.modalities)
+            user_dyn.append(self.user_modality_embedding)
+        for m in self.modalities:
             lin = self.proj[m]
             if m in item_pre:
                 x, one = item_pre[m]
@@ -515,9 +531,8 @@ class BRMRS(Recommender):
                 item_dyn.append(self._project(feats[m], lin.weight[:d], m) +
                                 lin.bias[:d])
             if self.user_mode == 'embedding':
-                user_slots.append(None)
-                user_dyn.append(self.user_modality_embedding[:, j])
-            elif m in user_pre:
+                continue
+            if m in user_pre:
                 x, one = user_pre[m]
                 user_slots.append(
                     self._project(x, lin.weight[d:], f'u{m}') +
@@ -532,13 +547,36 @@ class BRMRS(Recommender):
         user_x = self._assemble(user_slots, user_dyn, data, USER_SIM,
                                 self.num_user_layers, self.uu_conv)
         if self.normalize:
-            item_x = F.normalize(item_x, dim=-1)
-            user_x = F.normalize(user_x, dim=-1)
+            item_x = normalize_rows(item_x)
+            user_x = normalize_rows(user_x)
 
+        if self.ui_conv.backend in ('auto', 'csr') and \
+                user_x.device.type != 'meta' and not is_compiling():
+            # the two blocks of the user-item graph, no [U + I] matrix
+            op = self._bipartite_operator(train_ei, user_x.dtype)
+            user_out, item_out = op.layer_mean(
+                user_x.reshape(self.num_users, -1),
+                item_x.reshape(self.num_items, -1), self.num_layers)
+            return user_out.view(user_x.shape), item_out.view(item_x.shape)
         x = torch.cat([user_x, item_x], dim=0)
-        out = layer_mean(self.ui_conv, x, self.ui_graph(train_ei, self.training), None,
+        out = layer_mean(self.ui_conv, x,
+                         self.ui_graph(train_ei, self.training), None,
                          self.num_layers)
-        return out[:self.num_users], out[self.num_users:]
+        # split (not two slices): one concatenation in the backward pass
+        user_out, item_out = out.split([self.num_users, self.num_items])
+        return user_out, item_out
+
+    def _bipartite_operator(self, train_ei: Tensor,
+                            dtype: torch.dtype) -> BipartiteAdjacency:
+        r"""The normalised user–item graph of this step (the pruned one in
+        training with :obj:`edge_dropout > 0`) as a
+        :class:`~pyg_brmrs.utils.BipartiteAdjacency` (cached while the
+        same edges are used)."""
+        edges = self.ui_graph.bipartite(train_ei, self.training)
+        return self._cached(
+            'ui_operator', (tensor_key(edges), dtype),
+            lambda: BipartiteAdjacency(edges, self.num_users, self.num_items,
+                                       dtype))
 
     def _subgraph_channels(self, data: HeteroData, user_n_id: Tensor,
                            item_n_id: Tensor) -> Tuple[Tensor, Tensor]:
@@ -600,12 +638,14 @@ class BRMRS(Recommender):
         channels."""
         reps: Dict[str, Tensor] = {}
         offset = 0 if self.id_mode == 'none' else 1
+        # unbind (not one select per channel): one stack in the backward pass
+        parts = channels.unbind(dim=1)
         for j, m in enumerate(self.modalities):
-            h = channels[:, offset + j]
+            h = parts[offset + j]
             if self.id_mode == 'add':
-                h = h + channels[:, 0]
+                h = h + parts[0]
             elif self.id_mode == 'concat':
-                h = torch.cat([channels[:, 0], h], dim=-1)
+                h = torch.cat([parts[0], h], dim=-1)
             reps[m] = h
         reps[FUSED] = fusion([reps[m] for m in self.modalities])
         return reps
