@@ -40,7 +40,8 @@ from pyg_brmrs.data.schema import (
     Schema,
     resolve_schema,
 )
-from pyg_brmrs.utils.checks import check_edge_index, check_int
+from pyg_brmrs.utils.checks import check_int
+from pyg_brmrs.utils.ranking import topk_items
 
 FUSED = 'fused'
 
@@ -315,8 +316,9 @@ class Recommender(torch.nn.Module):
             A long tensor ``[B, k]`` of item ids on the model's device. When
             :obj:`k` exceeds the number of items a user has not seen, the
             ranks past them hold :obj:`-1` (a user who has seen every item
-            gets a row of :obj:`-1`), as
-            :func:`pyg_brmrs.evaluation.topk_items` does.
+            gets a row of :obj:`-1`): the ranking is
+            :func:`pyg_brmrs.utils.ranking.topk_items`, the same masked,
+            chunked top-:math:`k` the evaluation uses.
         """
         k = check_int(k, 'k')
         if k > self.num_items:
@@ -326,26 +328,11 @@ class Recommender(torch.nn.Module):
         users = _check_users(users, self.num_users)
         data = self.schema.canonical(data)
         out = self.embed(data)
-        user_emb, item_emb = out.user_emb, out.item_emb
-        device = item_emb.device
-        users = users.to(device)
-        seen = None
-        if exclude_seen:
-            seen = _SeenItems(data[RATES].edge_index, self.num_users,
-                              self.num_items, device)
-        result = torch.empty((users.numel(), k), dtype=torch.long,
-                             device=device)
-        item_t = item_emb.t()
-        for start in range(0, users.numel(), batch_size):
-            batch = users[start:start + batch_size]
-            scores = user_emb[batch] @ item_t
-            if seen is not None:
-                row, col = seen.pairs(batch)
-                scores[row, col] = float('-inf')
-            values, index = torch.topk(scores, k, dim=1)
-            result[start:start + batch.numel()] = index.masked_fill_(
-                values == float('-inf'), -1)
-        return result
+        return topk_items(out.user_emb.detach(), out.item_emb.detach(),
+                          users.to(out.item_emb.device), k,
+                          train_edge_index=data[RATES].edge_index
+                          if exclude_seen else None,
+                          batch_size=batch_size)
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}({self.num_users}, '
@@ -375,29 +362,6 @@ def _check_users(users, num_users: int) -> Tensor:
             raise ValueError(f"'users' holds user ids in [{lo}, {hi}] but "
                              f"there are only {num_users} users")
     return users
-
-
-class _SeenItems:
-    r"""The training items of every user, grouped by user (CSR), to mask
-    them in a batch of score rows."""
-    def __init__(self, edge_index: Tensor, num_users: int, num_items: int,
-                 device: torch.device):
-        edge_index = check_edge_index(edge_index, 'edge_index',
-                                      num_nodes=(num_users, num_items),
-                                      kinds=('user', 'item')).to(device)
-        order = torch.argsort(edge_index[0], stable=True)
-        self.item = edge_index[1, order]
-        self.count = torch.bincount(edge_index[0], minlength=num_users)
-        self.ptr = torch.cumsum(self.count, 0) - self.count
-
-    def pairs(self, users: Tensor):
-        r"""``(row, item)``: every training item of ``users[row]``."""
-        count = self.count[users]
-        row = torch.repeat_interleave(
-            torch.arange(users.numel(), device=users.device), count)
-        first = torch.cumsum(count, 0) - count
-        offset = torch.arange(row.numel(), device=users.device) - first[row]
-        return row, self.item[self.ptr[users][row] + offset]
 
 
 def ego_regularization(*embeddings: Tensor) -> Tensor:
