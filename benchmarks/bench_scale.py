@@ -130,6 +130,23 @@ def make_data(n: int, dim: int = 64, seed: int = 0):
     return data
 
 
+def random_knn_graphs(data, k_item: int = 10, k_user: int = 40,
+                      seed: int = 0) -> None:
+    r"""Puts kNN graphs of the transform's sizes into :obj:`data`: every
+    node receives :obj:`k` edges from uniformly drawn other nodes, weight
+    :math:`1/k`. A stand-in where only the sizes matter (memory and time
+    of training, not which neighbours), without the faiss build."""
+    import torch
+    g = torch.Generator().manual_seed(seed)
+    for t, k in (('item', k_item), ('user', k_user)):
+        n = int(data[t].num_nodes)
+        dst = torch.arange(n).repeat_interleave(k)
+        src = (dst + torch.randint(1, n, (n * k, ), generator=g)) % n
+        store = data[t, 'similar', t]
+        store.edge_index = torch.stack([src, dst])
+        store.edge_weight = torch.full((n * k, ), 1.0 / k)
+
+
 def worker(spec):
     import torch
     torch.set_num_threads(spec['threads'])
@@ -144,20 +161,37 @@ def worker(spec):
         data = make_data(n).to(device)
     store = data['user', 'rates', 'item']
     out['train_edges'] = int(store.edge_index.size(1))
+    name = spec.get('model', 'brmrs_paper')
+    batching = spec.get('batching', 'full')
     params = dict(knn='faiss', num_layers=2)
     if spec.get('knn_kwargs'):
         params['knn_kwargs'] = spec['knn_kwargs']
-    with Phase(out, 'graph'):
-        data = recipes.prepare('brmrs_paper', data, **params)
-    out['item_graph_edges'] = int(
-        data['item', 'similar', 'item'].edge_index.size(1))
-    out['user_graph_edges'] = int(
-        data['user', 'similar', 'user'].edge_index.size(1))
+    if name == 'lightgcn':
+        params = dict(num_layers=2)
+    elif spec.get('random_graphs'):
+        with Phase(out, 'graph'):
+            random_knn_graphs(data)
+    else:
+        with Phase(out, 'graph'):
+            data = recipes.prepare(name, data, **params)
+    for key, t in (('item', ('item', 'similar', 'item')),
+                   ('user', ('user', 'similar', 'user'))):
+        if t in data.edge_types:
+            out[f'{key}_graph_edges'] = int(data[t].edge_index.size(1))
     if spec.get('graph_only'):
         return out
 
     torch.manual_seed(0)
-    model, objective = recipes.build('brmrs_paper', data, **params)
+    with Phase(out, 'model'):
+        model, objective = recipes.build(name, data, **params)
+        loader = None
+        if batching == 'neighbor':
+            from pyg_brmrs.loader import (
+                PairNeighborLoader,
+                flatten_draws,
+                unflatten_draws,
+            )
+            loader = PairNeighborLoader(data, spec['num_neighbors'])
     trainer = Trainer(model, objective, data,
                       TrainConfig(device=device, batch_size=2048,
                                   num_threads=spec['threads'],
@@ -169,7 +203,14 @@ def worker(spec):
         :(steps + 1) * 2048].to(device).split(2048)
 
     def step(idx):
-        terms = objective(model, data, edge_index[0, idx], edge_index[1, idx])
+        users = edge_index[0, idx]
+        if loader is None:
+            terms = objective(model, data, users, edge_index[1, idx])
+        else:  # as Trainer(batching='neighbor') steps
+            flat, layout = flatten_draws(objective.draw(users))
+            b = loader(idx, flat).to(device)
+            terms = objective(model, b.data, b.users, b.pos_items,
+                              negatives=unflatten_draws(b.items, layout))
         trainer.optimizer.zero_grad(set_to_none=True)
         terms['loss'].backward()
         trainer.optimizer.step()
@@ -182,6 +223,8 @@ def worker(spec):
     out['step_s'] = out['steps_s'] / steps
     out['steps_per_epoch'] = math.ceil(out['train_edges'] / 2048)
     out['epoch_s'] = out['step_s'] * out['steps_per_epoch']
+    if not spec.get('eval', True):
+        return out
 
     val = store.val_edge_index
     users = val[0].unique()
@@ -245,6 +288,59 @@ def memory_model(nodes: int, d: int = 64, layers: int = 2, modalities: int = 2,
         total=total).items()}
 
 
+def compare_batching(args) -> int:
+    r"""Full-graph vs neighbour-sampled training steps per size and
+    model: step time (extrapolated to an epoch) and peak memory."""
+    fanout = [int(v) for v in args.num_neighbors.split(',')]
+    results, rows = [], []
+    for n in args.sizes:
+        for model in args.models:
+            for batching in ('full', 'neighbor'):
+                print(f'  {model} {batching}', flush=True)
+                r = launch(dict(n=n, threads=args.threads,
+                                device=args.device, steps=args.steps,
+                                model=model, batching=batching,
+                                num_neighbors=fanout, eval=False,
+                                random_graphs=args.random_graphs,
+                                knn_kwargs=args.knn_kwargs))
+                r.update(model=model, batching=batching)
+                results.append(r)
+                label = batching if batching == 'full' else \
+                    f'neighbor {args.num_neighbors}'
+                if 'error' in r:
+                    rows.append([f'{n:,}', model, label, r['error'], '', '',
+                                 ''])
+                    continue
+                rows.append([
+                    f'{n:,}', model, label, f"{r['step_s']:.3f}",
+                    f"{r['epoch_s']:.0f}", f"{r['model_peak_mb']:.0f}",
+                    mb(r, 'steps')])
+    table = _common.markdown_table(
+        ['users = items', 'model', 'batching', 's / step',
+         'epoch s (extrapolated)', 'build peak MB', 'train peak MB'],
+        rows)
+    graphs = ('random kNN graphs of the transform\'s sizes (item k=10, '
+              'user k=40; `--random-graphs`: only their size matters here)'
+              if args.random_graphs else 'faiss kNN graphs')
+    notes = (
+        f'\n\nSynthetic catalogue (`make_data`), {graphs}; batch 2048, '
+        f'{args.steps} measured steps after one warm-up step, '
+        f'{args.threads} thread(s), {args.device}; times are CPU seconds of '
+        'the process (wall in the JSON); epoch = s / step x ceil(pairs / '
+        '2048). Peak MB = peak RSS of the process (data, graphs, model, '
+        'optimizer state and, for the neighbour loader, its copy of the '
+        'graph included); "train peak" is the peak during the steps '
+        '(+MB over the RSS before them). Evaluation is full-graph and '
+        'chunked in both modes (see bench_scale.md).\n')
+    payload = dict(machine=_common.machine_info(), results=results,
+                   num_neighbors=fanout)
+    path = _common.write_results(args.name or 'bench_scale_batching',
+                                 payload, table + notes)
+    print(table + notes)
+    print('written', path)
+    return 0
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--worker')
@@ -260,11 +356,23 @@ def main():
                         help='JSON knn_kwargs of HomogeneousKNNGraph '
                         '(default: the transform\'s faiss defaults)')
     parser.add_argument('--memory-model', action='store_true')
-    parser.add_argument('--name', default='bench_scale')
+    parser.add_argument('--compare-batching', action='store_true',
+                        help='training steps only, full-graph vs '
+                        'neighbour-sampled, for --models')
+    parser.add_argument('--models', nargs='+',
+                        default=['lightgcn', 'brmrs_paper'])
+    parser.add_argument('--num-neighbors', default='10,10')
+    parser.add_argument('--random-graphs', action='store_true',
+                        help='random kNN graphs of the transform\'s sizes '
+                        'instead of the faiss build')
+    parser.add_argument('--name', default=None)
     args = parser.parse_args()
     if args.worker:
         print('RESULT ' + json.dumps(worker(json.loads(args.worker))))
         return 0
+    if args.compare_batching:
+        return compare_batching(args)
+    args.name = args.name or 'bench_scale'
     if args.memory_model:
         rows = []
         for nodes in (10**6, 10**7, 10**8):

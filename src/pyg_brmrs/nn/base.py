@@ -20,9 +20,13 @@ local order: free embeddings are gathered by ``n_id``, item features are
 read from the batch (loaders gather them already), and messages flow over
 the batch's edges only, normalised with the *global* degrees of the
 training graph (recorded by :meth:`Recommender.set_graph`, which
-``from_data`` calls). A batch that holds the whole neighbourhood its seed
-nodes' representations depend on therefore gives these nodes exactly their
-full-graph representations. The returned :class:`RecOutput` keeps the
+``from_data`` calls); every node's incoming sum is scaled by
+:math:`\deg(v)/\deg_b(v)`, its in-degree in the full graph over that among
+the batch's edges, which makes the sum over a uniform sample of its edges
+(PyG's neighbour sampler) an unbiased estimate of the full-graph sum. The
+factor is :math:`1` for a node with all its edges in the batch, so a batch
+that holds the whole neighbourhood its seed nodes' representations depend
+on gives these nodes exactly their full-graph representations. The returned :class:`RecOutput` keeps the
 batch's ``n_id`` (:attr:`RecOutput.user_n_id`, :attr:`RecOutput.item_n_id`)
 so that regularisers map local ids back to global ones.
 """

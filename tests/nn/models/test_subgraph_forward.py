@@ -174,3 +174,112 @@ def test_subgraph_errors(data):
     bad['user'].n_id = torch.arange(4)
     with pytest.raises(ValueError, match="4 ids but the store has 5"):
         model(bad)
+
+
+# ----------------------------------------------------------------------
+# Sampled neighbourhoods: every node's incoming sum is scaled by
+# deg(v) / deg_b(v) (full-graph in-degree over in-degree in the batch).
+def dense_ui_reference(edge_index, user_deg, item_deg, x):
+    r"""One layer over a batch's user–item edges by a loop over nodes."""
+    nu, ni = user_deg.numel(), item_deg.numel()
+    deg = torch.cat([user_deg, item_deg]).float()
+    nbrs = {v: [] for v in range(nu + ni)}
+    for u, i in edge_index.t().tolist():
+        nbrs[u].append(nu + i)
+        nbrs[nu + i].append(u)
+    out = torch.zeros_like(x)
+    for v, ws in nbrs.items():
+        for w in ws:
+            out[v] += x[w] / (deg[v] * deg[w]).sqrt()
+        if ws:
+            out[v] *= deg[v] / len(ws)
+    return out
+
+
+def test_subgraph_ui_operator_matches_loop():
+    from pyg_brmrs.nn.models._common import subgraph_ui_operator
+    g = torch.Generator().manual_seed(0)
+    nu, ni = 7, 9
+    ei = torch.stack([torch.randint(nu, (20,), generator=g),
+                      torch.randint(ni, (20,), generator=g)]).unique(dim=1)
+    # global degrees at least the batch degrees (the batch is a sample)
+    user_deg = torch.bincount(ei[0], minlength=nu) + torch.randint(
+        3, (nu,), generator=g)
+    item_deg = torch.bincount(ei[1], minlength=ni) + torch.randint(
+        3, (ni,), generator=g)
+    x = torch.randn(nu + ni, 4, generator=g)
+    op = subgraph_ui_operator(ei, user_deg, item_deg)
+    torch.testing.assert_close(op.matmul(x),
+                               dense_ui_reference(ei, user_deg, item_deg, x))
+
+
+def test_sampled_sum_is_unbiased():
+    r"""Averaged over every way of keeping s of a user's d edges, the
+    scaled sum equals the full-graph sum (exactly, up to rounding)."""
+    from itertools import combinations
+
+    from pyg_brmrs.nn.models._common import subgraph_ui_operator
+    d, s = 6, 2
+    g = torch.Generator().manual_seed(1)
+    item_deg = torch.randint(1, 5, (d,), generator=g)
+    x = torch.randn(1 + d, 3, generator=g)
+    full_ei = torch.stack([torch.zeros(d, dtype=torch.long),
+                           torch.arange(d)])
+    full = subgraph_ui_operator(full_ei, torch.tensor([d]),
+                                item_deg).matmul(x)[0]
+    outs = [subgraph_ui_operator(full_ei[:, list(keep)], torch.tensor([d]),
+                                 item_deg).matmul(x)[0]
+            for keep in combinations(range(d), s)]
+    torch.testing.assert_close(torch.stack(outs).mean(0), full)
+    # unscaled, the mean would be s / d of the full sum:
+    assert not torch.allclose(torch.stack(outs).mean(0), full * s / d)
+
+
+def test_subgraph_homogeneous_and_user_mean_match_loop():
+    from torch_geometric.data import HeteroData
+
+    from pyg_brmrs.nn.models._common import (
+        subgraph_homogeneous,
+        subgraph_user_mean,
+    )
+    g = torch.Generator().manual_seed(2)
+    n = 8
+    ei = torch.stack([torch.randint(n, (15,), generator=g),
+                      torch.randint(n, (15,), generator=g)]).unique(dim=1)
+    w = torch.rand(ei.size(1), generator=g)
+    full_deg = torch.bincount(ei[1], minlength=n) + torch.randint(
+        2, (n,), generator=g)
+    data = HeteroData()
+    data['item', 'similar', 'item'].edge_index = ei
+    data['item', 'similar', 'item'].edge_weight = w
+    x = torch.randn(n, 3, generator=g)
+    ref = torch.zeros(n, 3)
+    for t in range(n):
+        into = (ei[1] == t).nonzero().view(-1).tolist()
+        for e in into:
+            ref[t] += w[e] * x[ei[0, e]]
+        if into:
+            ref[t] *= full_deg[t] / len(into)
+    op = subgraph_homogeneous(data, ('item', 'similar', 'item'), full_deg)
+    torch.testing.assert_close(op.matmul(x), ref)
+    with pytest.raises(ValueError, match='set_graph'):
+        subgraph_homogeneous(data, ('item', 'similar', 'item'), None)
+    # the users' mean over the items they have in the batch
+    ui = torch.tensor([[0, 0, 2], [1, 3, 3]])
+    mean = subgraph_user_mean(ui, 3, 4).matmul(torch.eye(4))
+    torch.testing.assert_close(mean, torch.tensor(
+        [[0, .5, 0, .5], [0, 0, 0, 0], [0, 0, 0, 1.]]))
+
+
+@pytest.mark.bad_input
+def test_brmrs_subgraph_needs_knn_degrees(data):
+    bare = data.clone()
+    del bare['item', 'similar', 'item']
+    del bare['user', 'similar', 'user']
+    model = BRMRS.from_data(bare, embedding_dim=8)  # never saw the graphs
+    assert model.item_sim_degree is None
+    with pytest.raises(ValueError, match=r"'similar', 'item'\) edges"):
+        model(batch(data, torch.arange(10), torch.arange(12)))
+    model.set_graph(data)
+    assert model(batch(data, torch.arange(10), torch.arange(12))) \
+        .user_emb.shape == (10, 8)

@@ -225,32 +225,61 @@ class UserItemGraph:
 
 # ----------------------------------------------------------------------
 # Mini-batch subgraphs (see pyg_brmrs.nn.base): the batch's edges,
-# normalised with the global degrees gathered by n_id.
+# normalised with the global degrees gathered by n_id, every node's incoming
+# sum scaled up to an estimate of its full-graph sum.
+def sampled_scale(target: Tensor, full_degree: Tensor) -> Tensor:
+    r"""Per edge, :math:`\deg(t) / \deg_b(t)` of its target :math:`t`
+    (:obj:`target` ``[E_b]``, local ids): the node's in-degree in the full
+    graph (:obj:`full_degree` ``[N_b]``, gathered by ``n_id``) over its
+    in-degree among the batch's edges.
+
+    Scaling a node's incoming messages by it turns the sum over the
+    :math:`\deg_b(t)` edges present into the Horvitz–Thompson estimate of
+    the sum over all :math:`\deg(t)` edges, unbiased when the present edges
+    are a uniform sample of the node's edges (as PyG's neighbour sampler
+    draws them), and exactly :math:`1` when all of them are present, so
+    that a node whose whole neighbourhood is in the batch keeps its
+    full-graph sum."""
+    present = torch.bincount(target, minlength=full_degree.numel())
+    scale = full_degree.float() / present.clamp(min=1).float()
+    return scale[target]
+
+
 def subgraph_ui_operator(edge_index: Tensor, user_degree: Tensor,
                          item_degree: Tensor) -> CSRAdjacency:
     r"""The operator :math:`\hat{\mathbf{A}}_b` of a batch's user→item
     edges :obj:`edge_index` ``[2, E_b]`` (local ids) on :math:`U_b + I_b`
-    nodes (items shifted by :math:`U_b`), both directions, with the
-    *global* LightGCN weights :math:`1/\sqrt{\deg(u)\deg(i)}` (the degrees
-    ``[U_b]``, ``[I_b]`` of the full training graph, gathered by ``n_id``).
-    """
+    nodes (items shifted by :math:`U_b`), both directions,
+
+    .. math::
+        \hat{A}_{ts} = \frac{\deg(t)}{\deg_b(t)}
+        \frac{1}{\sqrt{\deg(s)\deg(t)}},
+
+    the *global* LightGCN weights (the degrees ``[U_b]``, ``[I_b]`` of the
+    full training graph, gathered by ``n_id``) with the target's incoming
+    sum scaled by :func:`sampled_scale` (:math:`\deg_b(t)`: the target's
+    edges in the batch; the factor is :math:`1` for a node with all its
+    edges in the batch)."""
     num_users, num_items = user_degree.numel(), item_degree.numel()
     check_bipartite(edge_index, num_users, num_items)
     ei = bipartite_to_homogeneous(edge_index.long(), num_users)
     deg = torch.cat([user_degree, item_degree]).float().clamp(min=1)
-    weight = (deg[ei[0]] * deg[ei[1]]).rsqrt()
+    weight = (deg[ei[0]] * deg[ei[1]]).rsqrt() * sampled_scale(ei[1], deg)
     n = num_users + num_items
     return CSRAdjacency(ei, weight, (n, n))
 
 
-def subgraph_user_mean(edge_index: Tensor, user_degree: Tensor,
+def subgraph_user_mean(edge_index: Tensor, num_users: int,
                        num_items: int) -> CSRAdjacency:
     r"""The ``[U_b, I_b]`` operator of the users' mean over their training
-    items, :math:`\frac{1}{\deg(u)} \sum_{i \in \mathcal{N}_u \cap
-    \mathcal{I}_b}` with the *global* degree :math:`\deg(u)`."""
-    w = 1.0 / user_degree.float().clamp(min=1)[edge_index[0]]
-    return CSRAdjacency(edge_index.long().flip(0), w,
-                        (user_degree.numel(), num_items))
+    items in the batch, :math:`\frac{1}{\deg_b(u)} \sum_{i \in
+    \mathcal{N}_u \cap \mathcal{I}_b}` (the full-graph mean
+    :math:`\frac{1}{\deg(u)} \sum_{i \in \mathcal{N}_u}` scaled by
+    :func:`sampled_scale`; equal to it when all the user's items are in
+    the batch)."""
+    present = torch.bincount(edge_index[0], minlength=num_users)
+    w = 1.0 / present.clamp(min=1).float()[edge_index[0]]
+    return CSRAdjacency(edge_index.long().flip(0), w, (num_users, num_items))
 
 
 def operator_layer_mean(op: Optional[CSRAdjacency], x: Tensor,
@@ -272,17 +301,35 @@ def operator_layer_mean(op: Optional[CSRAdjacency], x: Tensor,
 
 
 def subgraph_homogeneous(data: HeteroData, edge_type,
-                         num_nodes: int) -> Optional[CSRAdjacency]:
-    r"""The operator of a batch's homogeneous graph :obj:`edge_type` (the
-    stored ``edge_weight`` as it is, ones without), :obj:`None` when the
-    batch has no such edge type."""
+                         full_degree: Optional[Tensor]
+                         ) -> Optional[CSRAdjacency]:
+    r"""The operator of a batch's homogeneous graph :obj:`edge_type`: the
+    stored ``edge_weight`` (ones without) of every edge into :math:`t`
+    times :func:`sampled_scale`, with :obj:`full_degree` ``[N_b]`` the
+    in-degrees of the batch's nodes in the full graph; :obj:`None` when
+    the batch has no such edge type.
+
+    Raises:
+        ValueError: if the batch has the edge type but
+            :obj:`full_degree` is :obj:`None` (the model never saw the full
+            graph of that type).
+    """
     if edge_type not in data.edge_types:
         return None
+    if full_degree is None:
+        raise ValueError(f"The batch holds {edge_type} edges but the model "
+                         f"has no full-graph degrees of them: call "
+                         f"model.set_graph(full_data) with data that holds "
+                         f"the {edge_type} graph")
+    num_nodes = full_degree.numel()
     store = data[edge_type]
     ei = check_edge_index(store.edge_index, f'data{edge_type}.edge_index',
                           num_nodes=num_nodes,
                           edge_weight=store.get('edge_weight'))
-    return CSRAdjacency(ei, store.get('edge_weight'), (num_nodes, num_nodes))
+    weight = store.get('edge_weight')
+    scale = sampled_scale(ei[1].long(), full_degree)
+    weight = scale if weight is None else weight.float() * scale
+    return CSRAdjacency(ei, weight, (num_nodes, num_nodes))
 
 
 def subgraph_features(data: HeteroData, feature_dims: Mapping[str, int],

@@ -190,11 +190,15 @@ class BRMRS(Recommender):
     above runs on the batch's edges only: the item–item and user–user
     graphs with their stored ``edge_weight`` (already normalised by the
     transform), the users' profiles as
-    :math:`\frac{1}{\deg(u)}\sum_{i \in \mathcal{N}_u \cap
+    :math:`\frac{1}{\deg_b(u)}\sum_{i \in \mathcal{N}_u \cap
     \mathcal{I}_b} \mathbf{x}^{(m)}_i` and the user–item layers with
     :math:`1/\sqrt{\deg(u)\deg(i)}`, :math:`\deg` the degrees of the full
-    training graph (:meth:`~pyg_brmrs.nn.Recommender.set_graph`, called by
-    :meth:`from_data`). The user–item edges are used as given
+    training graph (:meth:`set_graph`, called by :meth:`from_data`). In
+    every graph a node's incoming sum is scaled by
+    :math:`\deg(v)/\deg_b(v)`, its in-degree in the full graph over that
+    among the batch's edges: an unbiased estimate of the full sum when the
+    batch holds a uniform sample of the node's edges (PyG's neighbour
+    sampler), and a factor :math:`1` when it holds all of them. The user–item edges are used as given
     (:obj:`edge_dropout` applies to full-graph training only) and nothing
     is cached. A node whose :math:`L`-hop user–item neighbourhood lies in
     the batch together with the homogeneous-graph (and, for profiles,
@@ -316,6 +320,10 @@ class BRMRS(Recommender):
         self.cached = cached
         self.ui_graph = UserItemGraph(num_users, num_items, edge_dropout,
                                       cached=cached)
+        # in-degrees of the homogeneous graphs, for subgraph batches (set by
+        # `set_graph`; not part of the state dict):
+        self.register_buffer('item_sim_degree', None, persistent=False)
+        self.register_buffer('user_sim_degree', None, persistent=False)
         self.edge_dropout = self.ui_graph.edge_dropout
         self._cache = KeyedCache()
         self.reset_parameters()
@@ -335,6 +343,33 @@ class BRMRS(Recommender):
             }
         return cls(int(data['user'].num_nodes), int(data[ITEM].num_nodes),
                    dims, **kwargs)._from_data(data, schema)
+
+    def set_graph(self, data: HeteroData,
+                  schema: Optional[Schema] = None) -> 'BRMRS':
+        r"""Records the global user–item degrees (see
+        :meth:`~pyg_brmrs.nn.Recommender.set_graph`) and the in-degrees of
+        the item–item and user–user graphs of :obj:`data` (where it holds
+        them), which subgraph batches use to scale sampled neighbourhoods
+        (non-persistent buffers :attr:`item_sim_degree`,
+        :attr:`user_sim_degree`)."""
+        super().set_graph(data, schema)
+        data = self.schema.canonical(data)
+        device = self.user_degree.device
+        for edge_type, attr, num in ((ITEM_SIM, 'item_sim_degree',
+                                      self.num_items),
+                                     (USER_SIM, 'user_sim_degree',
+                                      self.num_users)):
+            deg = None
+            if edge_type in data.edge_types:
+                dst = data[edge_type].edge_index[1]
+                deg = torch.bincount(dst, minlength=num).float().to(device)
+            setattr(self, attr, deg)
+        return self
+
+    def _sim_degree(self, edge_type, n_id: Tensor) -> Optional[Tensor]:
+        deg = getattr(self, 'item_sim_degree' if edge_type == ITEM_SIM else
+                      'user_sim_degree', None)
+        return None if deg is None else deg[n_id]
 
     @property
     def num_channels(self) -> int:
@@ -605,7 +640,7 @@ class BRMRS(Recommender):
             user_ch.append(self.user_embedding(user_n_id))
         mean_op = None
         if self.user_mode == 'profile':
-            mean_op = subgraph_user_mean(train_ei, user_deg, ni)
+            mean_op = subgraph_user_mean(train_ei, nu, ni)
         for j, m in enumerate(self.modalities):
             lin = self.proj[m]
             item_ch.append(project(feats[m], lin.weight[:d]) + lin.bias[:d])
@@ -617,11 +652,13 @@ class BRMRS(Recommender):
                                lin.bias[d:])
         last = self.homogeneous == 'last'
         item_x = operator_layer_mean(
-            subgraph_homogeneous(data, ITEM_SIM, ni)
+            subgraph_homogeneous(data, ITEM_SIM,
+                                 self._sim_degree(ITEM_SIM, item_n_id))
             if self.num_item_layers else None, torch.stack(item_ch, dim=1),
             self.num_item_layers, last)
         user_x = operator_layer_mean(
-            subgraph_homogeneous(data, USER_SIM, nu)
+            subgraph_homogeneous(data, USER_SIM,
+                                 self._sim_degree(USER_SIM, user_n_id))
             if self.num_user_layers else None, torch.stack(user_ch, dim=1),
             self.num_user_layers, last)
         if self.normalize:

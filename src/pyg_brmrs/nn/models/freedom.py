@@ -23,6 +23,7 @@ from pyg_brmrs.nn.models._common import (
     check_feature_dims,
     item_features,
     operator_layer_mean,
+    sampled_scale,
     subgraph_ui_operator,
     trainable_features,
 )
@@ -242,7 +243,11 @@ class FREEDOM(Recommender):
     :meth:`set_graph`, which :meth:`from_data` calls), the user–item layers
     over the batch's user–item edges with the *global* weights
     :math:`1/\sqrt{\deg(u)\deg(i)}` of the full training graph, without
-    pruning. A node whose neighbourhoods lie in the batch gets exactly its
+    pruning; in both graphs a node's incoming sum is scaled by
+    :math:`\deg(v)/\deg_b(v)` (its in-degree in the full graph over that
+    among the batch's edges), an unbiased estimate of the full sum under
+    uniform neighbour sampling and :math:`1` for a complete neighbourhood.
+    A node whose neighbourhoods lie in the batch gets exactly its
     full-graph evaluation-mode representation.
 
     Shapes:
@@ -406,7 +411,10 @@ class FREEDOM(Recommender):
                           num_nodes=self.num_items)
         h = self.item_embedding(item_n_id)
         if self.num_item_layers > 0:
-            ii_op = CSRAdjacency(ei, ew, (num, num))
+            full = torch.bincount(self.knn_edge_index[1],
+                                  minlength=self.num_items)[item_n_id]
+            ii_op = CSRAdjacency(ei, ew * sampled_scale(ei[1], full),
+                                 (num, num))
             for _ in range(self.num_item_layers):
                 h = ii_op.matmul(h)
         ui_op = subgraph_ui_operator(data[RATES].edge_index, user_deg,

@@ -97,16 +97,22 @@ class LightGCNRecommender(Recommender):
     **Mini-batch subgraphs.** When the user and item stores carry
     ``n_id``, :math:`\mathbf{X}^{(0)}` is gathered by ``n_id`` and the
     layers run over the batch's user–item edges :math:`\mathcal{E}_b` (both
-    directions) with the *global* normalisation,
+    directions) with the *global* normalisation and each node's sum scaled
+    to estimate its full-graph sum,
 
     .. math::
-        \mathbf{x}^{(l+1)}_v = \sum_{w : (v, w) \in \mathcal{E}_b}
+        \mathbf{x}^{(l+1)}_v = \frac{\deg(v)}{\deg_b(v)}
+        \sum_{w : (v, w) \in \mathcal{E}_b}
         \frac{\mathbf{x}^{(l)}_w}{\sqrt{\deg(v)\deg(w)}},
 
     :math:`\deg` the degrees in the full training graph
-    (:meth:`~pyg_brmrs.nn.Recommender.set_graph`): a node whose
-    :math:`L`-hop neighbourhood lies in the batch gets exactly its
-    full-graph representation. Every backend computes it the same way.
+    (:meth:`~pyg_brmrs.nn.Recommender.set_graph`), :math:`\deg_b(v)` the
+    node's edges in the batch. The factor makes the sum over a uniform
+    sample of a node's edges (PyG's neighbour sampler) an unbiased estimate
+    of the full sum, and is :math:`1` for a node with all its edges in the
+    batch: a node whose :math:`L`-hop neighbourhood lies in the batch gets
+    exactly its full-graph representation. Every backend computes it the
+    same way.
 
     Shapes:
         - **input:** a :class:`~torch_geometric.data.HeteroData` with
