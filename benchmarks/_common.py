@@ -39,7 +39,11 @@ def cpu_model() -> str:
     return platform.processor() or 'unknown'
 
 
-def machine_info(device: str = 'cpu') -> Dict[str, object]:
+def machine_info(device: str = 'cpu',
+                 threads: Optional[int] = None) -> Dict[str, object]:
+    r"""Machine, versions and command of a benchmark run; ``threads`` is the
+    torch thread count the measuring processes use when they are not this
+    one (workers started with ``--threads``)."""
     import torch_geometric
 
     import pyg_brmrs
@@ -50,7 +54,8 @@ def machine_info(device: str = 'cpu') -> Dict[str, object]:
                             sys.argv),
         'cpu': cpu_model(),
         'cpu_count': os.cpu_count(),
-        'torch_threads': torch.get_num_threads(),
+        'torch_threads': (torch.get_num_threads() if threads is None
+                          else threads),
         'load_average': os.getloadavg(),
         'torch': torch.__version__,
         'torch_geometric': torch_geometric.__version__,
@@ -143,6 +148,19 @@ def write_results(name: str, payload: Dict[str, object], markdown: str,
               f"{info.get('load_average')}; {info.get('date')}\n\n")
     (out_dir / f'{name}.md').write_text(header + markdown + '\n')
     return out_dir / f'{name}.md'
+
+
+def report(name: str, results: List[Dict], markdown: str,
+           threads: Optional[int] = None, **extra) -> int:
+    r"""Writes ``results/<name>.json`` (machine info, :obj:`results` and
+    :obj:`extra`) and ``.md`` (:obj:`markdown`), prints the table; returns
+    0 (the exit status of a benchmark's ``main``)."""
+    payload = dict(machine=machine_info(threads=threads), results=results,
+                   **extra)
+    path = write_results(name, payload, markdown)
+    print(markdown)
+    print('written', path)
+    return 0
 
 
 def run_worker(script: str, spec: Dict) -> Dict:

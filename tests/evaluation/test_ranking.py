@@ -507,7 +507,7 @@ def test_numpy_integers_are_accepted():
     assert evaluator(user_emb, item_emb) == out
 
 
-@pytest.mark.parametrize('max_scores', [1, 7, 30, 45, 10**9])
+@pytest.mark.parametrize('max_scores', [1, 7, 30, 45, 2500, 7500, 10**9])
 def test_max_scores_chunking_is_exact(max_scores):
     # Chunked by users (max_scores >= num_items) and by items too
     # (max_scores < num_items: item blocks merged): the same hit matrix,
@@ -518,8 +518,16 @@ def test_max_scores_chunking_is_exact(max_scores):
                             metrics=METRICS)
     got = RankingEvaluator(train, held, num_items, ks=(1, 5, 20),
                            metrics=METRICS, max_scores=max_scores)
-    assert got.plan.batch_size == min(4096, max(1, max_scores // num_items))
-    assert got.plan.item_block == min(num_items, max_scores)
+    plan = got.plan
+    assert plan.batch_size * plan.item_block <= max_scores
+    rows = max_scores // num_items
+    if rows >= 256:  # whole rows
+        assert (plan.batch_size, plan.item_block) == (min(4096, rows),
+                                                      num_items)
+    else:  # item blocks for min(256, sqrt(max_scores)) users at a time
+        b = max(1, min(256, math.isqrt(max_scores)))
+        assert (plan.batch_size, plan.item_block) == (
+            b, min(num_items, max_scores // b))
     assert torch.equal(got.hit_matrix(user_emb, item_emb),
                        want.hit_matrix(user_emb, item_emb))
     out, pu = got(user_emb, item_emb, return_per_user=True)

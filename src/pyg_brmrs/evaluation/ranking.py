@@ -122,13 +122,16 @@ class RankingEvaluator:
             default :obj:`None`).
         max_scores (int, optional): Memory bound: at most this many scores
             exist at once. A batch then holds :math:`\min(\text{batch\_size},
-            \max(1, \lfloor\text{max\_scores} / |\mathcal{I}|\rfloor))`
-            users, and when a single user's :math:`|\mathcal{I}|` scores
-            exceed it the items are scored in blocks of :obj:`max_scores`
-            and the blocks' top-:math:`K` merged; peak extra memory is then
-            :math:`O(\text{max\_scores} + U K)` whatever the catalogue
-            size, e.g. ``2**27`` (512 MB of float32) for 1M users x 1M
-            items. The top-:math:`K` values are those of the unchunked
+            \lfloor\text{max\_scores} / |\mathcal{I}|\rfloor)` users
+            when at least :math:`\min(\text{batch\_size}, 256)` whole
+            rows fit; otherwise :math:`b = \min(\text{batch\_size}, 256,
+            \lfloor\sqrt{\text{max\_scores}}\rfloor)` users against
+            blocks of :math:`\lfloor\text{max\_scores} / b\rfloor` items,
+            the blocks' top-:math:`K` merged (see
+            :class:`~pyg_brmrs.utils.ranking.RankingPlan`); peak extra memory
+            is then :math:`O(\text{max\_scores} + U K)` whatever the
+            catalogue size, e.g. ``2**27`` (512 MB of float32) for 1M users
+            x 1M items. The top-:math:`K` values are those of the unchunked
             ranking. (default: :obj:`None`: ``batch_size`` rules)
 
     The precomputed tensors live on the device of :obj:`eval_edge_index` and

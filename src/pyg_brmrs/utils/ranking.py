@@ -5,12 +5,17 @@ evaluation (:mod:`pyg_brmrs.evaluation`), the subset analysis and
 so that every layer ranks in exactly the same way; :mod:`pyg_brmrs.evaluation`
 re-exports its public names.
 """
+import math
 from typing import List, Optional, Tuple
 
 import torch
 from torch import Tensor
 
 from pyg_brmrs.utils.checks import check_edge_index, check_int
+
+#: The fewest users a batch holds before the items are scored in blocks
+#: under ``max_scores`` (see :class:`RankingPlan`).
+MIN_BLOCK_ROWS = 256
 
 # Input checks ################################################################
 
@@ -67,12 +72,18 @@ class RankingPlan:
     ``mask_ptr[b]:mask_ptr[b + 1]``). At most one sort (none for pairs that
     are already sorted by user), no loop over users.
 
-    With :obj:`max_scores`, at most that many scores exist at once: a batch
-    holds :math:`\min(\text{batch\_size}, \max(1, \lfloor
-    \text{max\_scores} / |\mathcal{I}| \rfloor))` users and, when one
-    user's row alone is longer, the items are scored in blocks of
-    :obj:`max_scores` columns whose top-:math:`k` lists are merged (the
-    same top-:math:`k` values as one block).
+    With :obj:`max_scores`, at most that many scores exist at once. When
+    :math:`r = \lfloor \text{max\_scores} / |\mathcal{I}| \rfloor` whole
+    rows fit, with :math:`r \geq \min(\text{batch\_size}, 256)`, a batch
+    holds :math:`\min(\text{batch\_size}, r)` users and all items.
+    Otherwise a batch holds :math:`b = \min(\text{batch\_size}, 256,
+    \lfloor\sqrt{\text{max\_scores}}\rfloor)` users and the items are
+    scored in blocks of :math:`\lfloor \text{max\_scores} / b \rfloor`
+    columns whose top-:math:`k` lists are merged (the same top-:math:`k`
+    values as one block). Keeping at least 256 rows per batch bounds how
+    often the item table is read (once per batch): shrinking the batch to
+    a few users instead would make a large catalogue's ranking
+    memory-bound.
 
     Args:
         users (torch.Tensor): The distinct user ids ``[U]`` to rank.
@@ -95,8 +106,13 @@ class RankingPlan:
         self.item_block = num_items
         if max_scores is not None:
             max_scores = check_int(max_scores, 'max_scores')
-            batch_size = min(batch_size, max(1, max_scores // num_items))
-            self.item_block = min(num_items, max_scores)
+            rows = max_scores // max(num_items, 1)
+            if rows >= min(batch_size, MIN_BLOCK_ROWS):
+                batch_size = min(batch_size, rows)
+            else:
+                batch_size = max(1, min(batch_size, MIN_BLOCK_ROWS,
+                                        math.isqrt(max_scores)))
+                self.item_block = min(num_items, max_scores // batch_size)
         device = users.device
         self.users = users
         self.num_items = num_items
@@ -172,6 +188,9 @@ class RankingPlan:
         with each block's (``[rows, 2k]`` candidates, one
         :func:`torch.topk`)."""
         n, width = self.num_items, self.item_block
+        # One score buffer for all blocks (a fresh product per block would
+        # hold two blocks at once while the old one is released):
+        buf = user_emb.new_empty(min(self.batch_size, values.size(0)) * width)
         for b in range(self.num_batches):
             start, end = self.bounds[b], self.bounds[b + 1]
             batch_emb = self._batch_emb(user_emb, start, end)
@@ -180,7 +199,8 @@ class RankingPlan:
             best_val = best_idx = None
             for s in range(0, n, width):
                 e = min(s + width, n)
-                scores = batch_emb @ item_t[:, s:e]
+                scores = buf[:(end - start) * (e - s)].view(end - start, e - s)
+                torch.mm(batch_emb, item_t[:, s:e], out=scores)
                 inside = (mask_col >= s) & (mask_col < e)
                 scores.view(-1).index_fill_(
                     0, mask_row[inside] * (e - s) + mask_col[inside] - s,
