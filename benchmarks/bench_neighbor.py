@@ -144,7 +144,7 @@ def main() -> int:
             f"process (data, graphs, evaluation).\n\n")
     md = note + markdown_table(header, rows)
     path = write_results(args.out_name, dict(machine=machine_info(
-        args.device), results=results, epochs=args.epochs,
+        args.device, threads=args.threads), results=results, epochs=args.epochs,
         patience=args.patience, num_neighbors=fanout), md)
     print(md)
     print(f'wrote {path}')

@@ -29,6 +29,9 @@ Usage::
     python benchmarks/bench_scale.py --sizes 100000 300000 1000000
     python benchmarks/bench_scale.py --sizes 100000 --threads 1
     python benchmarks/bench_scale.py --memory-model   # the 10M / 100M table
+    # full-graph vs neighbour-sampled steps (needs torch-sparse or pyg-lib):
+    python benchmarks/bench_scale.py --compare-batching --sizes 1000000 \
+        --random-graphs --steps 3 --threads 1 --batch-sizes 2048 256
 """
 import argparse
 import json
@@ -163,6 +166,7 @@ def worker(spec):
     out['train_edges'] = int(store.edge_index.size(1))
     name = spec.get('model', 'brmrs_paper')
     batching = spec.get('batching', 'full')
+    bs = spec.get('batch_size', 2048)
     params = dict(knn='faiss', num_layers=2)
     if spec.get('knn_kwargs'):
         params['knn_kwargs'] = spec['knn_kwargs']
@@ -193,14 +197,15 @@ def worker(spec):
             )
             loader = PairNeighborLoader(data, spec['num_neighbors'])
     trainer = Trainer(model, objective, data,
-                      TrainConfig(device=device, batch_size=2048,
+                      TrainConfig(device=device, batch_size=bs,
                                   num_threads=spec['threads'],
                                   distributed=False))
     gen = torch.Generator().manual_seed(0)
     steps = spec['steps']
+    seen = dict(users=0, items=0)
     edge_index = store.edge_index
     batches = torch.randperm(edge_index.size(1), generator=gen)[
-        :(steps + 1) * 2048].to(device).split(2048)
+        :(steps + 1) * bs].to(device).split(bs)
 
     def step(idx):
         users = edge_index[0, idx]
@@ -209,6 +214,8 @@ def worker(spec):
         else:  # as Trainer(batching='neighbor') steps
             flat, layout = flatten_draws(objective.draw(users))
             b = loader(idx, flat).to(device)
+            seen['users'] += b.data['user'].num_nodes
+            seen['items'] += b.data['item'].num_nodes
             terms = objective(model, b.data, b.users, b.pos_items,
                               negatives=unflatten_draws(b.items, layout))
         trainer.optimizer.zero_grad(set_to_none=True)
@@ -221,7 +228,11 @@ def worker(spec):
         for idx in batches[1:]:
             step(idx)
     out['step_s'] = out['steps_s'] / steps
-    out['steps_per_epoch'] = math.ceil(out['train_edges'] / 2048)
+    if loader is not None:  # the mean batch, counting the warm-up step's
+        out['batch_users'] = seen['users'] / (steps + 1)
+        out['batch_items'] = seen['items'] / (steps + 1)
+    out['batch_size'] = bs
+    out['steps_per_epoch'] = math.ceil(out['train_edges'] / bs)
     out['epoch_s'] = out['step_s'] * out['steps_per_epoch']
     if not spec.get('eval', True):
         return out
@@ -289,56 +300,66 @@ def memory_model(nodes: int, d: int = 64, layers: int = 2, modalities: int = 2,
 
 
 def compare_batching(args) -> int:
-    r"""Full-graph vs neighbour-sampled training steps per size and
-    model: step time (extrapolated to an epoch) and peak memory."""
+    r"""Full-graph vs neighbour-sampled training steps per size, model and
+    batch size: step time (extrapolated to an epoch), peak memory and the
+    mean size of a sampled batch."""
     fanout = [int(v) for v in args.num_neighbors.split(',')]
     results, rows = [], []
     for n in args.sizes:
         for model in args.models:
-            for batching in ('full', 'neighbor'):
-                print(f'  {model} {batching}', flush=True)
-                r = launch(dict(n=n, threads=args.threads,
-                                device=args.device, steps=args.steps,
-                                model=model, batching=batching,
-                                num_neighbors=fanout, eval=False,
-                                random_graphs=args.random_graphs,
-                                knn_kwargs=args.knn_kwargs))
-                r.update(model=model, batching=batching)
-                results.append(r)
-                label = batching if batching == 'full' else \
-                    f'neighbor {args.num_neighbors}'
-                if 'error' in r:
-                    rows.append([f'{n:,}', model, label, r['error'], '', '',
-                                 ''])
-                    continue
-                rows.append([
-                    f'{n:,}', model, label, f"{r['step_s']:.3f}",
-                    f"{r['epoch_s']:.0f}", f"{r['model_peak_mb']:.0f}",
-                    mb(r, 'steps')])
+            for bs in args.batch_sizes:
+                for batching in ('full', 'neighbor'):
+                    print(f'  {model} {batching} batch {bs}', flush=True)
+                    r = launch(dict(n=n, threads=args.threads,
+                                    device=args.device, steps=args.steps,
+                                    model=model, batching=batching,
+                                    batch_size=bs, num_neighbors=fanout,
+                                    eval=False,
+                                    random_graphs=args.random_graphs,
+                                    knn_kwargs=args.knn_kwargs))
+                    r.update(model=model, batching=batching, batch_size=bs)
+                    results.append(r)
+                    label = batching if batching == 'full' else \
+                        f'neighbor {args.num_neighbors}'
+                    if 'error' in r:
+                        rows.append([f'{n:,}', model, label, bs, r['error'],
+                                     '', '', '', '', ''])
+                        continue
+                    nodes = ''
+                    if 'batch_users' in r:
+                        nodes = (f"{r['batch_users']:,.0f} / "
+                                 f"{r['batch_items']:,.0f} "
+                                 f"({100 * r['batch_users'] / n:.0f} % / "
+                                 f"{100 * r['batch_items'] / n:.0f} %)")
+                    rows.append([
+                        f'{n:,}', model, label, bs, f"{r['step_s']:.3f}",
+                        f"{r['epoch_s']:.0f}", nodes,
+                        f"{r['model_peak_mb']:.0f}", mb(r, 'steps'),
+                        f"{r['steps_extra_mb']:.0f}"])
     table = _common.markdown_table(
-        ['users = items', 'model', 'batching', 's / step',
-         'epoch s (extrapolated)', 'build peak MB', 'train peak MB'],
-        rows)
+        ['users = items', 'model', 'batching', 'batch', 's / step',
+         'epoch s (extrapolated)', 'batch users / items (share of all)',
+         'build peak MB', 'train peak MB', 'train +MB'], rows)
     graphs = ('random kNN graphs of the transform\'s sizes (item k=10, '
               'user k=40; `--random-graphs`: only their size matters here)'
               if args.random_graphs else 'faiss kNN graphs')
     notes = (
-        f'\n\nSynthetic catalogue (`make_data`), {graphs}; batch 2048, '
+        f'\n\nSynthetic catalogue (`make_data`), {graphs}; '
         f'{args.steps} measured steps after one warm-up step, '
         f'{args.threads} thread(s), {args.device}; times are CPU seconds of '
         'the process (wall in the JSON); epoch = s / step x ceil(pairs / '
-        '2048). Peak MB = peak RSS of the process (data, graphs, model, '
-        'optimizer state and, for the neighbour loader, its copy of the '
-        'graph included); "train peak" is the peak during the steps '
-        '(+MB over the RSS before them). Evaluation is full-graph and '
+        'batch). "build peak" is the peak RSS after building the model, '
+        'objective and (neighbour mode) the loader with its copy of the '
+        'graph; "train peak" the peak RSS during the steps (data, graphs, '
+        'model, optimizer state included) and "train +MB" that peak minus '
+        'the RSS before the steps. A neighbour batch\'s item seeds are the '
+        'pair\'s positive item, its CHNS candidates and its uniform '
+        'negative (LightGCN: positive and negative), and every hop samples '
+        'every edge type of the data. Evaluation is full-graph and '
         'chunked in both modes (see bench_scale.md).\n')
-    payload = dict(machine=_common.machine_info(), results=results,
-                   num_neighbors=fanout)
-    path = _common.write_results(args.name or 'bench_scale_batching',
-                                 payload, table + notes)
-    print(table + notes)
-    print('written', path)
-    return 0
+    return _common.report(args.name or 'bench_scale_batching', results,
+                          table + notes, threads=args.threads,
+                          num_neighbors=fanout)
 
 
 def main():
@@ -362,6 +383,9 @@ def main():
     parser.add_argument('--models', nargs='+',
                         default=['lightgcn', 'brmrs_paper'])
     parser.add_argument('--num-neighbors', default='10,10')
+    parser.add_argument('--batch-sizes', type=int, nargs='+',
+                        default=[2048],
+                        help='training batch sizes for --compare-batching')
     parser.add_argument('--random-graphs', action='store_true',
                         help='random kNN graphs of the transform\'s sizes '
                         'instead of the faiss build')
@@ -390,6 +414,7 @@ def main():
                                    steps=args.steps,
                                    eval_users=args.eval_users,
                                    graph_only=n in args.graph_only,
+                                   random_graphs=args.random_graphs,
                                    knn_kwargs=args.knn_kwargs)))
     rows = []
     for r in results:
@@ -410,23 +435,23 @@ def main():
         ['users = items', 'train pairs', 'graph s', 'graph peak MB',
          'epoch s (extrapolated)', 'train peak MB', 'eval s (extrapolated)',
          'eval peak MB'], rows)
+    graphs = (
+        'random kNN graphs of the transform\'s sizes (`--random-graphs`: '
+        'the graph columns time the stand-in, not a build)'
+        if args.random_graphs else 'faiss IVF-Flat, knn_kwargs ' + (
+            json.dumps(args.knn_kwargs) if args.knn_kwargs else 'defaults'))
     notes = (
-        f'\n\nGraphs: faiss IVF-Flat, knn_kwargs '
-        f'{json.dumps(args.knn_kwargs) if args.knn_kwargs else "defaults"}. '
+        f'\n\nGraphs: {graphs}. '
         f'{args.device}, {args.threads} CPU thread(s) (on a GPU times '
         'are wall seconds and peak MB = RSS / GPU allocated); on the CPU '
-        'the machine was loaded by two '
-        'other long jobs, so times are CPU seconds of the benchmark process '
-        '(wall times in the JSON). Epoch = '
+        'times are CPU seconds of the benchmark process (a shared machine '
+        'inflates wall times; they are in the JSON). Epoch = '
         f'{args.steps} measured steps x steps per epoch; eval = embedding '
         'once + ranking time of the sampled users x all users / sampled. '
         'Peak MB = peak RSS of the benchmark process during the phase '
         '(the data and, after the graph phase, the graphs included).\n')
-    payload = dict(machine=_common.machine_info(), results=results)
-    path = _common.write_results(args.name, payload, table + notes)
-    print(table + notes)
-    print('written', path)
-    return 0
+    return _common.report(args.name, results, table + notes,
+                          threads=args.threads)
 
 
 if __name__ == '__main__':
