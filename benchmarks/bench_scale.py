@@ -195,7 +195,9 @@ def worker(spec):
                 flatten_draws,
                 unflatten_draws,
             )
-            loader = PairNeighborLoader(data, spec['num_neighbors'])
+            loader = PairNeighborLoader(  # as the Trainer builds it
+                data, spec['num_neighbors'],
+                edge_types=model.graph_edge_types)
     trainer = Trainer(model, objective, data,
                       TrainConfig(device=device, batch_size=bs,
                                   num_threads=spec['threads'],
@@ -355,7 +357,7 @@ def compare_batching(args) -> int:
         'the RSS before the steps. A neighbour batch\'s item seeds are the '
         'pair\'s positive item, its CHNS candidates and its uniform '
         'negative (LightGCN: positive and negative), and every hop samples '
-        'every edge type of the data. Evaluation is full-graph and '
+        'every edge type the model reads. Evaluation is full-graph and '
         'chunked in both modes (see bench_scale.md).\n')
     return _common.report(args.name or 'bench_scale_batching', results,
                           table + notes, threads=args.threads,

@@ -102,6 +102,58 @@ def test_batches_hold_every_scored_item(data):
         b['item', 'similar', 'item'].edge_index.size(1)
 
 
+ITEM_SIM, USER_SIM = ('item', 'similar', 'item'), ('user', 'similar', 'user')
+
+
+@pytest.mark.parametrize('name', ['lightgcn', 'bprmf', 'vbpr', 'freedom',
+                                  'brmrs_paper', 'brmrs'])
+def test_graph_edge_types_are_what_forward_reads(data, name):
+    # Removing the kNN graphs a model does not declare leaves its output
+    # unchanged (so a loader may leave them out of the batches).
+    torch.manual_seed(0)
+    model, _ = recipes.build(name, data, embedding_dim=8)
+    if hasattr(model, 'edge_dropout'):
+        model.ui_graph.edge_dropout = 0.0
+    model.eval()
+    declared = model.graph_edge_types
+    assert declared is not None
+    lean = data.clone()
+    for t in (ITEM_SIM, USER_SIM):
+        if t not in declared:
+            del lean[t]
+    ref, got = model.embed(data), model.embed(lean)
+    assert torch.equal(ref.user_emb, got.user_emb)
+    assert torch.equal(ref.item_emb, got.item_emb)
+    if name.startswith('brmrs'):
+        assert set(declared) == {ITEM_SIM, USER_SIM}
+
+
+@needs_backend
+def test_loader_samples_only_the_listed_graphs(data):
+    from pyg_brmrs.loader import PairNeighborLoader
+    idx = torch.tensor([0, 7, 9])
+    for edge_types, want in ((None, {ITEM_SIM, USER_SIM}), ((), set()),
+                             ([ITEM_SIM], {ITEM_SIM})):
+        loader = PairNeighborLoader(data, [5, 5], edge_types=edge_types)
+        got = set(loader(idx).data.edge_types) & {ITEM_SIM, USER_SIM}
+        assert got == want, edge_types
+    assert 'edge_types' in repr(PairNeighborLoader(data, [5], edge_types=()))
+    # The trainer samples the graphs its model reads: none for LightGCN.
+    model, objective = recipes.build('lightgcn', data, embedding_dim=8)
+    trainer = Trainer(model, objective, data,
+                      TrainConfig(batching='neighbor', device='cpu'))
+    assert trainer.neighbor_loader.edge_types == []
+
+
+@pytest.mark.bad_input
+@needs_backend
+def test_loader_refuses_other_edge_types(data):
+    from pyg_brmrs.loader import PairNeighborLoader
+    with pytest.raises(ValueError, match="'edge_types' lists the kNN"):
+        PairNeighborLoader(data, [5], edge_types=[('user', 'rates',
+                                                   'item')])
+
+
 @needs_backend
 def test_all_neighbours_give_the_full_graph_step(data):
     torch.manual_seed(0)

@@ -157,16 +157,34 @@ class PairNeighborLoader:
             type), :obj:`-1` for all neighbours.
         schema (Schema, optional): The names of :obj:`data`.
             (default: :obj:`None`, the canonical names)
+        edge_types (Sequence[tuple], optional): The kNN graphs to sample
+            besides the interactions, among ``('item', 'similar', 'item')``
+            and ``('user', 'similar', 'user')`` (canonical names); a graph
+            not listed is left out of the batches, so a model that does
+            not read it does not pay for its hops (pass the model's
+            :attr:`~pyg_brmrs.nn.Recommender.graph_edge_types`).
+            (default: :obj:`None`, every kNN graph present in :obj:`data`)
 
     Raises:
         ImportError: when neither pyg-lib nor torch-sparse is installed.
+        ValueError: for an :obj:`edge_types` entry that is not a kNN graph
+            type.
     """
     def __init__(self, data: HeteroData, num_neighbors: Sequence[int],
-                 schema: Optional[Schema] = None):
+                 schema: Optional[Schema] = None,
+                 edge_types: Optional[Sequence[Tuple[str, str, str]]] = None):
         require_sampling_backend('PairNeighborLoader')
         from torch_geometric.loader import LinkNeighborLoader
 
         self.num_neighbors = check_num_neighbors(num_neighbors)
+        if edge_types is not None:
+            edge_types = [tuple(t) for t in edge_types]
+            for t in edge_types:
+                if t not in (ITEM_SIM, USER_SIM):
+                    raise ValueError(
+                        f"'edge_types' lists the kNN graphs to sample, "
+                        f"{ITEM_SIM} and/or {USER_SIM} (got {t!r})")
+        self.edge_types = edge_types
         data = canonical(data, schema)
         view = HeteroData()
         view[USER].num_nodes = int(data[USER].num_nodes)
@@ -179,7 +197,8 @@ class PairNeighborLoader:
         view[RATES].edge_index = edge_index
         view[RATED_BY].edge_index = edge_index.flip(0)
         for edge_type in (ITEM_SIM, USER_SIM):
-            if edge_type in data.edge_types:
+            if edge_type in data.edge_types and (
+                    edge_types is None or edge_type in edge_types):
                 store = data[edge_type]
                 view[edge_type].edge_index = store.edge_index.cpu()
                 if store.get('edge_weight') is not None:
@@ -230,8 +249,11 @@ class PairNeighborLoader:
         return PairBatch(mark_canonical(batch), users, pos, local)
 
     def __repr__(self) -> str:
+        graphs = '' if self.edge_types is None else \
+            f', edge_types={self.edge_types}'
         return (f'{self.__class__.__name__}(num_neighbors='
-                f'{self.num_neighbors}, backend={sampling_backend()})')
+                f'{self.num_neighbors}{graphs}, '
+                f'backend={sampling_backend()})')
 
 
 def flatten_draws(draws: Dict[str, Tensor]) -> Tuple[Tensor, List]:

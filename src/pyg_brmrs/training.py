@@ -423,8 +423,10 @@ class Trainer:
                                  "one process; it is not supported with "
                                  "distributed training yet")
             # sampled on the CPU from the caller's tensors (no copy there)
-            self.neighbor_loader = PairNeighborLoader(data,
-                                                      cfg.num_neighbors)
+            # only the kNN graphs the model reads are sampled:
+            self.neighbor_loader = PairNeighborLoader(
+                data, cfg.num_neighbors,
+                edge_types=getattr(self.model, 'graph_edge_types', None))
 
         store = self.data[RATES]
         self.valid_evaluator = self._evaluator(store.val_edge_index, None)

@@ -179,6 +179,13 @@ class Recommender(torch.nn.Module):
         num_users (int): The number of users.
         num_items (int): The number of items.
     """
+    #: The homogeneous graphs of the data (canonical edge types, *e.g.*
+    #: ``('item', 'similar', 'item')``) that :meth:`forward` reads besides
+    #: the interactions; a neighbour loader samples only these.
+    #: :obj:`None` (the default for subclasses that do not say): every
+    #: such graph present in the data.
+    graph_edge_types: Optional[Tuple[Tuple[str, str, str], ...]] = None
+
     def __init__(self, num_users: int, num_items: int):
         super().__init__()
         if num_users < 1 or num_items < 1:

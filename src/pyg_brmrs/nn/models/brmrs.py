@@ -220,6 +220,8 @@ class BRMRS(Recommender):
           channels ``"user_channels"`` ``[U, C, d]`` and ``"item_channels"``
           ``[I, C, d]`` (channel 0 = ID when :obj:`id_mode != "none"`).
     """
+    graph_edge_types = (ITEM_SIM, USER_SIM)
+
     def __init__(
         self,
         num_users: int,

@@ -261,6 +261,8 @@ class FREEDOM(Recommender):
           :math:`(|\mathcal{I}|, F_m)` the modality BPR term projects (the
           batch's rows for a subgraph).
     """
+    graph_edge_types = ()  # reads no kNN graph of the data
+
     @renamed_arguments(num_ui_layers='num_layers', dropout='edge_dropout')
     def __init__(
         self,

@@ -124,6 +124,8 @@ class LightGCNRecommender(Recommender):
           :math:`(|\mathcal{I}|, d)` (:math:`(U_b, d)`, :math:`(I_b, d)`
           for a subgraph, in its local order)
     """
+    graph_edge_types = ()  # reads no kNN graph of the data
+
     def __init__(self, num_users: int, num_items: int, embedding_dim: int = 64,
                  num_layers: int = 2, backend: str = 'csr',
                  cached: bool = True, reg_norm: str = 'frobenius'):

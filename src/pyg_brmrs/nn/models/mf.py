@@ -52,6 +52,8 @@ class BPRMF(Recommender):
           batch's nodes :math:`(U_b, d)`, :math:`(I_b, d)` (the embeddings
           gathered by ``n_id``)
     """
+    graph_edge_types = ()  # reads no kNN graph of the data
+
     def __init__(self, num_users: int, num_items: int, embedding_dim: int = 64,
                  reg_norm: str = 'frobenius'):
         super().__init__(num_users, num_items)

@@ -99,6 +99,8 @@ class VBPR(Recommender):
           :math:`(|\mathcal{I}|, 2d)` (:math:`(U_b, 2d)`, :math:`(I_b,
           2d)` for a subgraph)
     """
+    graph_edge_types = ()  # reads no kNN graph of the data
+
     def __init__(self, num_users: int, num_items: int,
                  feature_dims: Mapping[str, int], embedding_dim: int = 64,
                  dropout: float = 0.0, reg_norm: str = 'frobenius'):
