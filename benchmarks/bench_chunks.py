@@ -34,26 +34,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common  # noqa: E402
-from bench_scale import reset_peak, rss  # noqa: E402
+from bench_scale import make_interactions, reset_peak, rss  # noqa: E402
 
 
 def catalogue(n: int, seed: int = 0):
-    r"""The training pairs ``[2, E]`` and one validation item per user of
-    ``bench_scale.make_data`` (without features)."""
-    import numpy as np
-    import torch
-    rng = np.random.default_rng(seed)
-    pop = rng.lognormal(0.0, 1.0, n)
-    pop /= pop.sum()
-    deg = 1 + rng.poisson(7, n)
-    users = np.repeat(np.arange(n), deg)
-    items = rng.choice(n, size=users.size, p=pop)
-    key = np.unique(users.astype(np.int64) * n + items)
-    train = torch.from_numpy(np.stack([key // n, key % n]))
-    held = rng.integers(0, n, n)
-    keep = ~np.isin(np.arange(n, dtype=np.int64) * n + held, key)
-    val = torch.from_numpy(np.stack([np.arange(n)[keep], held[keep]]))
-    return train, val
+    r"""The training pairs ``[2, E]`` and the validation pairs of
+    ``bench_scale``'s catalogue (:func:`bench_scale.make_interactions`)."""
+    store = make_interactions(n, seed)['user', 'rates', 'item']
+    return store.edge_index, store.val_edge_index
 
 
 def worker(spec):

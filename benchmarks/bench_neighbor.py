@@ -143,9 +143,10 @@ def main() -> int:
             f"training only (sampling included); peak RSS is the whole "
             f"process (data, graphs, evaluation).\n\n")
     md = note + markdown_table(header, rows)
-    path = write_results(args.out_name, dict(machine=machine_info(
-        args.device, threads=args.threads), results=results, epochs=args.epochs,
-        patience=args.patience, num_neighbors=fanout), md)
+    path = write_results(args.out_name, dict(
+        machine=machine_info(args.device, threads=args.threads),
+        results=results, epochs=args.epochs, patience=args.patience,
+        num_neighbors=fanout), md)
     print(md)
     print(f'wrote {path}')
     return 0

@@ -104,12 +104,14 @@ class Phase:
         self.out[f'{self.name}_extra_mb'] = peak - self.base
 
 
-def make_data(n: int, dim: int = 64, seed: int = 0):
+def make_interactions(n: int, seed: int = 0):
+    r"""The catalogue's interactions: :obj:`n` users and items, every user
+    with 1 + Poisson(7) training items drawn from a log-normal popularity
+    (sigma 1), one validation and one test item (dropped where it is a
+    training item). A :class:`HeteroData` without features."""
     import numpy as np
     import torch
     from torch_geometric.data import HeteroData
-
-    from bench_ann import clustered
     rng = np.random.default_rng(seed)
     pop = rng.lognormal(0.0, 1.0, n)
     pop /= pop.sum()
@@ -128,6 +130,14 @@ def make_data(n: int, dim: int = 64, seed: int = 0):
         keep = ~np.isin(hk, key)  # held-out pairs never in training
         store[f'{split}_edge_index'] = torch.from_numpy(
             np.stack([np.arange(n)[keep], held[row][keep]]))
+    return data
+
+
+def make_data(n: int, dim: int = 64, seed: int = 0):
+    r""":func:`make_interactions` with two modalities (``image``, ``text``)
+    of :obj:`dim`-d clustered features."""
+    from bench_ann import clustered
+    data = make_interactions(n, seed)
     for t, m in enumerate(('image', 'text')):
         data['item'][f'x_{m}'] = clustered(n, dim, seed=seed + 1 + t)
     return data

@@ -10,6 +10,7 @@ import torch
 
 from pyg_brmrs import recipes
 from pyg_brmrs.data import make_synthetic
+from pyg_brmrs.data.schema import ITEM_SIM, USER_SIM
 from pyg_brmrs.loader import (
     flatten_draws,
     sampling_backend,
@@ -100,9 +101,6 @@ def test_batches_hold_every_scored_item(data):
     assert ('item', 'rated_by', 'user') not in b.edge_types
     assert b['item', 'similar', 'item'].edge_weight.numel() == \
         b['item', 'similar', 'item'].edge_index.size(1)
-
-
-ITEM_SIM, USER_SIM = ('item', 'similar', 'item'), ('user', 'similar', 'user')
 
 
 @pytest.mark.parametrize('name', ['lightgcn', 'bprmf', 'vbpr', 'freedom',
