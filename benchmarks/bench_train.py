@@ -10,7 +10,11 @@ recipes ``brmrs_paper``, ``brmrs`` and ``rearm`` use their Baby preset of
 warm-up epoch is run (it builds the cached graph operators
 and, for FREEDOM, its kNN graph), then ``--epochs`` timed epochs exactly as
 :class:`~pyg_brmrs.training.Trainer` runs them (batch 2048, Adam), with
-timers around the model's forward, the sampler and the optimizer step.
+timers around the model's forward, the sampler and the optimizer step. The
+models' timed epochs are interleaved (round :math:`r` runs epoch :math:`r`
+of every model in turn), so that the machine's speed drifting during the
+run reaches every model alike; the table gives the median epoch over the
+rounds and, against our LightGCN, the median of the per-round ratios.
 The epoch is reported in wall-clock seconds and in CPU seconds of the
 process (``time.process_time``; on a machine shared with other jobs the
 CPU time is the steadier of the two).
@@ -23,6 +27,7 @@ CPU time is the steadier of the two).
 Writes ``benchmarks/results/<out-name>_<dataset>.json`` and ``.md``.
 """
 import argparse
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -136,53 +141,77 @@ def run_epoch(model, objective, data, optimizer, batch_size, generator,
             timers.add('optimizer', t3 - t2)
 
 
-def bench_model(name, data, params, args, device):
-    from pyg_brmrs import recipes
-    data = data.clone()
-    t = time.perf_counter()
-    data = recipes.prepare(name, data, **params)
-    graph_time = time.perf_counter() - t
-    data = data.to(device)
-    torch.manual_seed(0)
-    generator = torch.Generator(device=device).manual_seed(0)
-    model, objective = recipes.build(name, data, generator=generator,
-                                     **params)
-    model, objective = model.to(device), objective.to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+class Bench:
+    r"""One row of the table: a model built, warmed up and timed epoch by
+    epoch (:meth:`epoch`), so that :func:`main` can interleave the rows'
+    epochs."""
+    def __init__(self, label, name, data, params, args, device):
+        from pyg_brmrs import recipes
+        self.label, self.name, self.params = label, name, params
+        self.args, self.device = args, device
+        data = data.clone()
+        t = time.perf_counter()
+        data = recipes.prepare(name, data, **params)
+        self.graph_time = time.perf_counter() - t
+        self.data = data.to(device)
+        torch.manual_seed(0)
+        self.generator = torch.Generator(device=device).manual_seed(0)
+        model, objective = recipes.build(name, self.data,
+                                         generator=self.generator, **params)
+        self.model, self.objective = model.to(device), objective.to(device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-3)
+        t = time.perf_counter()
+        self._run(None)  # warm-up
+        self.warmup = time.perf_counter() - t
+        self.timers = Timers(device)
+        self.model.forward = self.timers.wrap('propagation',
+                                              self.model.forward)
+        self.objective.sampler = TimedProxy(self.objective.sampler,
+                                            self.timers, 'sampling')
+        self.wall, self.cpu = [], []
 
-    t = time.perf_counter()
-    run_epoch(model, objective, data, optimizer, args.batch_size, generator,
-              device)  # warm-up
-    warmup = time.perf_counter() - t
+    def _run(self, timers):
+        run_epoch(self.model, self.objective, self.data, self.optimizer,
+                  self.args.batch_size, self.generator, self.device, timers)
 
-    timers = Timers(device)
-    model.forward = timers.wrap('propagation', model.forward)
-    objective.sampler = TimedProxy(objective.sampler, timers, 'sampling')
-    start, cpu_start = time.perf_counter(), time.process_time()
-    for _ in range(args.epochs):
-        run_epoch(model, objective, data, optimizer, args.batch_size,
-                  generator, device, timers)
-    epoch = (time.perf_counter() - start) / args.epochs
-    epoch_cpu = (time.process_time() - cpu_start) / args.epochs
-    tot = {k: v / args.epochs for k, v in timers.total.items()}
-    prop, samp = tot.get('propagation', 0.0), tot.get('sampling', 0.0)
-    loss_bwd = tot['objective'] - prop - samp + tot['backward']
-    return {
-        'model': name,
-        'params': {k: v for k, v in params.items() if k != 'backend'},
-        'backend': params.get('backend', 'default'),
-        'epoch_s': epoch,
-        'epoch_cpu_s': epoch_cpu,
-        'propagation_s': prop,
-        'sampling_s': samp,
-        'loss_backward_s': loss_bwd,
-        'optimizer_s': tot['optimizer'],
-        'sampling_share': samp / epoch,
-        'warmup_epoch_s': warmup,
-        'graph_build_s': graph_time,
-        'steps': -(-data['user', 'rates', 'item'].edge_index.size(1) //
-                   args.batch_size),
-    }
+    def epoch(self):
+        r"""Runs and times one epoch (wall and CPU seconds)."""
+        start, cpu_start = time.perf_counter(), time.process_time()
+        self._run(self.timers)
+        self.wall.append(time.perf_counter() - start)
+        self.cpu.append(time.process_time() - cpu_start)
+
+    def result(self):
+        n = len(self.wall)
+        tot = {k: v / n for k, v in self.timers.total.items()}
+        prop, samp = tot.get('propagation', 0.0), tot.get('sampling', 0.0)
+        loss_bwd = tot['objective'] - prop - samp + tot['backward']
+        epoch = statistics.median(self.wall)
+        return {
+            'model': self.label,
+            'params': {k: v for k, v in self.params.items()
+                       if k != 'backend'},
+            'backend': self.params.get('backend', 'default'),
+            'epoch_s': epoch,
+            'epoch_cpu_s': statistics.median(self.cpu),
+            'epochs_wall_s': list(self.wall),
+            'epochs_cpu_s': list(self.cpu),
+            'propagation_s': prop,
+            'sampling_s': samp,
+            'loss_backward_s': loss_bwd,
+            'optimizer_s': tot['optimizer'],
+            'sampling_share': samp / (sum(self.wall) / n),
+            'warmup_epoch_s': self.warmup,
+            'graph_build_s': self.graph_time,
+            'steps': -(-self.data['user', 'rates', 'item'].edge_index.size(1)
+                       // self.args.batch_size),
+        }
+
+
+def round_ratios(row, ref, key):
+    r"""Per round, the row's epoch over the reference row's epoch of the
+    same round (:obj:`key`: ``"epochs_wall_s"`` or ``"epochs_cpu_s"``)."""
+    return [a / b for a, b in zip(row[key], ref[key])]
 
 
 def main(argv=None):
@@ -212,7 +241,7 @@ def main(argv=None):
         return skip(f'the {args.dataset} data is not available (see '
                     f'../shared/data/INDEX.md or set PYG_BRMRS_DATA)')
     info = machine_info(args.device)
-    rows = []
+    benches = []
     for label in args.models:
         name, extra = ALIASES.get(label, (label, {}))
         params = recipe_params(name, args.dataset)
@@ -229,43 +258,57 @@ def main(argv=None):
             if backend is not None:
                 p['backend'] = backend
             try:
-                res = bench_model(name, data, p, args, device)
+                benches.append(Bench(label, name, data, p, args, device))
             except ImportError as e:
                 print(f'{label} [{backend}]: skipped ({e})')
-                continue
-            res['model'] = label
-            rows.append(res)
-            print(f"{name:9s} {res['backend']:12s} epoch "
-                  f"{res['epoch_s']:.3f}s (CPU {res['epoch_cpu_s']:.3f}s, "
-                  f"propagation "
-                  f"{res['propagation_s']:.3f}, sampling "
-                  f"{res['sampling_s']:.3f}, loss+backward "
-                  f"{res['loss_backward_s']:.3f}, optimizer "
-                  f"{res['optimizer_s']:.3f})", flush=True)
+    # Interleaved: round r runs epoch r of every row in turn, so that the
+    # machine's speed drifting during the run reaches every row alike.
+    for r in range(args.epochs):
+        for bench in benches:
+            bench.epoch()
+            print(f"round {r + 1}/{args.epochs} {bench.label:12s} "
+                  f"{bench.params.get('backend', 'default'):12s} epoch "
+                  f"{bench.wall[-1]:.3f}s (CPU {bench.cpu[-1]:.3f}s)",
+                  flush=True)
+    rows = [bench.result() for bench in benches]
+    del benches
 
     ref = {r['model']: r for r in rows
            if r['backend'] in ('default', 'csr')}
+    lg = ref.get('lightgcn')
+    for r in rows:
+        if lg:
+            for key, out in (('epochs_wall_s', 'ratio_rounds'),
+                             ('epochs_cpu_s', 'ratio_rounds_cpu')):
+                r[out] = round_ratios(r, lg, key)
     header = ['model', 'backend', 'epoch s', 'propagation', 'sampling',
               'loss+backward', 'optimizer', 'sampling share',
               '/ our LightGCN', 'epoch CPU s', '/ our LightGCN (CPU)',
               'MMRec epoch s', 'speed-up vs MMRec']
     table = []
     for r in rows:
-        lg = ref.get('lightgcn')
         mm = MMREC_EPOCH_S.get(r['model']) if args.dataset == 'baby' else None
         table.append([
             r['model'], r['backend'], r['epoch_s'], r['propagation_s'],
             r['sampling_s'], r['loss_backward_s'], r['optimizer_s'],
             f"{100 * r['sampling_share']:.1f}%",
-            f"{r['epoch_s'] / lg['epoch_s']:.2f}x" if lg else '-',
+            f"{statistics.median(r['ratio_rounds']):.2f}x" if lg else '-',
             r['epoch_cpu_s'],
-            f"{r['epoch_cpu_s'] / lg['epoch_cpu_s']:.2f}x" if lg else '-',
+            f"{statistics.median(r['ratio_rounds_cpu']):.2f}x" if lg
+            else '-',
             mm if mm else '-',
             f"{mm / r['epoch_s']:.1f}x" if mm else '-'
         ])
+    rounds = ''
+    if lg and args.epochs > 1:
+        rounds = '\n\nPer-round ratios to our LightGCN (wall): ' + '; '.join(
+            f"{r['model']} " + ', '.join(f'{x:.2f}' for x in r['ratio_rounds'])
+            for r in rows if r is not lg) + '.'
     md = (f"### Seconds per training epoch, {args.dataset} "
           f"({rows[0]['steps'] if rows else '?'} steps of "
-          f"{args.batch_size} pairs)\n\n" + markdown_table(header, table))
+          f"{args.batch_size} pairs; {args.epochs} interleaved round(s): "
+          f"epoch s = median over the rounds, ratios = median of the "
+          f"per-round ratios)\n\n" + markdown_table(header, table) + rounds)
     print('\n' + md)
     path = write_results(f'{args.out_name}_{args.dataset}',
                          {'machine': info, 'args': vars(args), 'rows': rows},

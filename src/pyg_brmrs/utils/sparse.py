@@ -1,5 +1,6 @@
 r"""Sparse-matrix helpers shared by the layers: CSR adjacency construction and
 a sparse-dense product whose backward reuses a cached transpose."""
+import math
 import warnings
 from typing import Optional, Tuple
 
@@ -86,8 +87,29 @@ class _CSRMatMul(torch.autograd.Function):
         return None, None, grad_x
 
 
-def _layer_mean(adj: Tensor, x: Tensor, num_layers: int,
-                last: bool) -> Tensor:
+def layer_scale(num_layers: int, scale: Optional[float]) -> float:
+    r"""The factor of a layer sum: :obj:`scale`, or :math:`1/(L+1)` (the
+    layer mean) when it is :obj:`None`."""
+    return 1.0 / (num_layers + 1) if scale is None else float(scale)
+
+
+def check_scale(scale: Optional[float], last: bool) -> None:
+    r"""Raises a :class:`ValueError` for a :obj:`scale` that is not a
+    positive finite number, or one given with :obj:`last=True` (which
+    returns the last layer, unscaled)."""
+    if scale is None:
+        return
+    if last:
+        raise ValueError("'scale' applies to the layer sum; it cannot be "
+                         "given with 'last=True'")
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or \
+            not math.isfinite(scale) or scale <= 0:
+        raise ValueError(f"'scale' must be a positive finite number (got "
+                         f"{scale!r})")
+
+
+def _layer_mean(adj: Tensor, x: Tensor, num_layers: int, last: bool,
+                scale: float) -> Tensor:
     h, acc = x, None
     for _ in range(num_layers):
         h = csr_matmul(adj, h)
@@ -95,7 +117,7 @@ def _layer_mean(adj: Tensor, x: Tensor, num_layers: int,
             acc = h + x if acc is None else acc.add_(h)
     if last:
         return h
-    return acc.mul_(1.0 / (num_layers + 1))
+    return acc if scale == 1.0 else acc.mul_(scale)
 
 
 class _CSRLayerMean(torch.autograd.Function):
@@ -108,9 +130,10 @@ class _CSRLayerMean(torch.autograd.Function):
     operations in the same order as autograd through the layers)."""
     @staticmethod
     def forward(ctx, x: Tensor, adj: Tensor, adj_t: Tensor, num_layers: int,
-                last: bool) -> Tensor:
+                last: bool, scale: float) -> Tensor:
         ctx.adj_t, ctx.num_layers, ctx.last = adj_t, num_layers, last
-        return _layer_mean(adj, x, num_layers, last)
+        ctx.scale = scale
+        return _layer_mean(adj, x, num_layers, last, scale)
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):
@@ -118,12 +141,13 @@ class _CSRLayerMean(torch.autograd.Function):
             r = grad_out
             for _ in range(ctx.num_layers):
                 r = csr_matmul(ctx.adj_t, r)
-            return r, None, None, None, None
-        g = grad_out * (1.0 / (ctx.num_layers + 1))
+            return r, None, None, None, None, None
+        g = grad_out.contiguous() if ctx.scale == 1.0 else \
+            grad_out * ctx.scale
         r = g
         for _ in range(ctx.num_layers):
             r = csr_matmul(ctx.adj_t, r).add_(g)
-        return r, None, None, None, None
+        return r, None, None, None, None, None
 
 
 class CSRAdjacency:
@@ -167,26 +191,32 @@ class CSRAdjacency:
             return _CSRMatMul.apply(adj, adj_t, x)
         return csr_matmul(adj, x)
 
-    def layer_mean(self, x: Tensor, num_layers: int,
-                   last: bool = False) -> Tensor:
-        r"""Returns :math:`\frac{1}{L+1}\sum_{l=0}^{L} \mathbf{A}^l
-        \mathbf{X}` for :math:`L` = :obj:`num_layers` (or
-        :math:`\mathbf{A}^L \mathbf{X}` with :obj:`last=True`) for a dense
+    def layer_mean(self, x: Tensor, num_layers: int, last: bool = False,
+                   scale: Optional[float] = None) -> Tensor:
+        r"""Returns :math:`s\sum_{l=0}^{L} \mathbf{A}^l \mathbf{X}` for
+        :math:`L` = :obj:`num_layers` and :math:`s` = :obj:`scale`
+        (default :math:`1/(L+1)`: the layer mean), or
+        :math:`\mathbf{A}^L \mathbf{X}` with :obj:`last=True`, for a dense
         ``[N, F]`` matrix :math:`\mathbf{X}` of a square operator, with one
         autograd node for all layers (its backward pass costs :math:`L`
-        transposed products and keeps no layer outputs)."""
+        transposed products and keeps no layer outputs). :obj:`scale=1.0`
+        (the plain layer sum) saves a pass over the output forward and over
+        the gradient backward, *e.g.* when the result is
+        :math:`L_2`-normalised next."""
         if self.size[0] != self.size[1]:
             raise ValueError(f"'layer_mean' needs a square operator (got "
                              f"size {self.size})")
+        check_scale(scale, last)
         if num_layers == 0:
-            return x
+            return x if scale is None or scale == 1.0 else x * scale
         adj, adj_t = self.adj, self.adj_t
         if adj.dtype != x.dtype:
             adj, adj_t = adj.to(x.dtype), adj_t.to(x.dtype)
         x = x.contiguous()
+        s = layer_scale(num_layers, scale)
         if torch.is_grad_enabled() and x.requires_grad:
-            return _CSRLayerMean.apply(x, adj, adj_t, num_layers, last)
-        return _layer_mean(adj, x, num_layers, last)
+            return _CSRLayerMean.apply(x, adj, adj_t, num_layers, last, s)
+        return _layer_mean(adj, x, num_layers, last, s)
 
     def to(self, device) -> 'CSRAdjacency':
         self.adj = self.adj.to(device)
@@ -268,8 +298,8 @@ def edge_spmm(edge_index: Tensor, edge_weight: Optional[Tensor], x: Tensor,
 
 
 def _bipartite_layer_mean(R: Tensor, R_t: Tensor, x_user: Tensor,
-                          x_item: Tensor, num_layers: int,
-                          last: bool) -> Tuple[Tensor, Tensor]:
+                          x_item: Tensor, num_layers: int, last: bool,
+                          scale: float) -> Tuple[Tensor, Tensor]:
     h_user, h_item = x_user, x_item
     acc_user: Optional[Tensor] = None
     acc_item: Optional[Tensor] = None
@@ -284,7 +314,8 @@ def _bipartite_layer_mean(R: Tensor, R_t: Tensor, x_user: Tensor,
             acc_item.add_(h_item)
     if last or acc_user is None or acc_item is None:
         return h_user, h_item
-    scale = 1.0 / (num_layers + 1)
+    if scale == 1.0:
+        return acc_user, acc_item
     return acc_user.mul_(scale), acc_item.mul_(scale)
 
 
@@ -294,10 +325,11 @@ class _BipartiteLayerMean(torch.autograd.Function):
     :class:`_CSRLayerMean`) uses the same two blocks as the forward pass."""
     @staticmethod
     def forward(ctx, x_user: Tensor, x_item: Tensor, R: Tensor, R_t: Tensor,
-                num_layers: int, last: bool):
+                num_layers: int, last: bool, scale: float):
         ctx.R, ctx.R_t, ctx.num_layers, ctx.last = R, R_t, num_layers, last
+        ctx.scale = scale
         return _bipartite_layer_mean(R, R_t, x_user, x_item, num_layers,
-                                     last)
+                                     last, scale)
 
     @staticmethod
     def backward(ctx, grad_user: Tensor, grad_item: Tensor):
@@ -308,13 +340,15 @@ class _BipartiteLayerMean(torch.autograd.Function):
             for _ in range(ctx.num_layers):
                 r_user, r_item = csr_matmul(R, r_item), csr_matmul(R_t, r_user)
         else:
-            scale = 1.0 / (ctx.num_layers + 1)
-            g_user, g_item = grad_user * scale, grad_item * scale
+            scale = ctx.scale
+            g_user, g_item = grad_user, grad_item
+            if scale != 1.0:
+                g_user, g_item = grad_user * scale, grad_item * scale
             r_user, r_item = g_user, g_item
             for _ in range(ctx.num_layers):
                 r_user, r_item = (csr_matmul(R, r_item).add_(g_user),
                                   csr_matmul(R_t, r_user).add_(g_item))
-        return r_user, r_item, None, None, None, None
+        return r_user, r_item, None, None, None, None, None
 
 
 class BipartiteAdjacency:
@@ -377,30 +411,37 @@ class BipartiteAdjacency:
         return self.layer_mean(x_user, x_item, 1, last=True)
 
     def layer_mean(self, x_user: Tensor, x_item: Tensor, num_layers: int,
-                   last: bool = False) -> Tuple[Tensor, Tensor]:
-        r"""The user and item rows of :math:`\frac{1}{L+1}\sum_{l=0}^{L}
-        \mathbf{A}^l \mathbf{X}` (or of :math:`\mathbf{A}^L \mathbf{X}` with
-        :obj:`last=True`) for :math:`\mathbf{X} = [\mathbf{X}_U;
+                   last: bool = False, scale: Optional[float] = None
+                   ) -> Tuple[Tensor, Tensor]:
+        r"""The user and item rows of :math:`s\sum_{l=0}^{L}
+        \mathbf{A}^l \mathbf{X}`, :math:`s` = :obj:`scale` (default
+        :math:`1/(L+1)`: the layer mean; :obj:`1.0` saves a pass over the
+        outputs and the gradients), or of :math:`\mathbf{A}^L \mathbf{X}`
+        with :obj:`last=True`, for :math:`\mathbf{X} = [\mathbf{X}_U;
         \mathbf{X}_I]`, :math:`L` = :obj:`num_layers`, with
         :obj:`x_user` ``[U, F]`` and :obj:`x_item` ``[I, F]``; one autograd
         node for all layers."""
+        check_scale(scale, last)
         if x_user.size(0) != self.num_users or \
                 x_item.size(0) != self.num_items:
             raise ValueError(f"Expected {self.num_users} user rows and "
                              f"{self.num_items} item rows (got "
                              f"{x_user.size(0)} and {x_item.size(0)})")
         if num_layers == 0:
-            return x_user, x_item
+            if scale is None or scale == 1.0:
+                return x_user, x_item
+            return x_user * scale, x_item * scale
         R, R_t = self.R, self.R_t
         if R.dtype != x_user.dtype:
             R, R_t = R.to(x_user.dtype), R_t.to(x_user.dtype)
         x_user, x_item = x_user.contiguous(), x_item.contiguous()
+        s = layer_scale(num_layers, scale)
         if torch.is_grad_enabled() and (x_user.requires_grad
                                         or x_item.requires_grad):
             return _BipartiteLayerMean.apply(x_user, x_item, R, R_t,
-                                             num_layers, last)
+                                             num_layers, last, s)
         return _bipartite_layer_mean(R, R_t, x_user, x_item, num_layers,
-                                     last)
+                                     last, s)
 
     def to(self, device) -> 'BipartiteAdjacency':
         self.R, self.R_t = self.R.to(device), self.R_t.to(device)
@@ -413,29 +454,47 @@ class BipartiteAdjacency:
 
 class _RowNormalize(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: Tensor, eps: float) -> Tensor:
+    def forward(ctx, x: Tensor, eps: float, scale: float) -> Tensor:
         norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True)
         denom = norm.clamp_min(eps)
+        if scale != 1.0:
+            denom = denom / scale  # [N, 1]: s x / |x| at no extra pass
         y = x / denom
         ctx.save_for_backward(y, denom, norm > eps)
+        ctx.scale = scale
         return y
 
     @staticmethod
     def backward(ctx, grad: Tensor):
         y, denom, active = ctx.saved_tensors
-        # d(x / max(|x|, eps)) = (g - y <g, y>) / |x| where |x| > eps,
-        # g / eps elsewhere
+        # y = s x / max(|x|, eps): dy/dx g = (g - y <g, y> / s^2) s / |x|
+        # where |x| > eps, g s / eps elsewhere (denom holds |x| / s)
         dot = (grad * y).sum(dim=-1, keepdim=True).mul_(active)
-        return torch.addcmul(grad, y, dot, value=-1.0).div_(denom), None
+        if ctx.scale != 1.0:
+            dot.mul_(1.0 / ctx.scale**2)
+        return torch.addcmul(grad, y, dot, value=-1.0).div_(denom), None, \
+            None
 
 
-def normalize_rows(x: Tensor, eps: float = 1e-12) -> Tensor:
-    r""":func:`torch.nn.functional.normalize` along the last dimension
-    (:math:`\mathbf{x} / \max(\lVert \mathbf{x} \rVert_2, \epsilon)`) with a
-    hand-written backward pass, :math:`(\mathbf{g} - \mathbf{y}\langle
-    \mathbf{g}, \mathbf{y} \rangle) / \lVert \mathbf{x} \rVert_2`, that
-    makes three passes over the tensor instead of autograd's chain of
-    division, norm and clamp nodes (same gradient up to float rounding)."""
+def normalize_rows(x: Tensor, eps: float = 1e-12,
+                   scale: float = 1.0) -> Tensor:
+    r""":func:`torch.nn.functional.normalize` along the last dimension,
+    times :obj:`scale`: :math:`s\,\mathbf{x} / \max(\lVert \mathbf{x}
+    \rVert_2, \epsilon)`, with a hand-written backward pass,
+    :math:`s(\mathbf{g} - \hat{\mathbf{y}}\langle \mathbf{g},
+    \hat{\mathbf{y}} \rangle) / \lVert \mathbf{x} \rVert_2`
+    (:math:`\hat{\mathbf{y}}` the unit vector), that makes three passes
+    over the tensor instead of autograd's chain of division, norm and clamp
+    nodes (same gradient up to float rounding). The factor :math:`s` folds
+    into the per-row divisor, so a constant scale that follows the
+    normalisation (*e.g.* the :math:`1/(L+1)` of a layer mean) costs no
+    pass of its own."""
+    if not isinstance(scale, (int, float)) or isinstance(scale, bool) or \
+            not math.isfinite(scale) or scale <= 0:
+        raise ValueError(f"'scale' must be a positive finite number (got "
+                         f"{scale!r})")
+    scale = float(scale)
     if torch.is_grad_enabled() and x.requires_grad:
-        return _RowNormalize.apply(x, eps)
-    return torch.nn.functional.normalize(x, dim=-1, eps=eps)
+        return _RowNormalize.apply(x, eps, scale)
+    y = torch.nn.functional.normalize(x, dim=-1, eps=eps)
+    return y if scale == 1.0 else y.mul_(scale)

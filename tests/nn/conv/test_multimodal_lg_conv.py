@@ -317,8 +317,10 @@ def random_bipartite(U=9, I=7, E=30, seed=0):
 
 
 @pytest.mark.parametrize('num_layers', [0, 1, 3])
-@pytest.mark.parametrize('last', [False, True])
-def test_bipartite_layer_mean_matches_dense_power_series(num_layers, last):
+@pytest.mark.parametrize('last,scale', [(False, None), (True, None),
+                                        (False, 1.0), (False, 0.3)])
+def test_bipartite_layer_mean_matches_dense_power_series(num_layers, last,
+                                                         scale):
     from pyg_brmrs.utils import BipartiteAdjacency
     U, I = 9, 7
     ei = random_bipartite(U, I)
@@ -333,13 +335,14 @@ def test_bipartite_layer_mean_matches_dense_power_series(num_layers, last):
     xi = torch.randn(I, 2, 3, dtype=torch.float64, requires_grad=True)
     op = BipartiteAdjacency(ei, U, I, dtype=torch.float64)
     ou, oi = op.layer_mean(xu.reshape(U, -1), xi.reshape(I, -1), num_layers,
-                           last=last)
+                           last=last, scale=scale)
     x = torch.cat([xu, xi]).reshape(U + I, -1)
     h, outs = x, [x]
     for _ in range(num_layers):
         h = A @ h
         outs.append(h)
-    ref = outs[-1] if last else torch.stack(outs).mean(0)
+    s = 1.0 / (num_layers + 1) if scale is None else scale
+    ref = outs[-1] if last else s * torch.stack(outs).sum(0)
     assert torch.allclose(torch.cat([ou, oi]), ref, atol=1e-12)
     w = torch.randn(U + I, 6, dtype=torch.float64)
     ga = torch.autograd.grad((torch.cat([ou, oi]) * w).sum(), (xu, xi))
@@ -348,7 +351,7 @@ def test_bipartite_layer_mean_matches_dense_power_series(num_layers, last):
         assert torch.allclose(a, b, atol=1e-12)
     with torch.no_grad():  # the path without autograd gives the same
         nu, ni = op.layer_mean(xu.reshape(U, -1), xi.reshape(I, -1),
-                               num_layers, last=last)
+                               num_layers, last=last, scale=scale)
     assert torch.equal(nu, ou) and torch.equal(ni, oi)
     with pytest.raises(ValueError, match='user rows'):
         op.layer_mean(xi.reshape(I, -1), xu.reshape(U, -1), num_layers)
@@ -402,3 +405,83 @@ def test_normalize_rows_matches_functional_normalize():
     assert torch.allclose(g, g_ref, rtol=1e-10, atol=1e-12)
     assert torch.autograd.gradcheck(normalize_rows, (torch.randn(
         4, 3, dtype=torch.float64, requires_grad=True), ))
+
+
+@pytest.mark.parametrize('scale', [1.0, 0.25])
+def test_csr_layer_mean_scale_matches_the_layer_sum(scale):
+    # scale=s gives s * sum_l A^l x (values and gradients) on the fused CSR
+    # node, the no-grad path and the layer-by-layer fallback alike.
+    from pyg_brmrs.nn.conv import layer_mean
+    from pyg_brmrs.utils import CSRAdjacency
+    n, L = 11, 2
+    ei, w = random_graph(n, num_edges=40, seed=3)
+    A = torch.zeros(n, n, dtype=torch.float64)
+    for k in range(ei.size(1)):
+        A[ei[1, k], ei[0, k]] += float(w[k])
+    x = torch.randn(n, 2, 3, dtype=torch.float64, requires_grad=True)
+    ref = scale * (x + torch.einsum('ij,jcd->icd', A, x) +
+                   torch.einsum('ij,jcd->icd', A @ A, x))
+    op = CSRAdjacency(ei, w.double(), (n, n))
+    fused = op.layer_mean(x.reshape(n, -1), L, scale=scale).view_as(x)
+    conv = MultiModalLGConv(normalize=False, backend='edge_index')
+    fallback = layer_mean(conv, x, ei, w.double(), L, scale=scale)
+    probe = torch.randn_like(ref)
+    (g_ref, ) = torch.autograd.grad((ref * probe).sum(), x)
+    for out in (fused, fallback):
+        assert torch.allclose(out, ref, atol=1e-12)
+        (g, ) = torch.autograd.grad((out * probe).sum(), x)
+        assert torch.allclose(g, g_ref, atol=1e-12)
+    with torch.no_grad():
+        plain = op.layer_mean(x.reshape(n, -1), L, scale=scale).view_as(x)
+    assert torch.equal(plain, fused.detach())
+
+
+@pytest.mark.parametrize('bad', [0.0, -1.0, float('nan'), float('inf'),
+                                 True, '0.5'])
+def test_layer_mean_and_normalize_reject_bad_scales(bad):
+    from pyg_brmrs.nn.conv import layer_mean
+    from pyg_brmrs.utils import BipartiteAdjacency, CSRAdjacency
+    from pyg_brmrs.utils.sparse import normalize_rows
+    ei, w = random_graph(6, num_edges=10, seed=1)
+    x = torch.randn(6, 4)
+    with pytest.raises(ValueError, match="'scale' must be a positive"):
+        CSRAdjacency(ei, w, (6, 6)).layer_mean(x, 2, scale=bad)
+    with pytest.raises(ValueError, match="'scale' must be a positive"):
+        layer_mean(MultiModalLGConv(), x, ei, w, 2, scale=bad)
+    with pytest.raises(ValueError, match="'scale' must be a positive"):
+        BipartiteAdjacency(random_bipartite(), 9, 7).layer_mean(
+            torch.randn(9, 4), torch.randn(7, 4), 2, scale=bad)
+    with pytest.raises(ValueError, match="'scale' must be a positive"):
+        normalize_rows(x, scale=bad)
+
+
+def test_layer_mean_scale_with_last_is_an_error():
+    from pyg_brmrs.utils import CSRAdjacency
+    ei, w = random_graph(6, num_edges=10, seed=1)
+    with pytest.raises(ValueError, match="cannot be given with 'last=True'"):
+        CSRAdjacency(ei, w, (6, 6)).layer_mean(torch.randn(6, 4), 2,
+                                               last=True, scale=0.5)
+
+
+@pytest.mark.parametrize('scale', [1.0, 0.2, 3.0])
+def test_normalize_rows_scale_folds_into_the_divisor(scale):
+    # s * x / max(|x|, eps), values and gradients, including a zero row and
+    # a row below eps.
+    from pyg_brmrs.utils.sparse import normalize_rows
+    x = torch.randn(10, 2, 5, dtype=torch.float64)
+    x[0, 0] = 0.0
+    x[1, 1] = 1e-14
+    x.requires_grad_()
+    y = normalize_rows(x, scale=scale)
+    ref = scale * torch.nn.functional.normalize(x, dim=-1)
+    assert torch.allclose(y, ref, rtol=1e-14, atol=0)
+    probe = torch.randn_like(ref)
+    (g, ) = torch.autograd.grad((y * probe).sum(), x)
+    (g_ref, ) = torch.autograd.grad((ref * probe).sum(), x)
+    assert torch.allclose(g, g_ref, rtol=1e-10, atol=1e-12)
+    with torch.no_grad():
+        assert torch.allclose(normalize_rows(x, scale=scale), ref,
+                              rtol=1e-14, atol=0)
+    assert torch.autograd.gradcheck(
+        lambda t: normalize_rows(t, scale=scale),
+        (torch.randn(4, 3, dtype=torch.float64, requires_grad=True), ))

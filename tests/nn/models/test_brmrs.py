@@ -423,3 +423,49 @@ def test_csr_fast_path_equals_message_passing_with_gradients(
         assert torch.allclose(oa.item[k], ob.item[k], rtol=1e-5, atol=1e-6)
     for (name, _), x, y in zip(a.named_parameters(), ga, gb):
         assert torch.allclose(x, y, rtol=1e-5, atol=1e-6), name
+
+
+@pytest.mark.parametrize('homogeneous', ['mean', 'last'])
+@pytest.mark.parametrize('user_mode,id_mode', [('embedding', 'none'),
+                                               ('profile', 'concat')])
+def test_values_and_gradients_match_dense_reference(homogeneous, user_mode,
+                                                    id_mode):
+    # The CSR path folds the layer means' constant factors into the L2
+    # normalisation (the homogeneous 1/(L+1) is dropped, the user-item one
+    # goes into the normalisation's divisor); values and parameter
+    # gradients equal those of the dense reference, which scales as
+    # written.
+    data = toy_data()
+    torch.manual_seed(0)
+    model = BRMRS.from_data(data, embedding_dim=5, num_layers=3,
+                            num_item_layers=2, num_user_layers=2,
+                            homogeneous=homogeneous, user_mode=user_mode,
+                            id_mode=id_mode, finetune_features=True,
+                            fusion='concat').double()
+    out = model(data)
+    ref_u, ref_i = naive_forward(model, data)
+    g = torch.Generator().manual_seed(1)
+    probes = {m: (torch.randn(ref_u[m].shape, generator=g,
+                              dtype=torch.float64),
+                  torch.randn(ref_i[m].shape, generator=g,
+                              dtype=torch.float64))
+              for m in model.modalities}
+
+    def loss(user, item):
+        return sum((user[m] * probes[m][0]).sum() +
+                   (item[m] * probes[m][1]).sum() for m in model.modalities)
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    got = torch.autograd.grad(loss(out.user, out.item), params,
+                              allow_unused=True)
+    want = torch.autograd.grad(loss(ref_u, ref_i), params,
+                               allow_unused=True)
+    for m in model.modalities:
+        assert torch.allclose(out.user[m], ref_u[m], atol=1e-10)
+        assert torch.allclose(out.item[m], ref_i[m], atol=1e-10)
+    for (name, _), a, b in zip(model.named_parameters(), got, want):
+        if b is None:  # not in the unimodal branches (fusion weights)
+            continue
+        assert a is not None, name
+        # 1e-7: the profile operator keeps its 1/deg weights in float32
+        assert torch.allclose(a, b, rtol=1e-6, atol=1e-7), name

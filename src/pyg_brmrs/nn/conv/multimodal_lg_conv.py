@@ -9,7 +9,12 @@ from torch_geometric.utils import is_torch_sparse_tensor
 
 from pyg_brmrs.utils.cache import tensor_key
 from pyg_brmrs.utils.checks import check_edge_index, is_compiling
-from pyg_brmrs.utils.sparse import CSRAdjacency, edge_spmm
+from pyg_brmrs.utils.sparse import (
+    CSRAdjacency,
+    check_scale,
+    edge_spmm,
+    layer_scale,
+)
 
 try:  # pragma: no cover - depends on the environment
     import torch_sparse  # noqa: F401
@@ -269,23 +274,26 @@ def adjacency_to_edge_index(adj, edge_weight: OptTensor,
 
 def layer_mean(conv: MultiModalLGConv, x: Tensor, edge_index,
                edge_weight: Optional[Tensor], num_layers: int,
-               last: bool = False) -> Tensor:
+               last: bool = False, scale: Optional[float] = None) -> Tensor:
     r"""LightGCN's layer combination over :obj:`num_layers` applications
     :math:`L` of :obj:`conv` (:math:`\mathbf{A}` its propagation operator):
 
     .. math::
-        \frac{1}{L+1}\sum_{l=0}^{L} \mathbf{A}^l \mathbf{x}
+        s\sum_{l=0}^{L} \mathbf{A}^l \mathbf{x}, \qquad s = \frac{1}{L+1}
 
-    or :math:`\mathbf{A}^L \mathbf{x}` with :obj:`last=True`; :obj:`x` (any
+    (:obj:`scale` sets another :math:`s`: :obj:`1.0` gives the plain layer
+    sum and saves a pass, *e.g.* before an :math:`L_2` normalisation), or
+    :math:`\mathbf{A}^L \mathbf{x}` with :obj:`last=True`; :obj:`x` (any
     shape :obj:`conv` accepts, *e.g.* ``[N, d]`` or ``[N, C, d]``) for
     :math:`L = 0`. The sum is accumulated in place in one buffer (the
-    layer outputs are not kept), then scaled by :math:`1 / (L + 1)`. With
+    layer outputs are not kept), then scaled by :math:`s`. With
     the :obj:`"csr"` backend in eager mode all layers form one autograd node
     (:meth:`~pyg_brmrs.utils.CSRAdjacency.layer_mean`), whose backward pass
     is Horner's scheme over the cached transpose: the same products and
     sums as autograd through the layers, without their bookkeeping."""
+    check_scale(scale, last)
     if num_layers == 0:
-        return x
+        return x if scale is None or scale == 1.0 else x * scale
     if isinstance(conv, MultiModalLGConv) and isinstance(x, Tensor) \
             and x.dim() in (2, 3) and not is_compiling():
         x2d = x.reshape(x.size(0), -1)
@@ -293,7 +301,8 @@ def layer_mean(conv: MultiModalLGConv, x: Tensor, edge_index,
         if backend == 'csr':
             op = conv._prepare(edge_index, edge_weight, x.size(0), backend,
                                x2d.dtype)
-            return op.layer_mean(x2d, num_layers, last).view(x.shape)
+            return op.layer_mean(x2d, num_layers, last,
+                                 scale).view(x.shape)
     h, acc = x, None
     for _ in range(num_layers):
         h = conv(h, edge_index, edge_weight)
@@ -301,4 +310,5 @@ def layer_mean(conv: MultiModalLGConv, x: Tensor, edge_index,
             acc = h + x if acc is None else acc.add_(h)
     if last:
         return h
-    return acc.mul_(1.0 / (num_layers + 1))
+    s = layer_scale(num_layers, scale)
+    return acc if s == 1.0 else acc.mul_(s)

@@ -110,6 +110,11 @@ class BRMRS(Recommender):
        the symmetric-normalised user–item graph with
        :class:`~pyg_brmrs.nn.MultiModalLGConv` for :obj:`num_layers` layers
        and averaged over layers :math:`0..L`, giving :math:`\mathbf{z}^{(c)}`.
+       With :obj:`normalize=True` the layer means' constant factors cost
+       no pass of their own: the homogeneous mean's :math:`1/(L+1)` is
+       dropped (the normalisation removes it) and the user–item mean's is
+       folded into the normalisation's per-row divisor, the same result up
+       to float rounding.
     4. **Branches.** With :obj:`id_mode="none"` the unimodal
        representations are the propagated modality channels,
        :math:`\mathbf{q}^{(m)}_i = \mathbf{z}^{(m)}_i`,
@@ -420,6 +425,17 @@ class BRMRS(Recommender):
                               lambda: x.detach().to(dtype))
         return F.linear(xc, weight.to(dtype)).to(weight.dtype)
 
+    def _item_projection(self, m: str) -> Tuple[Tensor, Tensor]:
+        r"""The item rows ``[:d]`` of modality :obj:`m`'s projection
+        (weight, bias); the whole parameters, not slices of them, when the
+        projection has no user rows (no slicing node in the backward pass,
+        which would allocate and copy a full-size gradient)."""
+        lin = self.proj[m]
+        d = self.embedding_dim
+        if lin.out_features == d:
+            return lin.weight, lin.bias
+        return lin.weight[:d], lin.bias[:d]
+
     def _mean_operator(self, train_ei: Tensor) -> CSRAdjacency:
         def build():
             deg = torch.bincount(train_ei[0], minlength=self.num_users)
@@ -438,12 +454,15 @@ class BRMRS(Recommender):
         self.ui_graph.redraw(generator)
 
     def _homogeneous(self, x: Tensor, data: HeteroData, edge_type,
-                     num_layers: int, conv: MultiModalLGConv) -> Tensor:
+                     num_layers: int, conv: MultiModalLGConv,
+                     scale: Optional[float] = None) -> Tensor:
         if num_layers == 0 or edge_type not in data.edge_types:
             return x
         store = data[edge_type]
+        last = self.homogeneous == 'last'
         return layer_mean(conv, x, store.edge_index, store.get('edge_weight'),
-                          num_layers, last=self.homogeneous == 'last')
+                          num_layers, last=last,
+                          scale=None if last else scale)
 
     def _graph_key(self, data: HeteroData, edge_type) -> Tuple:
         if edge_type not in data.edge_types:
@@ -513,18 +532,20 @@ class BRMRS(Recommender):
 
     def _assemble(self, slots: List[Optional[Tensor]], dynamic: List[Tensor],
                   data: HeteroData, edge_type, num_layers: int,
-                  conv: MultiModalLGConv) -> Tensor:
+                  conv: MultiModalLGConv,
+                  scale: Optional[float] = None) -> Tensor:
         r"""Propagates the :obj:`dynamic` channels (``[N, d]`` tensors or
         ``[N, k, d]`` blocks of :math:`k` channels) over the homogeneous
         graph in one product per layer and puts them into the empty
         :obj:`slots` (in order), next to the already propagated channels:
         ``[N, C, d]``. When every slot is dynamic the propagated tensor is
-        returned as it is (no copy)."""
+        returned as it is (no copy). :obj:`scale` is the factor of the
+        layer sum (default: the layer mean)."""
         if not dynamic:
             return torch.stack(slots, dim=1)
         blocks = [x.unsqueeze(1) if x.dim() == 2 else x for x in dynamic]
         x = blocks[0] if len(blocks) == 1 else torch.cat(blocks, dim=1)
-        h = self._homogeneous(x, data, edge_type, num_layers, conv)
+        h = self._homogeneous(x, data, edge_type, num_layers, conv, scale)
         if all(slot is None for slot in slots):
             return h
         it = iter(h.unbind(dim=1))
@@ -559,14 +580,14 @@ class BRMRS(Recommender):
             user_dyn.append(self.user_modality_embedding)
         for m in self.modalities:
             lin = self.proj[m]
+            w_item, b_item = self._item_projection(m)
             if m in item_pre:
                 x, one = item_pre[m]
-                item_slots.append(self._project(x, lin.weight[:d], f'i{m}') +
-                                  one * lin.bias[:d])
+                item_slots.append(self._project(x, w_item, f'i{m}') +
+                                  one * b_item)
             else:
                 item_slots.append(None)
-                item_dyn.append(self._project(feats[m], lin.weight[:d], m) +
-                                lin.bias[:d])
+                item_dyn.append(self._project(feats[m], w_item, m) + b_item)
             if self.user_mode == 'embedding':
                 continue
             if m in user_pre:
@@ -579,21 +600,32 @@ class BRMRS(Recommender):
                 h = self._project(feats[m], lin.weight[d:], m)
                 user_dyn.append(mean_op.matmul(h) + lin.bias[d:])
 
+        # Constant factors that an L2 normalisation follows or precedes
+        # cost no pass of their own: the homogeneous layer mean's 1/(L+1)
+        # is dropped (the normalisation removes it) and the user-item
+        # layer mean's is folded into the normalisation's divisor.
+        hom_scale = 1.0 if self.normalize else None
         item_x = self._assemble(item_slots, item_dyn, data, ITEM_SIM,
-                                self.num_item_layers, self.ii_conv)
+                                self.num_item_layers, self.ii_conv,
+                                hom_scale)
         user_x = self._assemble(user_slots, user_dyn, data, USER_SIM,
-                                self.num_user_layers, self.uu_conv)
+                                self.num_user_layers, self.uu_conv,
+                                hom_scale)
+        bipartite = self.ui_conv.backend in ('auto', 'csr') and \
+            user_x.device.type != 'meta' and not is_compiling()
+        fold = bipartite and self.normalize
         if self.normalize:
-            item_x = normalize_rows(item_x)
-            user_x = normalize_rows(user_x)
+            s = 1.0 / (self.num_layers + 1) if fold else 1.0
+            item_x = normalize_rows(item_x, scale=s)
+            user_x = normalize_rows(user_x, scale=s)
 
-        if self.ui_conv.backend in ('auto', 'csr') and \
-                user_x.device.type != 'meta' and not is_compiling():
+        if bipartite:
             # the two blocks of the user-item graph, no [U + I] matrix
             op = self._bipartite_operator(train_ei, user_x.dtype)
             user_out, item_out = op.layer_mean(
                 user_x.reshape(self.num_users, -1),
-                item_x.reshape(self.num_items, -1), self.num_layers)
+                item_x.reshape(self.num_items, -1), self.num_layers,
+                scale=1.0 if fold else None)
             return user_out.view(user_x.shape), item_out.view(item_x.shape)
         x = torch.cat([user_x, item_x], dim=0)
         out = layer_mean(self.ui_conv, x,
@@ -645,7 +677,8 @@ class BRMRS(Recommender):
             mean_op = subgraph_user_mean(train_ei, nu, ni)
         for j, m in enumerate(self.modalities):
             lin = self.proj[m]
-            item_ch.append(project(feats[m], lin.weight[:d]) + lin.bias[:d])
+            w_item, b_item = self._item_projection(m)
+            item_ch.append(project(feats[m], w_item) + b_item)
             if self.user_mode == 'embedding':
                 user_ch.append(self.user_modality_embedding[user_n_id, j])
             else:
