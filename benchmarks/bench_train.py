@@ -147,7 +147,7 @@ class Bench:
     epochs."""
     def __init__(self, label, name, data, params, args, device):
         from pyg_brmrs import recipes
-        self.label, self.name, self.params = label, name, params
+        self.label, self.params = label, params
         self.args, self.device = args, device
         data = data.clone()
         t = time.perf_counter()

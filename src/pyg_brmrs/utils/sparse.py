@@ -489,10 +489,7 @@ def normalize_rows(x: Tensor, eps: float = 1e-12,
     into the per-row divisor, so a constant scale that follows the
     normalisation (*e.g.* the :math:`1/(L+1)` of a layer mean) costs no
     pass of its own."""
-    if not isinstance(scale, (int, float)) or isinstance(scale, bool) or \
-            not math.isfinite(scale) or scale <= 0:
-        raise ValueError(f"'scale' must be a positive finite number (got "
-                         f"{scale!r})")
+    check_scale(scale, last=False)
     scale = float(scale)
     if torch.is_grad_enabled() and x.requires_grad:
         return _RowNormalize.apply(x, eps, scale)
