@@ -45,8 +45,9 @@ from _common import (  # noqa: E402
     write_results,
 )
 
-#: MMRec's own code on this kind of 2-core machine, same Baby-shaped data
-#: (the issue's reference numbers).
+#: MMRec's own code on a 2-core machine of this VM kind, same Baby-shaped
+#: data (the issue's reference numbers: constants, not measured in the run,
+#: so the speed-up column compares across machines and dates).
 MMREC_EPOCH_S = {'freedom': 16.9, 'lightgcn': 3.35}
 
 #: extra rows: alias -> (recipe, parameters)
@@ -300,8 +301,13 @@ def main(argv=None):
             f"{mm / r['epoch_s']:.1f}x" if mm else '-'
         ])
     rounds = ''
+    if args.dataset == 'baby':
+        rounds += ("\n\nMMRec epoch s: the issue's reference numbers for "
+                   "MMRec's own code (constants from another run and "
+                   "machine, not measured here); compare this run's "
+                   "ratios within the run.")
     if lg and args.epochs > 1:
-        rounds = '\n\nPer-round ratios to our LightGCN (wall): ' + '; '.join(
+        rounds += '\n\nPer-round ratios to our LightGCN (wall): ' + '; '.join(
             f"{r['model']} " + ', '.join(f'{x:.2f}' for x in r['ratio_rounds'])
             for r in rows if r is not lg) + '.'
     md = (f"### Seconds per training epoch, {args.dataset} "

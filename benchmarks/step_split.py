@@ -6,10 +6,13 @@ turn, with wall-clock timers around
 * every sparse product of the library (each call of
   :func:`pyg_brmrs.utils.sparse.csr_matmul`: the user–item layers, the
   user–user and item–item graphs, forward and backward), and
-* the dense feature projections of BR-MRS (the model's ``F.linear`` is
-  replaced for the run by an autograd function that computes the same two
-  products, ``X W^T`` forward and the weight gradient ``G^T X`` backward,
-  and times them);
+* the dense feature projections of BR-MRS (the forward and backward
+  passes of :func:`~pyg_brmrs.nn.models._projection.stacked_affine`, the
+  products :math:`[\tilde{\mathbf{X}} | \tilde{\mathbf{1}}] [\mathbf{W} |
+  \mathbf{b}]^{\top}` into the channel slots and the weight and bias
+  gradient :math:`\mathbf{G}^{\top} [\tilde{\mathbf{X}} |
+  \tilde{\mathbf{1}}]`, are timed; a call of the model's ``F.linear``,
+  which this recipe does not make, would stop the run);
 
 the rest of the step (CHNS, losses, normalisation, layer-mean bookkeeping,
 gathers and their gradients, autograd, Adam) is the step minus these. Each
@@ -39,41 +42,39 @@ from bench_train import recipe_params  # noqa: E402
 TIMES = defaultdict(float)
 
 
-class _TimedLinear(torch.autograd.Function):
-    r""":math:`\mathbf{X}\mathbf{W}^{\top}` for a fixed :math:`\mathbf{X}`
-    (no input gradient), timing the forward product and the weight
-    gradient."""
+class _TimedStackedAffine(torch.autograd.Function):
+    r"""The model's stacked projection, its forward and backward passes
+    timed."""
     @staticmethod
-    def forward(ctx, x, weight):
-        ctx.save_for_backward(x)
+    def forward(ctx, xs, *params):
+        from pyg_brmrs.nn.models._projection import _StackedAffine
         start = time.perf_counter()
-        out = x @ weight.t()
+        out = _StackedAffine.forward(ctx, xs, *params)
         TIMES['projection'] += time.perf_counter() - start
         return out
 
     @staticmethod
     def backward(ctx, grad):
-        x, = ctx.saved_tensors
+        from pyg_brmrs.nn.models._projection import _StackedAffine
         start = time.perf_counter()
-        grad_w = grad.t() @ x
+        grads = _StackedAffine.backward(ctx, grad)
         TIMES['projection'] += time.perf_counter() - start
-        return None, grad_w
+        return grads
 
 
-class _TimedFunctional:
-    r"""``torch.nn.functional`` with a timed ``linear`` (no bias, fixed
-    input: the only way BR-MRS calls it)."""
+class _UntimedFunctional:
+    r"""``torch.nn.functional`` whose ``linear`` stops the run: a projection
+    outside the timed stacked one would be counted as the rest."""
     def __getattr__(self, name):
         return getattr(torch.nn.functional, name)
 
     @staticmethod
-    def linear(x, weight, bias=None):
-        if bias is not None or x.requires_grad:
-            raise RuntimeError('step_split: unexpected F.linear call')
-        return _TimedLinear.apply(x, weight)
+    def linear(*args, **kwargs):
+        raise RuntimeError('step_split: unexpected F.linear call')
 
 
 def install_timers():
+    import pyg_brmrs.nn.models._projection as projection
     import pyg_brmrs.nn.models.brmrs as brmrs_module
     import pyg_brmrs.utils.sparse as sparse
     matmul = sparse.csr_matmul
@@ -85,7 +86,8 @@ def install_timers():
         return out
 
     sparse.csr_matmul = timed
-    brmrs_module.F = _TimedFunctional()
+    projection.stacked_affine_function = _TimedStackedAffine
+    brmrs_module.F = _UntimedFunctional()
 
 
 def make_step(name, data):
@@ -154,7 +156,7 @@ def main() -> int:
 
     parts = ('step_ms', 'sparse_ms', 'projection_ms', 'rest_ms')
     labels = {'step_ms': 'whole step', 'sparse_ms': 'sparse products',
-              'projection_ms': 'feature projections (fwd + weight grad)',
+              'projection_ms': 'feature projections (fwd + weight/bias grad)',
               'rest_ms': 'rest of the step'}
     results, rows = [], []
     for model in steps:

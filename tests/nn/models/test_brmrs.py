@@ -103,18 +103,29 @@ def naive_forward(model: BRMRS, data: HeteroData):
 
 @pytest.mark.parametrize('id_mode', ['concat', 'add'])
 @pytest.mark.parametrize('homogeneous', ['mean', 'last'])
-@pytest.mark.parametrize('static_users', [True, False])
+@pytest.mark.parametrize('static_users', [True, False, 'text'])
 def test_forward_matches_dense_reference(homogeneous, id_mode, static_users,
                                          monkeypatch):
     # Both ways of computing the users' feature channels (propagated once on
-    # the raw features, or projected then propagated at every step) agree
-    # with the dense reference.
-    monkeypatch.setattr(brmrs_module, 'SPARSE_COST',
-                        10**9 if static_users else -10**9)
+    # the raw features, or projected then propagated at every step), and a
+    # mix of the two (only the 4-d text precomputed), agree with the dense
+    # reference.
     data = toy_data()
+    cost = 10**9 if static_users is True else -10**9
+    if static_users == 'text':
+        # precomputed iff (U - I) F_m <= cost * sparse entries: 8 <= 10 < 12
+        sparse = data['user', 'rates', 'item'].edge_index.size(1) + \
+            data['user', 'similar', 'user'].edge_index.size(1)
+        cost = 10 / sparse
+    monkeypatch.setattr(brmrs_module, 'SPARSE_COST', cost)
     model = BRMRS.from_data(data, embedding_dim=5, num_layers=2,
                             homogeneous=homogeneous, id_mode=id_mode,
                             user_mode='profile', fusion='concat').double()
+    feats = {m: data['item'][f'x_{m}'] for m in model.modalities}
+    pre = model._static_user(data, feats,
+                             data['user', 'rates', 'item'].edge_index)
+    assert set(pre) == {True: {'image', 'text'}, False: set(),
+                        'text': {'text'}}[static_users]
     out = model(data)
     ref_u, ref_i = naive_forward(model, data)
     for m in model.modalities:

@@ -34,6 +34,10 @@ from pyg_brmrs.nn.models._common import (
     subgraph_user_mean,
     trainable_features,
 )
+from pyg_brmrs.nn.models._projection import (
+    extend_with_column,
+    stacked_affine,
+)
 from pyg_brmrs.utils.cache import KeyedCache, tensor_key
 from pyg_brmrs.utils.checks import is_compiling
 from pyg_brmrs.utils.sparse import (
@@ -425,6 +429,24 @@ class BRMRS(Recommender):
                               lambda: x.detach().to(dtype))
         return F.linear(xc, weight.to(dtype)).to(weight.dtype)
 
+    def _static_projection(self, entries: List[Tuple[str, Tensor, Tensor,
+                                                     Tensor]]) -> Tensor:
+        r"""The ``[N, S, d]`` channels :math:`\tilde{\mathbf{X}}_j
+        \mathbf{W}_j^{\top} + \tilde{\mathbf{1}}_j \mathbf{b}_j^{\top}`
+        of precomputed inputs, given as ``(key, [X | 1~], W, b)`` entries
+        (:func:`stacked_affine`: the bias rides on the propagated ones
+        column; in :obj:`projection_dtype` one product per entry)."""
+        dtype = self.projection_dtype
+        weight = entries[0][2]
+        if dtype is None or dtype == weight.dtype:
+            return stacked_affine([e[1] for e in entries],
+                                  [e[2] for e in entries],
+                                  [e[3] for e in entries])
+        return torch.stack([
+            self._project(x, torch.cat([w, b.unsqueeze(1)], dim=1), key)
+            for key, x, w, b in entries
+        ], dim=1)
+
     def _item_projection(self, m: str) -> Tuple[Tensor, Tensor]:
         r"""The item rows ``[:d]`` of modality :obj:`m`'s projection
         (weight, bias); the whole parameters, not slices of them, when the
@@ -474,7 +496,7 @@ class BRMRS(Recommender):
     def _static_item(self, data: HeteroData,
                      feats: Dict[str, Tensor]) -> Dict[str, Tuple]:
         r"""Per modality, the item features propagated over the item–item
-        graph and the propagated all-ones column, ``([I, F_m], [I, 1])``
+        graph next to the propagated all-ones column, ``[I, F_m + 1]``
         (computed once while the features and the graph stay the same)."""
         key = (self._graph_key(data, ITEM_SIM),
                tuple(tensor_key(feats[m]) for m in self.modalities))
@@ -489,7 +511,7 @@ class BRMRS(Recommender):
                                       self.num_item_layers, self.ii_conv)
                 parts = h.split([self.feature_dims[m] for m in
                                  self.modalities] + [1], dim=1)
-            return {m: (parts[j].contiguous(), parts[-1].contiguous())
+            return {m: extend_with_column(parts[j], parts[-1])
                     for j, m in enumerate(self.modalities)}
 
         return self._cached('static_item', key, build)
@@ -497,8 +519,8 @@ class BRMRS(Recommender):
     def _static_user(self, data: HeteroData, feats: Dict[str, Tensor],
                      train_ei: Tensor) -> Dict[str, Tuple]:
         r"""Per modality whose profile is cheaper to propagate once than at
-        every step, ``([U, F_m], [U, 1])``: the users' mean training-item
-        features and the all-ones column, propagated over the user–user
+        every step, ``[U, F_m + 1]``: the users' mean training-item
+        features next to the all-ones column, propagated over the user–user
         graph. A modality is precomputed when :math:`U F_m \le
         c\,(\mathrm{nnz}(\mathbf{M}) + L_U \mathrm{nnz}(\mathbf{S}_U)) +
         I F_m` (the sparse work it saves, at a cost :math:`c` per stored
@@ -525,32 +547,37 @@ class BRMRS(Recommender):
                                       self.num_user_layers, self.uu_conv)
                 parts = h.split([self.feature_dims[m] for m in chosen] + [1],
                                 dim=1)
-            return {m: (parts[j].contiguous(), parts[-1].contiguous())
+            return {m: extend_with_column(parts[j], parts[-1])
                     for j, m in enumerate(chosen)}
 
         return self._cached('static_user', key, build)
 
-    def _assemble(self, slots: List[Optional[Tensor]], dynamic: List[Tensor],
-                  data: HeteroData, edge_type, num_layers: int,
-                  conv: MultiModalLGConv,
+    def _assemble(self, kinds: str, dynamic: List[Tensor],
+                  static: List[Tuple], data: HeteroData, edge_type,
+                  num_layers: int, conv: MultiModalLGConv,
                   scale: Optional[float] = None) -> Tensor:
-        r"""Propagates the :obj:`dynamic` channels (``[N, d]`` tensors or
-        ``[N, k, d]`` blocks of :math:`k` channels) over the homogeneous
-        graph in one product per layer and puts them into the empty
-        :obj:`slots` (in order), next to the already propagated channels:
-        ``[N, C, d]``. When every slot is dynamic the propagated tensor is
-        returned as it is (no copy). :obj:`scale` is the factor of the
-        layer sum (default: the layer mean)."""
+        r"""The ``[N, C, d]`` channels in the order of :obj:`kinds` (one
+        letter per channel: ``"d"`` for the next of the :obj:`dynamic`
+        channels, ``"s"`` for the next of the :obj:`static` ones). The
+        dynamic channels (``[N, d]`` tensors or ``[N, k, d]`` blocks of
+        :math:`k` channels) are propagated over the homogeneous graph in one
+        product per layer (:obj:`scale`: the factor of the layer sum,
+        default the layer mean); the static ones, ``(key, [X | 1~], W, b)``
+        entries of precomputed propagated inputs, are projected by
+        :meth:`_static_projection`. When all channels are of one kind the
+        result is returned as it is (no copy)."""
+        block = self._static_projection(static) if static else None
         if not dynamic:
-            return torch.stack(slots, dim=1)
+            return block
         blocks = [x.unsqueeze(1) if x.dim() == 2 else x for x in dynamic]
         x = blocks[0] if len(blocks) == 1 else torch.cat(blocks, dim=1)
         h = self._homogeneous(x, data, edge_type, num_layers, conv, scale)
-        if all(slot is None for slot in slots):
+        if block is None:
             return h
-        it = iter(h.unbind(dim=1))
-        return torch.stack([next(it) if x is None else x for x in slots],
-                           dim=1)
+        if kinds == 'd' * h.size(1) + 's' * block.size(1):
+            return torch.cat([h, block], dim=1)
+        parts = {'d': iter(h.unbind(dim=1)), 's': iter(block.unbind(dim=1))}
+        return torch.stack([next(parts[k]) for k in kinds], dim=1)
 
     def channels(self, data: HeteroData) -> Tuple[Tensor, Tensor]:
         r"""Computes the propagated channels ``([U, C, d], [I, C, d])``."""
@@ -558,45 +585,46 @@ class BRMRS(Recommender):
         d = self.embedding_dim
         feats = self._item_features(data)
         static = not self.finetune_features
-        item_slots: List[Optional[Tensor]] = []
-        user_slots: List[Optional[Tensor]] = []
+        # one letter per channel, "d" (dynamic: propagated at every step)
+        # or "s" (static: a projection of precomputed propagated inputs,
+        # given as (key, [X | 1~], W, b) entries)
+        item_kinds, user_kinds = '', ''
         item_dyn: List[Tensor] = []
         user_dyn: List[Tensor] = []
+        item_static: List[Tuple] = []
+        user_static: List[Tuple] = []
         if self.id_mode != 'none':
-            item_slots.append(None)
+            item_kinds, user_kinds = 'd', 'd'
             item_dyn.append(self.item_embedding.weight)
-            user_slots.append(None)
             user_dyn.append(self.user_embedding.weight)
 
         item_pre = self._static_item(data, feats) if static else {}
-        user_pre: Dict[str, Tuple] = {}
+        user_pre: Dict[str, Tensor] = {}
         if self.user_mode == 'profile':
             mean_op = self._mean_operator(train_ei)
             if static:
                 user_pre = self._static_user(data, feats, train_ei)
         if self.user_mode == 'embedding':
             # all modality channels of the users in one [U, M, d] block
-            user_slots += [None] * len(self.modalities)
+            user_kinds += 'd' * len(self.modalities)
             user_dyn.append(self.user_modality_embedding)
         for m in self.modalities:
             lin = self.proj[m]
             w_item, b_item = self._item_projection(m)
             if m in item_pre:
-                x, one = item_pre[m]
-                item_slots.append(self._project(x, w_item, f'i{m}') +
-                                  one * b_item)
+                item_kinds += 's'
+                item_static.append((f'i{m}', item_pre[m], w_item, b_item))
             else:
-                item_slots.append(None)
+                item_kinds += 'd'
                 item_dyn.append(self._project(feats[m], w_item, m) + b_item)
             if self.user_mode == 'embedding':
                 continue
             if m in user_pre:
-                x, one = user_pre[m]
-                user_slots.append(
-                    self._project(x, lin.weight[d:], f'u{m}') +
-                    one * lin.bias[d:])
+                user_kinds += 's'
+                user_static.append((f'u{m}', user_pre[m], lin.weight[d:],
+                                    lin.bias[d:]))
             else:
-                user_slots.append(None)
+                user_kinds += 'd'
                 h = self._project(feats[m], lin.weight[d:], m)
                 user_dyn.append(mean_op.matmul(h) + lin.bias[d:])
 
@@ -605,11 +633,11 @@ class BRMRS(Recommender):
         # is dropped (the normalisation removes it) and the user-item
         # layer mean's is folded into the normalisation's divisor.
         hom_scale = 1.0 if self.normalize else None
-        item_x = self._assemble(item_slots, item_dyn, data, ITEM_SIM,
-                                self.num_item_layers, self.ii_conv,
+        item_x = self._assemble(item_kinds, item_dyn, item_static, data,
+                                ITEM_SIM, self.num_item_layers, self.ii_conv,
                                 hom_scale)
-        user_x = self._assemble(user_slots, user_dyn, data, USER_SIM,
-                                self.num_user_layers, self.uu_conv,
+        user_x = self._assemble(user_kinds, user_dyn, user_static, data,
+                                USER_SIM, self.num_user_layers, self.uu_conv,
                                 hom_scale)
         bipartite = self.ui_conv.backend in ('auto', 'csr') and \
             user_x.device.type != 'meta' and not is_compiling()
