@@ -46,6 +46,7 @@ def main(argv=None):
         return skip('the Baby interactions are not available (see '
                     '../shared/data/INDEX.md or set PYG_BRMRS_DATA)')
     from pyg_brmrs import recipes
+    from pyg_brmrs.training import make_adam
     info = machine_info('cpu')
     data = recipes.prepare('brmrs', data, **BABY_GRAPH)
     edge_index = data['user', 'rates', 'item'].edge_index
@@ -55,7 +56,7 @@ def main(argv=None):
         gen = torch.Generator().manual_seed(0)
         model, objective = recipes.build('brmrs', data, generator=gen,
                                          num_candidates=C, **BABY_GRAPH)
-        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        optimizer = make_adam(model.parameters(), lr=1e-3)
 
         def step(timers=None):
             idx = torch.randint(0, edge_index.size(1), (args.batch_size, ),

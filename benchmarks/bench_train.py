@@ -52,6 +52,9 @@ MMREC_EPOCH_S = {'freedom': 16.9, 'lightgcn': 3.35}
 
 #: extra rows: alias -> (recipe, parameters)
 ALIASES = {'brmrs_bf16': ('brmrs', {'projection_dtype': 'bfloat16'}),
+           # the paper's model with bf16 feature projections (not fp32)
+           'brmrs_paper_bf16': ('brmrs_paper',
+                                {'projection_dtype': 'bfloat16'}),
            # BRMRS's default before id_mode='concat' (branches of size d)
            'brmrs_add': ('brmrs', {'id_mode': 'add'}),
            # the 'tiktok' preset (L = 3 user-item layers)
@@ -148,6 +151,7 @@ class Bench:
     epochs."""
     def __init__(self, label, name, data, params, args, device):
         from pyg_brmrs import recipes
+        from pyg_brmrs.training import make_adam
         self.label, self.params = label, params
         self.args, self.device = args, device
         data = data.clone()
@@ -160,7 +164,7 @@ class Bench:
         model, objective = recipes.build(name, self.data,
                                          generator=self.generator, **params)
         self.model, self.objective = model.to(device), objective.to(device)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-3)
+        self.optimizer = make_adam(self.model.parameters(), lr=1e-3)
         t = time.perf_counter()
         self._run(None)  # warm-up
         self.warmup = time.perf_counter() - t

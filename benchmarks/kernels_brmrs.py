@@ -57,6 +57,7 @@ def main() -> int:
     from pyg_brmrs import recipes
     from pyg_brmrs.data.schema import USER_SIM
     from pyg_brmrs.utils.sparse import BipartiteAdjacency, CSRAdjacency
+    from pyg_brmrs.training import make_adam
     params = recipes.dataset_defaults('baby', 'brmrs_paper')
     data = recipes.prepare('brmrs_paper', data, **params)
     ei = data['user', 'rates', 'item'].edge_index
@@ -78,7 +79,7 @@ def main() -> int:
     # LightGCN's whole training step (batch 2048, Adam), same process:
     torch.manual_seed(0)
     model, objective = recipes.build('lightgcn', data)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    optimizer = make_adam(model.parameters(), lr=1e-3)
     pairs = ei[:, torch.randperm(ei.size(1), generator=gen)[:2048]]
 
     def lightgcn_step():

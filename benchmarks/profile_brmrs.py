@@ -44,13 +44,14 @@ def profile_model(name, data, args):
     from torch.profiler import ProfilerActivity, profile
 
     from pyg_brmrs import recipes
+    from pyg_brmrs.training import make_adam
     params = recipe_params(name, 'baby')
     data = recipes.prepare(name, data.clone(), **params)
     torch.manual_seed(0)
     generator = torch.Generator().manual_seed(0)
     model, objective = recipes.build(name, data, generator=generator,
                                      **params)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    optimizer = make_adam(model.parameters(), lr=1e-3)
     edge_index = data['user', 'rates', 'item'].edge_index
     perm = torch.randperm(edge_index.size(1), generator=generator)
     batches = [(edge_index[0, idx], edge_index[1, idx])

@@ -4,8 +4,10 @@ Baby preset of :mod:`pyg_brmrs.recipes` for ``brmrs_paper``) are run in
 turn, with wall-clock timers around
 
 * every sparse product of the library (each call of
-  :func:`pyg_brmrs.utils.sparse.csr_matmul`: the user–item layers, the
-  user–user and item–item graphs, forward and backward), and
+  :func:`pyg_brmrs.utils.sparse.csr_matmul` and of
+  :func:`~pyg_brmrs.utils.sparse.csr_addmm`, the product-and-add of the
+  layer sums' backward passes: the user–item layers, the user–user and
+  item–item graphs, forward and backward), and
 * the dense feature projections of BR-MRS (the forward and backward
   passes of :func:`~pyg_brmrs.nn.models._projection.stacked_affine`, the
   products :math:`[\tilde{\mathbf{X}} | \tilde{\mathbf{1}}] [\mathbf{W} |
@@ -77,7 +79,7 @@ def install_timers():
     import pyg_brmrs.nn.models._projection as projection
     import pyg_brmrs.nn.models.brmrs as brmrs_module
     import pyg_brmrs.utils.sparse as sparse
-    matmul = sparse.csr_matmul
+    matmul, addmm = sparse.csr_matmul, sparse.csr_addmm
 
     def timed(adj, x):
         start = time.perf_counter()
@@ -85,19 +87,27 @@ def install_timers():
         TIMES['sparse'] += time.perf_counter() - start
         return out
 
+    def timed_add(base, adj, x):
+        start = time.perf_counter()
+        out = addmm(base, adj, x)
+        TIMES['sparse'] += time.perf_counter() - start
+        return out
+
     sparse.csr_matmul = timed
+    sparse.csr_addmm = timed_add
     projection.stacked_affine_function = _TimedStackedAffine
     brmrs_module.F = _UntimedFunctional()
 
 
 def make_step(name, data):
     from pyg_brmrs import recipes
+    from pyg_brmrs.training import make_adam
     params = recipe_params(name, 'baby')
     data = recipes.prepare(name, data.clone(), **params)
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(0)
     model, objective = recipes.build(name, data, generator=gen, **params)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    optimizer = make_adam(model.parameters(), lr=1e-3)
     ei = data['user', 'rates', 'item'].edge_index
     batches = [(ei[0, i], ei[1, i])
                for i in torch.randperm(ei.size(1), generator=gen).split(2048)]

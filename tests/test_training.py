@@ -6,7 +6,7 @@ import torch
 from pyg_brmrs.data import make_synthetic
 from pyg_brmrs.nn import BRMRS
 from pyg_brmrs.objectives import BPRObjective, BRMRSObjective
-from pyg_brmrs.training import TrainConfig, Trainer, grid_search
+from pyg_brmrs.training import TrainConfig, Trainer, grid_search, make_adam
 
 
 @pytest.fixture(scope='module')
@@ -67,6 +67,55 @@ def test_resume_reproduces_uninterrupted_run(small, tmp_path):
     assert saved['test'] == resumed.test
     assert {'torch', 'pyg_brmrs', 'date', 'model'} <= set(saved['info'])
     assert (tmp_path / 'b' / 'best.pt').exists()
+
+
+def test_make_adam_fused_matches_plain_adam():
+    # torch's fused kernel is chosen for CPU float parameters and makes the
+    # same updates as the element-wise Adam up to float rounding
+    torch.manual_seed(0)
+    init = [torch.randn(50, 3, 8), torch.randn(8, 17), torch.randn(8)]
+    params = {}
+    for fused in (None, False):
+        ps = [torch.nn.Parameter(x.clone()) for x in init]
+        opt = make_adam(ps, lr=1e-2, weight_decay=1e-3, fused=fused)
+        assert opt.param_groups[0]['fused'] is (True if fused is None
+                                                else None)
+        for step in range(20):
+            g = torch.Generator().manual_seed(step)
+            for p in ps:
+                p.grad = torch.randn(p.shape, generator=g) * 10**(step % 3)
+            opt.step()
+        params[fused] = ps
+    for a, b, x in zip(params[None], params[False], init):
+        assert not torch.equal(a, x)
+        assert torch.allclose(a, b, rtol=1e-6, atol=1e-7)
+    # not fused when a parameter cannot be: an integer tensor, no parameters
+    # in the fused kernel's list (param groups are read too)
+    assert make_adam([{'params': [torch.nn.Parameter(torch.randn(2))]}]
+                     ).param_groups[0]['fused'] is True
+    assert make_adam([torch.nn.Parameter(torch.randn(2)),
+                      torch.zeros(2, dtype=torch.long)]
+                     ).param_groups[0]['fused'] is None
+
+
+def test_trainer_uses_fused_adam_also_after_resume(small, tmp_path):
+    model, obj = build(small)
+    trainer = Trainer(model, obj, small,
+                      config(epochs=1, output_dir=str(tmp_path)))
+    assert trainer.optimizer.param_groups[0]['fused'] is True
+    trainer.fit()
+    # a checkpoint written with the element-wise kernel resumes fused
+    last = tmp_path / 'last.pt'
+    state = torch.load(last, weights_only=False)
+    state['optimizer']['param_groups'][0]['fused'] = None
+    torch.save(state, last)
+    model, obj = build(small)
+    resumed = Trainer(model, obj, small,
+                      config(epochs=2, output_dir=str(tmp_path),
+                             resume=True))
+    res = resumed.fit()
+    assert resumed.optimizer.param_groups[0]['fused'] is True
+    assert len(res.history) == 2
 
 
 def test_early_stopping_and_best_epoch(small):

@@ -264,6 +264,29 @@ class TrainResult:
         write_json(self.to_dict(), path)
 
 
+def make_adam(params, lr: float = 1e-3, weight_decay: float = 0.0,
+              fused: Optional[bool] = None) -> torch.optim.Adam:
+    r"""The trainer's optimiser: :class:`torch.optim.Adam` over
+    :obj:`params`, with torch's fused kernel (one pass over each parameter
+    instead of a chain of element-wise operations with full-size
+    temporaries; the same update up to float rounding) when every parameter
+    is a floating tensor on a device that has it (:obj:`fused=None`), always
+    (:obj:`True`: an unsupported parameter raises torch's error) or never
+    (:obj:`False`)."""
+    params = list(params)
+    if fused is None:
+        tensors = [p for group in params for p in (
+            group['params'] if isinstance(group, dict) else [group])]
+        supported = getattr(torch.utils._foreach_utils,
+                            '_get_fused_kernels_supported_devices', None)
+        devices = set(supported()) if supported is not None else set()
+        fused = bool(tensors) and all(
+            torch.is_floating_point(p) and not p.is_sparse and
+            p.device.type in devices for p in tensors)
+    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay,
+                            fused=fused or None)
+
+
 def seed_everything(seed: int) -> None:
     r"""Seeds Python's :mod:`random`, NumPy and torch (all devices)."""
     random.seed(seed)
@@ -414,8 +437,8 @@ class Trainer:
         if self.dist.enabled:
             self.sample_generator = torch.Generator(device=self.device)
             self.objective.generator = self.sample_generator
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr,
-                                          weight_decay=cfg.weight_decay)
+        self.optimizer = make_adam(self.model.parameters(), lr=cfg.lr,
+                                   weight_decay=cfg.weight_decay)
         self.neighbor_loader: Optional[PairNeighborLoader] = None
         if cfg.batching == 'neighbor':
             if self.dist.enabled:
@@ -779,7 +802,12 @@ class Trainer:
                 f"pyg-brmrs)")
         try:
             self.model.load_state_dict(state['model'])
+            fused = [g.get('fused') for g in self.optimizer.param_groups]
             self.optimizer.load_state_dict(state['optimizer'])
+            # the kernel is this trainer's choice, not the checkpoint's
+            # (same update up to float rounding)
+            for group, flag in zip(self.optimizer.param_groups, fused):
+                group['fused'] = flag
             values = {key: state[key] for key in (
                 'epoch', 'history', 'best_value', 'best_epoch', 'best_valid',
                 'best_test', 'bad_evals', 'train_time', 'eval_time',

