@@ -56,8 +56,8 @@ def main() -> int:
         return _common.skip('kernels_brmrs: the Baby data is absent')
     from pyg_brmrs import recipes
     from pyg_brmrs.data.schema import USER_SIM
-    from pyg_brmrs.utils.sparse import BipartiteAdjacency, CSRAdjacency
     from pyg_brmrs.training import make_adam
+    from pyg_brmrs.utils.sparse import BipartiteAdjacency, CSRAdjacency
     params = recipes.dataset_defaults('baby', 'brmrs_paper')
     data = recipes.prepare('brmrs_paper', data, **params)
     ei = data['user', 'rates', 'item'].edge_index
