@@ -331,7 +331,8 @@ class Trainer:
 
     Every epoch: :meth:`~pyg_brmrs.nn.Recommender.on_epoch_start`, a
     shuffled pass over the training pairs in batches of
-    :obj:`config.batch_size` (one Adam step per batch), then (every
+    :obj:`config.batch_size` (one Adam step per batch, with torch's fused
+    kernel where the parameters allow it: :func:`make_adam`), then (every
     :obj:`eval_every` epochs) full-ranking validation; the test split is
     ranked whenever validation improves, so the reported test metrics are
     those of the best validation epoch. Training stops after
