@@ -278,3 +278,32 @@ def test_batch_scores_equal_one_score_per_call(data):
         for s, i in zip(scores[b], lists):
             assert torch.allclose(s, out.score(users, i, b), rtol=1e-12,
                                   atol=0)
+
+
+@pytest.mark.parametrize('name', ['brmrs', 'brmrs_paper'])
+def test_brmrs_objective_on_the_batch_users_equals_full_output(data, name):
+    # The objective runs the model on the batch's users only (BRMRS
+    # supports it); the terms and gradients equal those of the full output,
+    # with the same draws (repeated users in the batch included).
+    users, pos = batch(data, size=24, seed=5)
+    users = torch.cat([users, users[:4]])
+    pos = torch.cat([pos, pos[:4]])
+    results = []
+    for subset in (True, False):
+        model, objective = build(name, data)
+        assert model.supports_user_subset
+        if not subset:
+            model.supports_user_subset = False
+        objective.generator = torch.Generator().manual_seed(3)
+        terms = objective(model, data, users, pos)
+        grads = torch.autograd.grad(terms['loss'], list(model.parameters()),
+                                    allow_unused=True)
+        results.append((terms, grads))
+    (t1, g1), (t2, g2) = results
+    assert set(t1) == set(t2)
+    for key in t1:
+        assert t1[key].item() == pytest.approx(t2[key].item(), rel=1e-9)
+    for a, b in zip(g1, g2):
+        assert (a is None) == (b is None)
+        if a is not None:
+            assert torch.allclose(a, b, rtol=1e-7, atol=1e-12)

@@ -22,7 +22,7 @@ from torch_geometric.data import HeteroData
 
 from pyg_brmrs.data.schema import RATES, Schema, canonical
 from pyg_brmrs.loss import CrossModalBPRLoss, SynergyBPRLoss, bpr_loss
-from pyg_brmrs.nn.base import FUSED, Recommender, RecOutput
+from pyg_brmrs.nn.base import FUSED, Recommender, RecOutput, subgraph_ids
 from pyg_brmrs.sampling import (
     CrossModalHardNegativeSampler,
     HardNegatives,
@@ -254,12 +254,24 @@ class BRMRSObjective(Objective):
                  pos_items: Tensor,
                  negatives: Optional[Dict[str, Tensor]] = None
                  ) -> Dict[str, Tensor]:
-        out = model(data)
-        names = self.unimodal_branches(out)
-        keys = names + ([FUSED] if self.sampler.assignment == 'fused' else [])
         given = {} if negatives is None else {
             'candidates': negatives['candidates'],
             'uniform': negatives['uniform']}
+        if negatives is None and getattr(model, 'supports_user_subset',
+                                         False) and \
+                subgraph_ids(data) is None:
+            # the batch's users only (the same numbers up to rounding, at
+            # a lower cost); the pools are drawn after the forward pass,
+            # as the sampler draws them, and the users become output rows
+            batch_users, rows = torch.unique(users, return_inverse=True)
+            out = model(data, users=batch_users)
+            candidates, uniform = self.sampler.draw(users)
+            given = {'candidates': candidates, 'uniform': uniform}
+            users = rows
+        else:
+            out = model(data)
+        names = self.unimodal_branches(out)
+        keys = names + ([FUSED] if self.sampler.assignment == 'fused' else [])
         res = self.sampler(users, {b: out.user[b].detach()
                                    for b in keys},
                            {b: out.item[b].detach()

@@ -9,6 +9,7 @@ from pyg_brmrs.utils.checks import (
     check_choice,
     check_edge_index,
     check_float,
+    check_ids,
     check_int,
     check_modality_weights,
 )
@@ -140,3 +141,19 @@ def test_keyed_cache():
     assert 'b' not in cache and len(cache) == 1
     cache.clear()
     assert cache.get('a', tensor_key(x), build) == 4
+
+
+def test_check_ids():
+    out = check_ids(torch.tensor([0, 4, 4], dtype=torch.int32), 'ids', 5)
+    assert out.dtype == torch.long and out.tolist() == [0, 4, 4]
+    assert check_ids(torch.zeros(0, dtype=torch.long), 'ids', 5).numel() == 0
+    # values are not read on the meta device
+    assert check_ids(torch.tensor([9], device='meta'), 'ids', 5).is_meta
+    with pytest.raises(TypeError, match="'ids' must be an integer tensor"):
+        check_ids([0, 1], 'ids', 5)
+    with pytest.raises(TypeError, match='got torch.float32'):
+        check_ids(torch.tensor([0.0]), 'ids', 5)
+    with pytest.raises(ValueError, match=r"'ids' must be a 1-D tensor"):
+        check_ids(torch.tensor([[0]]), 'ids', 5)
+    with pytest.raises(ValueError, match=r'outside \[0, 5\) \(min -1, max 5\)'):
+        check_ids(torch.tensor([-1, 5]), 'ids', 5)

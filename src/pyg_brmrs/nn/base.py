@@ -61,9 +61,9 @@ class RecOutput:
             at inference (:obj:`"fused"` by default).
         extras (Dict[str, torch.Tensor]): Model-specific tensors that an
             objective may need (*e.g.*, per-channel embeddings).
-        user_n_id (torch.Tensor, optional): For a mini-batch subgraph, the
-            global id of every row of :attr:`user` (:obj:`None`: full
-            graph, row = id).
+        user_n_id (torch.Tensor, optional): For a mini-batch subgraph, or
+            an output restricted to some users, the global id of every row
+            of :attr:`user` (:obj:`None`: full graph, row = id).
         item_n_id (torch.Tensor, optional): The same for :attr:`item`.
     """
     user: Dict[str, Tensor]
@@ -185,6 +185,11 @@ class Recommender(torch.nn.Module):
     #: :obj:`None` (the default for subclasses that do not say): every
     #: such graph present in the data.
     graph_edge_types: Optional[Tuple[Tuple[str, str, str], ...]] = None
+    #: Whether :meth:`forward` takes ``users=`` (global user ids): the user
+    #: outputs then hold those users' rows only (``user_n_id = users``),
+    #: computed on the full graph at a lower cost. Objectives pass a
+    #: training batch's users when it is :obj:`True`.
+    supports_user_subset: bool = False
 
     def __init__(self, num_users: int, num_items: int):
         super().__init__()

@@ -23,6 +23,7 @@ __all__ = [
     'check_float',
     'check_choice',
     'check_edge_index',
+    'check_ids',
     'check_modality_weights',
 ]
 
@@ -172,6 +173,25 @@ def check_edge_index(
                              f"there are only {bound} {kind}s (largest "
                              f"{kind} id {hi})")
     return edge_index
+
+
+def check_ids(ids, name: str, num: int) -> Tensor:
+    r"""A 1-D integer tensor of ids in ``[0, num)`` (:obj:`name` is the
+    argument's name), returned as int64. The id range is read only where
+    :func:`can_inspect_values` allows it."""
+    if not isinstance(ids, Tensor) or ids.dtype.is_floating_point or \
+            ids.dtype.is_complex or ids.dtype == torch.bool:
+        raise TypeError(f"'{name}' must be an integer tensor of ids (got "
+                        f"{getattr(ids, 'dtype', type(ids).__name__)})")
+    if ids.dim() != 1:
+        raise ValueError(f"'{name}' must be a 1-D tensor of ids (got shape "
+                         f"{list(ids.shape)})")
+    if ids.numel() and can_inspect_values(ids):
+        low, high = int(ids.min()), int(ids.max())
+        if low < 0 or high >= num:
+            raise ValueError(f"'{name}' holds ids outside [0, {num}) (min "
+                             f"{low}, max {high})")
+    return ids.long()
 
 
 def check_modality_weights(

@@ -7,6 +7,8 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
+from pyg_brmrs.utils.checks import check_ids
+
 
 def to_csr(
     edge_index: Tensor,
@@ -378,6 +380,107 @@ class _BipartiteLayerMean(torch.autograd.Function):
         return r_user, r_item, None, None, None, None, None
 
 
+def csr_rows(adj: Tensor, rows: Tensor) -> Tuple[Tensor, Tensor]:
+    r"""The rows :obj:`rows` of a CSR matrix ``[N, M]`` as a CSR matrix
+    ``[B, M]`` (row :math:`b` = row ``rows[b]``; repeated rows allowed) and
+    its transpose ``[M, B]``, both CSR."""
+    crow, col, val = adj.crow_indices(), adj.col_indices(), adj.values()
+    start, end = crow[rows], crow[rows + 1]
+    counts = end - start
+    new_crow = torch.zeros(rows.numel() + 1, dtype=crow.dtype,
+                           device=crow.device)
+    torch.cumsum(counts, 0, out=new_crow[1:])
+    total = int(new_crow[-1])
+    offset = torch.arange(total, device=crow.device) - \
+        torch.repeat_interleave(new_crow[:-1], counts, output_size=total)
+    idx = torch.repeat_interleave(start, counts, output_size=total) + offset
+    cols, vals = col[idx], val[idx]
+    size = (rows.numel(), adj.size(1))
+    sub = torch.sparse_csr_tensor(new_crow, cols, vals, size=size,
+                                  check_invariants=False)
+    local = torch.repeat_interleave(
+        torch.arange(rows.numel(), device=crow.device), counts,
+        output_size=total)
+    sub_t = to_csr(torch.stack([local, cols]), vals, (size[1], size[0]))
+    return sub, sub_t
+
+
+def _bipartite_layer_mean_rows(R: Tensor, R_t: Tensor, R_rows: Tensor,
+                               rows: Tensor, x_user: Tensor, x_item: Tensor,
+                               num_layers: int, last: bool,
+                               scale: float) -> Tuple[Tensor, Tensor]:
+    r""":func:`_bipartite_layer_mean` whose user output holds the rows
+    :obj:`rows` only: the last layer's user product runs on those rows
+    (:obj:`R_rows`) and the user layers are summed on them."""
+    h_user, h_item = x_user, x_item
+    acc_user = None if last else x_user.index_select(0, rows)
+    acc_item: Optional[Tensor] = None
+    for layer in range(num_layers):
+        final = layer == num_layers - 1
+        new_item = csr_matmul(R_t, h_user)
+        if final:
+            new_user_rows = csr_matmul(R_rows, h_item)
+        else:
+            h_user = csr_matmul(R, h_item)
+            new_user_rows = h_user.index_select(0, rows)
+        h_item = new_item
+        if last:
+            if final:
+                acc_user = new_user_rows
+            continue
+        acc_user.add_(new_user_rows)
+        acc_item = new_item + x_item if acc_item is None else \
+            acc_item.add_(new_item)
+    if last:
+        return acc_user, h_item
+    if scale == 1.0:
+        return acc_user, acc_item
+    return acc_user.mul_(scale), acc_item.mul_(scale)
+
+
+class _BipartiteLayerMeanRows(torch.autograd.Function):
+    r""":class:`_BipartiteLayerMean` with the user output restricted to
+    some rows. The user gradient is zero outside those rows, so the first
+    step of Horner's scheme multiplies the item half by the rows'
+    transposed block only, and the user gradient is added to those rows
+    only."""
+    @staticmethod
+    def forward(ctx, x_user: Tensor, x_item: Tensor, R: Tensor, R_t: Tensor,
+                R_rows: Tensor, R_rows_t: Tensor, rows: Tensor,
+                num_layers: int, last: bool, scale: float):
+        ctx.R, ctx.R_t, ctx.R_rows_t = R, R_t, R_rows_t
+        ctx.num_layers, ctx.last, ctx.scale = num_layers, last, scale
+        ctx.save_for_backward(rows)
+        ctx.num_users = x_user.size(0)
+        return _bipartite_layer_mean_rows(R, R_t, R_rows, rows, x_user,
+                                          x_item, num_layers, last, scale)
+
+    @staticmethod
+    def backward(ctx, grad_rows: Tensor, grad_item: Tensor):
+        rows, = ctx.saved_tensors
+        R, R_t, R_rows_t = ctx.R, ctx.R_t, ctx.R_rows_t
+        grad_rows, grad_item = grad_rows.contiguous(), grad_item.contiguous()
+        if not ctx.last and ctx.scale != 1.0:
+            grad_rows, grad_item = grad_rows * ctx.scale, \
+                grad_item * ctx.scale
+        # first step: the user half of r is zero outside `rows`
+        if ctx.last:
+            r_user = csr_matmul(R, grad_item)
+            r_item = csr_matmul(R_rows_t, grad_rows)
+        else:
+            r_user = csr_matmul(R, grad_item).index_add_(0, rows, grad_rows)
+            r_item = csr_addmm(grad_item, R_rows_t, grad_rows)
+        for _ in range(ctx.num_layers - 1):
+            if ctx.last:
+                r_user, r_item = csr_matmul(R, r_item), \
+                    csr_matmul(R_t, r_user)
+            else:
+                r_user, r_item = (
+                    csr_matmul(R, r_item).index_add_(0, rows, grad_rows),
+                    csr_addmm(grad_item, R_t, r_user))
+        return (r_user, r_item) + (None, ) * 8
+
+
 class BipartiteAdjacency:
     r"""The symmetric-normalised adjacency of the undirected user–item graph,
 
@@ -438,7 +541,8 @@ class BipartiteAdjacency:
         return self.layer_mean(x_user, x_item, 1, last=True)
 
     def layer_mean(self, x_user: Tensor, x_item: Tensor, num_layers: int,
-                   last: bool = False, scale: Optional[float] = None
+                   last: bool = False, scale: Optional[float] = None,
+                   user_rows: Optional[Tensor] = None
                    ) -> Tuple[Tensor, Tensor]:
         r"""The user and item rows of :math:`s\sum_{l=0}^{L}
         \mathbf{A}^l \mathbf{X}`, :math:`s` = :obj:`scale` (default
@@ -447,14 +551,26 @@ class BipartiteAdjacency:
         with :obj:`last=True`, for :math:`\mathbf{X} = [\mathbf{X}_U;
         \mathbf{X}_I]`, :math:`L` = :obj:`num_layers`, with
         :obj:`x_user` ``[U, F]`` and :obj:`x_item` ``[I, F]``; one autograd
-        node for all layers."""
+        node for all layers.
+
+        With :obj:`user_rows` (user ids ``[B]``) the user output is
+        ``[B, F]``, the rows :obj:`user_rows` of the full one (the same
+        values up to float rounding) at a lower cost: the last layer's user
+        product runs on those rows, the user layers are summed on them, and
+        the backward pass's first item product reads only their block of
+        the graph."""
         check_scale(scale, last)
         if x_user.size(0) != self.num_users or \
                 x_item.size(0) != self.num_items:
             raise ValueError(f"Expected {self.num_users} user rows and "
                              f"{self.num_items} item rows (got "
                              f"{x_user.size(0)} and {x_item.size(0)})")
+        if user_rows is not None:
+            user_rows = check_ids(user_rows, 'user_rows',
+                                  self.num_users).to(x_user.device)
         if num_layers == 0:
+            if user_rows is not None:
+                x_user = x_user[user_rows]
             if scale is None or scale == 1.0:
                 return x_user, x_item
             return x_user * scale, x_item * scale
@@ -463,6 +579,16 @@ class BipartiteAdjacency:
             R, R_t = R.to(x_user.dtype), R_t.to(x_user.dtype)
         x_user, x_item = x_user.contiguous(), x_item.contiguous()
         s = layer_scale(num_layers, scale)
+        if user_rows is not None:
+            R_rows, R_rows_t = csr_rows(R, user_rows)
+            if torch.is_grad_enabled() and (x_user.requires_grad
+                                            or x_item.requires_grad):
+                return _BipartiteLayerMeanRows.apply(
+                    x_user, x_item, R, R_t, R_rows, R_rows_t, user_rows,
+                    num_layers, last, s)
+            return _bipartite_layer_mean_rows(R, R_t, R_rows, user_rows,
+                                              x_user, x_item, num_layers,
+                                              last, s)
         if torch.is_grad_enabled() and (x_user.requires_grad
                                         or x_item.requires_grad):
             return _BipartiteLayerMean.apply(x_user, x_item, R, R_t,

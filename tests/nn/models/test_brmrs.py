@@ -500,3 +500,36 @@ def test_values_and_gradients_match_dense_reference(homogeneous, user_mode,
         assert a is not None, name
         # 1e-7: the profile operator keeps its 1/deg weights in float32
         assert torch.allclose(a, b, rtol=1e-6, atol=1e-7), name
+
+
+@pytest.mark.parametrize('backend', ['auto', 'edge_index'])
+@pytest.mark.parametrize('kwargs', [dict(), dict(id_mode='concat',
+                                                 user_mode='profile',
+                                                 fusion='concat')])
+def test_forward_on_some_users_equals_rows_of_full_output(backend, kwargs):
+    data = toy_data()
+    model = BRMRS.from_data(data, embedding_dim=4, backend=backend,
+                            **kwargs).double()
+    full = model(data)
+    users = torch.tensor([11, 2, 2, 0])  # user 11 has no training item
+    out = model(data, users=users)
+    assert torch.equal(out.user_n_id, users)
+    for b in full.branches:
+        assert torch.allclose(out.user[b], full.user[b][users])
+        assert torch.allclose(out.item[b], full.item[b])
+    assert torch.allclose(out.extras['user_channels'],
+                          full.extras['user_channels'][users])
+    # the regularisation maps the rows to the global ids
+    rows = torch.tensor([0, 3])
+    assert torch.allclose(
+        model.regularization(rows, rows, rows, out),
+        model.regularization(users[rows], rows, rows))
+    with pytest.raises(ValueError, match=r"outside \[0, 12\)"):
+        model(data, users=torch.tensor([12]))
+    with pytest.raises(TypeError, match="'users' must be an integer"):
+        model(data, users=torch.tensor([0.0]))
+    sub = data.clone()
+    sub['user'].n_id = torch.arange(12)
+    sub['item'].n_id = torch.arange(10)
+    with pytest.raises(ValueError, match='mini-batch subgraph'):
+        model(sub, users=users)

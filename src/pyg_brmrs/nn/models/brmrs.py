@@ -39,7 +39,7 @@ from pyg_brmrs.nn.models._projection import (
     stacked_affine,
 )
 from pyg_brmrs.utils.cache import KeyedCache, tensor_key
-from pyg_brmrs.utils.checks import is_compiling
+from pyg_brmrs.utils.checks import check_ids, is_compiling
 from pyg_brmrs.utils.sparse import (
     BipartiteAdjacency,
     CSRAdjacency,
@@ -579,8 +579,11 @@ class BRMRS(Recommender):
         parts = {'d': iter(h.unbind(dim=1)), 's': iter(block.unbind(dim=1))}
         return torch.stack([next(parts[k]) for k in kinds], dim=1)
 
-    def channels(self, data: HeteroData) -> Tuple[Tensor, Tensor]:
-        r"""Computes the propagated channels ``([U, C, d], [I, C, d])``."""
+    def channels(self, data: HeteroData,
+                 users: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+        r"""Computes the propagated channels ``([U, C, d], [I, C, d])``;
+        with :obj:`users` (global ids ``[B]``) the user channels of those
+        users only, ``[B, C, d]`` (see :meth:`forward`)."""
         train_ei = data[RATES].edge_index
         d = self.embedding_dim
         feats = self._item_features(data)
@@ -653,14 +656,17 @@ class BRMRS(Recommender):
             user_out, item_out = op.layer_mean(
                 user_x.reshape(self.num_users, -1),
                 item_x.reshape(self.num_items, -1), self.num_layers,
-                scale=1.0 if fold else None)
-            return user_out.view(user_x.shape), item_out.view(item_x.shape)
+                scale=1.0 if fold else None, user_rows=users)
+            return (user_out.view(user_out.size(0), *user_x.shape[1:]),
+                    item_out.view(item_x.shape))
         x = torch.cat([user_x, item_x], dim=0)
         out = layer_mean(self.ui_conv, x,
                          self.ui_graph(train_ei, self.training), None,
                          self.num_layers)
         # split (not two slices): one concatenation in the backward pass
         user_out, item_out = out.split([self.num_users, self.num_items])
+        if users is not None:
+            user_out = user_out[users]
         return user_out, item_out
 
     def _bipartite_operator(self, train_ei: Tensor,
@@ -750,12 +756,34 @@ class BRMRS(Recommender):
         reps[FUSED] = fusion([reps[m] for m in self.modalities])
         return reps
 
-    def forward(self, data: HeteroData) -> RecOutput:
+    supports_user_subset = True
+
+    def forward(self, data: HeteroData,
+                users: Optional[Tensor] = None) -> RecOutput:
+        r"""The representations of every user and item of :obj:`data` (or
+        of a mini-batch subgraph's nodes).
+
+        Args:
+            data (HeteroData): The graph (see the class description).
+            users (torch.Tensor, optional): Global user ids ``[B]``
+                (*e.g.* a training batch's unique users): the user outputs
+                then hold these users' rows only, ``user_n_id = users``,
+                computed on the full graph (the same values as those rows of
+                the full output up to float rounding) at a lower cost: the
+                last user–item layer's user product, the user layers' sum
+                and the users' branches and fusion run on these rows only.
+                Not with a mini-batch subgraph. (default: :obj:`None`)
+        """
         ids = subgraph_ids(data)
         if ids is not None:
+            if users is not None:
+                raise ValueError("'users' cannot be given with a mini-batch "
+                                 "subgraph (its user rows are its n_id)")
             user_ch, item_ch = self._subgraph_channels(data, *ids)
         else:
-            user_ch, item_ch = self.channels(data)
+            if users is not None:
+                users = check_ids(users, 'users', self.num_users)
+            user_ch, item_ch = self.channels(data, users)
         return RecOutput(
             user=self.branches(user_ch, self.user_fusion),
             item=self.branches(item_ch, self.item_fusion),
@@ -764,7 +792,7 @@ class BRMRS(Recommender):
                 'user_channels': user_ch,
                 'item_channels': item_ch
             },
-            user_n_id=None if ids is None else ids[0],
+            user_n_id=users if ids is None else ids[0],
             item_n_id=None if ids is None else ids[1],
         )
 
