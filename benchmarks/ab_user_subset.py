@@ -12,28 +12,18 @@ the same model and objective; the full-rows one runs with the model's
 
 Writes ``benchmarks/results/ab_user_subset_<threads>t.json`` and ``.md``.
 """
-import argparse
 import statistics
 import sys
 import time
 from pathlib import Path
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common  # noqa: E402
-from step_split import make_step  # noqa: E402
+from step_split import make_step, step_bench_args  # noqa: E402
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--threads', type=int, default=1)
-    parser.add_argument('--steps', type=int, default=6)
-    parser.add_argument('--rounds', type=int, default=5)
-    parser.add_argument('--name', default=None)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    data = _common.load_baby()
+    args, data = step_bench_args(__doc__)
     if data is None:
         return _common.skip('ab_user_subset: the Baby data is absent')
     from pyg_brmrs.nn import BRMRS

@@ -126,15 +126,22 @@ def make_step(name, data):
     return step
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+def step_bench_args(doc: str):
+    r"""The command line of the step benchmarks (``--threads``,
+    ``--steps``, ``--rounds``, ``--name``), with the thread count applied,
+    and the Baby data (:obj:`None` when it is absent)."""
+    parser = argparse.ArgumentParser(description=doc.split('\n\n')[0])
     parser.add_argument('--threads', type=int, default=1)
     parser.add_argument('--steps', type=int, default=6)
     parser.add_argument('--rounds', type=int, default=5)
     parser.add_argument('--name', default=None)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    data = _common.load_baby()
+    return args, _common.load_baby()
+
+
+def main() -> int:
+    args, data = step_bench_args(__doc__)
     if data is None:
         return _common.skip('step_split: the Baby data is absent')
     install_timers()
