@@ -106,15 +106,21 @@ class Timers:
 
 
 class TimedProxy:
-    r"""Forwards everything to :obj:`obj` and times its calls."""
-    def __init__(self, obj, timers, name):
+    r"""Forwards everything to :obj:`obj` and times its calls and its
+    :obj:`methods` (by default ``draw``: an objective may draw a sampler's
+    pools apart from the call that scores them) under one name."""
+    def __init__(self, obj, timers, name, methods=('draw', )):
         self._obj = obj
         self._call = timers.wrap(name, obj)
+        self._methods = {m: timers.wrap(name, getattr(obj, m))
+                         for m in methods if hasattr(obj, m)}
 
     def __call__(self, *args, **kwargs):
         return self._call(*args, **kwargs)
 
     def __getattr__(self, name):
+        if name in self._methods:
+            return self._methods[name]
         return getattr(self._obj, name)
 
 

@@ -295,7 +295,7 @@ class CrossModalHardNegativeSampler:
         u = user_emb.index_select(0, users).unsqueeze(1)  # [B, 1, d]
         q = item_emb.index_select(0, candidates.reshape(-1))
         # a broadcast product and a sum over d (not a batch of B [C, d] x
-        # [d, 1] products, which costs 1.5x as much on CPU)
+        # [d, 1] products, which is slower on CPU)
         return (q.view(*candidates.shape, -1) * u).sum(dim=-1)
 
     @torch.no_grad()

@@ -65,9 +65,9 @@ def csr_tensor(crow: Tensor, col: Tensor, value: Tensor,
 
 def _mkl_csr(adj: Tensor, x: Tensor) -> bool:
     r"""Whether ``adj @ x`` runs on MKL's sparse kernel: a CPU CSR product
-    in float32/float64 with a torch built with MKL (measured 1.1–1.4×
-    faster than ``torch.sparse.mm(reduce="sum")`` at 64 and 128 columns on
-    Baby's user–item and user–user graphs, the same numbers)."""
+    in float32/float64 with a torch built with MKL (faster than
+    ``torch.sparse.mm(reduce="sum")`` at the widths the models use, with
+    the same numbers; ``benchmarks/bench_kernels.py`` compares them)."""
     return x.device.type == 'cpu' and adj.layout == torch.sparse_csr and \
         x.dtype in (torch.float32, torch.float64) and \
         torch.backends.mkl.is_available()
@@ -451,7 +451,6 @@ class _BipartiteLayerMeanRows(torch.autograd.Function):
         ctx.R, ctx.R_t, ctx.R_rows_t = R, R_t, R_rows_t
         ctx.num_layers, ctx.last, ctx.scale = num_layers, last, scale
         ctx.save_for_backward(rows)
-        ctx.num_users = x_user.size(0)
         return _bipartite_layer_mean_rows(R, R_t, R_rows, rows, x_user,
                                           x_item, num_layers, last, scale)
 

@@ -494,7 +494,7 @@ class BRMRS(Recommender):
                 tensor_key(store.get('edge_weight')))
 
     def _static_item(self, data: HeteroData,
-                     feats: Dict[str, Tensor]) -> Dict[str, Tuple]:
+                     feats: Dict[str, Tensor]) -> Dict[str, Tensor]:
         r"""Per modality, the item features propagated over the item–item
         graph next to the propagated all-ones column, ``[I, F_m + 1]``
         (computed once while the features and the graph stay the same)."""
@@ -517,7 +517,7 @@ class BRMRS(Recommender):
         return self._cached('static_item', key, build)
 
     def _static_user(self, data: HeteroData, feats: Dict[str, Tensor],
-                     train_ei: Tensor) -> Dict[str, Tuple]:
+                     train_ei: Tensor) -> Dict[str, Tensor]:
         r"""Per modality whose profile is cheaper to propagate once than at
         every step, ``[U, F_m + 1]``: the users' mean training-item
         features next to the all-ones column, propagated over the user–user
