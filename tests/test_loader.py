@@ -16,7 +16,6 @@ from pyg_brmrs.loader import (
     sampling_backend,
     unflatten_draws,
 )
-from pyg_brmrs.objectives import BPRObjective, BRMRSObjective
 from pyg_brmrs.training import TrainConfig, Trainer
 
 needs_backend = pytest.mark.skipif(
@@ -37,7 +36,7 @@ def test_draw_then_pass_is_the_same_step(data, name):
     torch.manual_seed(0)
     model, objective = recipes.build(name, data, embedding_dim=8)
     if hasattr(model, 'edge_dropout'):
-        model.ui_graph.edge_dropout = 0.0  # no stochastic graph here
+        model.pruning.edge_dropout = 0.0  # no stochastic graph here
     model.eval()
     users, pos = data['user', 'rates', 'item'].edge_index[:, :64]
     objective.generator = torch.Generator().manual_seed(5)
@@ -111,7 +110,7 @@ def test_graph_edge_types_are_what_forward_reads(data, name):
     torch.manual_seed(0)
     model, _ = recipes.build(name, data, embedding_dim=8)
     if hasattr(model, 'edge_dropout'):
-        model.ui_graph.edge_dropout = 0.0
+        model.pruning.edge_dropout = 0.0
     model.eval()
     declared = model.graph_edge_types
     assert declared is not None

@@ -2,7 +2,6 @@ import contextlib
 import io
 import itertools
 import json
-import warnings
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,7 @@ from pyg_brmrs import cli, recipes
 from pyg_brmrs.data import features, make_synthetic, modalities
 from pyg_brmrs.experiment import restore
 from pyg_brmrs.nn import FREEDOM
-from pyg_brmrs.nn.base import FUSED, Recommender, RecOutput
+from pyg_brmrs.nn import FUSED, RecGraph, Recommender, RecOutput
 from pyg_brmrs.objectives import BPRObjective
 from pyg_brmrs.recipes import (
     Recipe,
@@ -45,16 +44,17 @@ class ContentMF(Recommender):
         return cls(data['user'].num_nodes, data['item'].num_nodes, dim,
                    **kwargs)
 
-    def forward(self, data):
-        x = torch.cat([features(data, m) for m in modalities(data)], dim=1)
-        return RecOutput({FUSED: self.user_embedding.weight},
-                         {FUSED: self.project(x)})
+    def forward(self, graph: RecGraph) -> RecOutput:
+        dims = {m: features(graph.data, m).size(1) for m in graph.modalities}
+        x = torch.cat(list(graph.features(dims).values()), dim=1)
+        return graph.output(
+            {FUSED: graph.user_rows(self.user_embedding.weight)},
+            {FUSED: self.project(x)})
 
 
 CONTENT_MF = Recipe(ContentMF, BPRObjective, graphs=False,
                     defaults=dict(embedding_dim=4),
-                    description='test baseline: content-projected items',
-                    routes={'reg_weight': 'model'})
+                    description='test baseline: content-projected items')
 
 
 @pytest.fixture
@@ -70,15 +70,15 @@ def test_registered_recipe_trains_through_the_cli(content_mf, tmp_path):
     argv = ['train', '--model', 'content_mf', '--synthetic',
             '--synthetic-users', '40', '--synthetic-items', '30',
             '--epochs', '1', '-q', '--param', 'objective.reg_weight=0.01',
-            '--param', 'reg_weight=0.5', '--output-dir', str(out)]
+            '--param', 'model.reg_weight=0.5', '--output-dir', str(out)]
     with contextlib.redirect_stdout(io.StringIO()):
         assert cli.main(argv) == 0
     stored = json.loads((out / 'results.json').read_text())
     assert stored['epochs_run'] == 1
     assert stored['info']['run']['model'] == 'content_mf'
     assert stored['info']['run']['params'] == {'objective.reg_weight': 0.01,
-                                               'reg_weight': 0.5}
-    # The stored run rebuilds the same model with the routed keywords.
+                                               'model.reg_weight': 0.5}
+    # The stored run rebuilds the same model with the prefixed keywords.
     restored = restore(out / 'best.pt')
     assert isinstance(restored.model, ContentMF)
     assert restored.model.reg_weight == 0.5
@@ -100,19 +100,22 @@ def test_split_params_routes_by_part():
     assert split_params('brmrs', {'graph.k_item': 4})[0] == {'k_item': 4}
 
 
-def test_freedom_reg_weight_goes_where_the_recipe_routes_it():
-    # Before: silently the model's. Now: the recipe declares it.
-    assert get_recipe('freedom').routes == {'reg_weight': 'model'}
-    _, model, objective = split_params('freedom', {'reg_weight': 0.3})
-    assert model == {'reg_weight': 0.3} and objective == {}
-    _, model, objective = split_params('freedom',
-                                       {'objective.reg_weight': 0.2,
-                                        'model.reg_weight': 0.1})
-    assert model == {'reg_weight': 0.1} and objective == {'reg_weight': 0.2}
+def test_freedom_names_mean_one_thing_each():
+    # FREEDOM's modality BPR weight has its own name: `reg_weight` is the
+    # objective's L2 weight everywhere, and no recipe needs a route.
+    _, model, objective = split_params('freedom', {'reg_weight': 0.3,
+                                                   'modality_bpr_weight': 0.1})
+    assert model == {'modality_bpr_weight': 0.1}
+    assert objective == {'reg_weight': 0.3}
     m, o = recipes.build('freedom', make_synthetic(30, 25), knn_k=3,
-                         reg_weight=0.3, **{'objective.reg_weight': 0.2})
-    assert isinstance(m, FREEDOM) and m.reg_weight == 0.3
+                         modality_bpr_weight=0.3, reg_weight=0.2)
+    assert isinstance(m, FREEDOM) and m.modality_bpr_weight == 0.3
     assert o.reg_weight == 0.2
+    for name in list_recipes():
+        names = recipes.parameter_names(name)
+        for key in get_recipe(name).defaults:
+            owners = [p for p in names if key in names[p]]
+            assert len(owners) == 1, (name, key, owners)
 
 
 @pytest.mark.bad_input
@@ -126,9 +129,11 @@ def test_split_params_errors(content_mf):
             split_params('ambiguous', {'reg_weight': 0.1})
         assert split_params('ambiguous', {'model.reg_weight': 0.1})[1] == {
             'reg_weight': 0.1}
-    with pytest.raises(ValueError, match="'reg_weight' and "
-                       "'model.reg_weight' of model 'freedom' both set"):
-        split_params('freedom', {'reg_weight': 1, 'model.reg_weight': 2})
+    with registered_recipe('ambiguous', no_route):
+        with pytest.raises(ValueError, match="'model.embedding_dim' and "
+                           "'embedding_dim' of model 'ambiguous' both set"):
+            split_params('ambiguous', {'model.embedding_dim': 1,
+                                       'embedding_dim': 2})
     with pytest.raises(ValueError, match="Unknown parameter 'fusion' for "
                        "the objective of model 'brmrs'"):
         split_params('brmrs', {'objective.fusion': 'mean'})
@@ -155,10 +160,6 @@ def test_register_recipe_errors(content_mf):
     with pytest.raises(TypeError, match='Recipe.model must be a class with '
                        'a from_data'):
         register_recipe('x', Recipe(torch.nn.Linear, BPRObjective, False))
-    with pytest.raises(ValueError, match=r"Recipe.routes\['reg_weight'\] = "
-                       "'graph' must name a part"):
-        register_recipe('x', Recipe(ContentMF, BPRObjective, False,
-                                    routes={'reg_weight': 'graph'}))
     with pytest.raises(ValueError, match="Unknown parameter 'nope'"):
         register_recipe('x', Recipe(ContentMF, BPRObjective, False,
                                     defaults={'nope': 1}))
@@ -191,62 +192,8 @@ def test_presets_and_recorded_runs_still_route():
         for model, params in per_model.items():
             split_params(model, params)
     seen = 0
-    with warnings.catch_warnings():  # recorded under the names of the time
-        warnings.simplefilter('ignore', DeprecationWarning)
-        for path, model, params in recorded_params():
-            split_params(model, params)
-            seen += 1
+    for path, model, params in recorded_params():
+        split_params(model, params)
+        seen += 1
     if seen == 0:
         pytest.skip('no recorded quality results in this checkout')
-
-
-def test_presets_and_defaults_use_the_current_names():
-    for name in recipes.list_recipes():
-        renames = recipes.parameter_renames(name)
-        assert not set(recipes.get_recipe(name).defaults) & set(renames)
-        for per_model in recipes.DATASET_DEFAULTS.values():
-            assert not set(per_model.get(name, {})) & set(renames), name
-    assert recipes.parameter_renames('freedom') == {
-        'num_ui_layers': 'num_layers', 'dropout': 'edge_dropout'}
-    model = recipes.parameter_names('freedom')['model']
-    assert {'num_layers', 'num_item_layers', 'edge_dropout'} <= set(model)
-    assert not {'dropout', 'num_ui_layers'} & set(model)
-
-
-def test_deprecated_parameter_names_are_routed_with_a_warning():
-    with pytest.warns(DeprecationWarning) as record:
-        _, model, objective = recipes.split_params(
-            'freedom', {'dropout': 0.9, 'num_ui_layers': 3})
-    assert model == {'edge_dropout': 0.9, 'num_layers': 3}
-    assert sorted(str(w.message) for w in record) == [
-        "The argument 'dropout' of recipe 'freedom' is deprecated and will "
-        "be removed in a future release; use 'edge_dropout'",
-        "The argument 'num_ui_layers' of recipe 'freedom' is deprecated and "
-        "will be removed in a future release; use 'num_layers'"]
-    with pytest.raises(ValueError, match="both 'dropout'"):
-        recipes.split_params('freedom', {'dropout': 0.9, 'edge_dropout': 0.8})
-    with warnings.catch_warnings():
-        warnings.simplefilter('error')  # the current names do not warn
-        recipes.split_params('freedom', {'edge_dropout': 0.9})
-    data = make_synthetic(20, 15, seed=0)
-    with pytest.warns(DeprecationWarning):
-        model, _ = recipes.build('freedom', data, dropout=0.7)
-    assert model.edge_dropout == 0.7
-
-
-def test_merge_params_lets_a_later_old_name_replace_a_preset():
-    assert recipes.merge_params('freedom', {'edge_dropout': 0.8, 'a': 1},
-                                {'dropout': 0.9}) == {'a': 1, 'dropout': 0.9}
-    assert recipes.merge_params('freedom', {'dropout': 0.8},
-                                {'edge_dropout': 0.9}) == {
-                                    'edge_dropout': 0.9}
-    # The CLI: --param wins over --preset under either name.
-    args = cli.build_parser().parse_args(
-        ['train', '--model', 'freedom', '--synthetic', '--preset', 'tiktok',
-         '--param', 'dropout=0.9'])
-    with pytest.warns(DeprecationWarning):
-        params = cli.model_params(args)
-    assert params == {'reg_weight': 1e-4, 'dropout': 0.9}
-    args = cli.build_parser().parse_args(
-        ['train', '--model', 'freedom', '--synthetic', '--preset', 'tiktok'])
-    assert cli.model_params(args) == {'edge_dropout': 0.8, 'reg_weight': 1e-4}

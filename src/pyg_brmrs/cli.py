@@ -512,9 +512,8 @@ def model_params(args) -> Dict[str, Any]:
     preset: Dict[str, Any] = {}
     if args.preset:
         preset = recipes.dataset_defaults(args.preset, args.model)
-    # --param wins over the preset, also under a deprecated name:
-    params = recipes.merge_params(args.model, preset,
-                                  parse_params(args.param))
+    # --param wins over the preset:
+    params = recipes.merge_params(preset, parse_params(args.param))
     recipes.split_params(args.model, params)  # unknown names fail here
     return params
 

@@ -22,12 +22,14 @@ from torch_geometric.data import HeteroData
 
 from pyg_brmrs.data.schema import RATES, Schema, canonical
 from pyg_brmrs.loss import CrossModalBPRLoss, SynergyBPRLoss, bpr_loss
-from pyg_brmrs.nn.base import FUSED, Recommender, RecOutput, subgraph_ids
+from pyg_brmrs.nn.base import FUSED, Recommender, RecOutput
+from pyg_brmrs.nn.graph import subgraph_ids
 from pyg_brmrs.sampling import (
     CrossModalHardNegativeSampler,
     HardNegatives,
     UniformNegativeSampler,
 )
+from pyg_brmrs.utils.rows import take_rows
 
 SYN_NEGATIVES = ('uniform', 'pool')
 
@@ -43,8 +45,8 @@ def batch_scores(out: RecOutput, users: Tensor,
     score."""
     scores: Dict[str, List[Tensor]] = {}
     for b, lists in items.items():
-        u = out.user[b][users]
-        q = out.item[b][torch.cat([i.reshape(-1) for i in lists])]
+        u = take_rows(out.user[b], users)
+        q = take_rows(out.item[b], torch.cat([i.reshape(-1) for i in lists]))
         q = q.view(len(lists), *u.shape)
         scores[b] = list((u.unsqueeze(0) * q).sum(dim=-1).unbind(0))
     return scores
@@ -405,8 +407,8 @@ class REARMObjective(BPRObjective):
         num_mod = len(out.branches) - 1
         uu = torch.unique(users)
         ii = torch.unique(torch.cat([pos_items, neg_items]))
-        uc = out.extras['user_channels'][uu][:, -num_mod:]
-        ic = out.extras['item_channels'][ii][:, -num_mod:]
+        uc = take_rows(out.extras['user_channels'], uu)[:, -num_mod:]
+        ic = take_rows(out.extras['item_channels'], ii)[:, -num_mod:]
         cl = uc.new_zeros(())
         orth = uc.new_zeros(())
         for a in range(num_mod):

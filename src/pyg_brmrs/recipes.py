@@ -14,10 +14,8 @@ Every keyword is routed by name to the graph transform
 (:class:`~pyg_brmrs.transforms.HomogeneousKNNGraph`), the model constructor
 or the objective (or its sampler); an unknown name raises a
 :class:`ValueError` that lists the accepted ones. A name that several parts
-accept (FREEDOM's model and objective both take ``reg_weight``) goes where
-the recipe's :obj:`routes` says, or is written with its part as a prefix
-(``model.reg_weight``, ``objective.reg_weight``); otherwise it is refused as
-ambiguous.
+accept is written with its part as a prefix (``model.embedding_dim``,
+``objective.reg_weight``); otherwise it is refused as ambiguous.
 
 A new method is one module holding its model (and objective) plus one
 registration:
@@ -65,7 +63,6 @@ from pyg_brmrs.objectives import (
     REARMObjective,
 )
 from pyg_brmrs.transforms import HomogeneousKNNGraph
-from pyg_brmrs.utils.deprecation import deprecated_arguments, rename_arguments
 from pyg_brmrs.utils.registry import Registry
 
 
@@ -81,16 +78,12 @@ class Recipe:
         graphs (bool): Whether the model uses the homogeneous kNN graphs.
         defaults (dict): Recommended values of any routed keyword.
         description (str): One line for the CLI's help.
-        routes (dict): For a keyword that several parts accept, the part
-            (:obj:`"graph"`, :obj:`"model"` or :obj:`"objective"`) it goes
-            to when written without a prefix.
     """
     model: type
     objective: type
     graphs: bool
     defaults: Dict[str, Any] = field(default_factory=dict)
     description: str = ''
-    routes: Dict[str, str] = field(default_factory=dict)
 
 
 #: REARM's published Baby graph settings (item k=10, user k=40,
@@ -179,63 +172,12 @@ def parameter_names(name: str) -> Dict[str, List[str]]:
     return _names(get_recipe(name))
 
 
-def _renames(recipe: Recipe) -> Dict[str, str]:
-    fns = [recipe.model.__init__, recipe.objective.__init__,
-           recipe.objective.from_data]
-    if recipe.graphs:
-        fns.append(HomogeneousKNNGraph.__init__)
-    out: Dict[str, str] = {}
-    for fn in fns:
-        out.update(deprecated_arguments(fn))
-    return out
-
-
-def parameter_renames(name: str) -> Dict[str, str]:
-    r"""The deprecated keywords of recipe :obj:`name` and their new names
-    (*e.g.* FREEDOM's ``dropout -> edge_dropout``), as declared by the
-    graph transform, the model and the objective."""
-    return _renames(get_recipe(name))
-
-
-def _canonical(name: str, recipe: Recipe, params: Dict[str, Any],
-               stacklevel: int) -> Dict[str, Any]:
-    renames = _renames(recipe)
-    if not any(key in renames for key in params):
-        return dict(params)
-    try:
-        return rename_arguments(params, renames, f"recipe '{name}'",
-                                stacklevel=stacklevel)
-    except TypeError as e:
-        raise ValueError(str(e)) from None
-
-
-def canonical_params(name: str, params: Dict[str, Any]) -> Dict[str, Any]:
-    r""":obj:`params` with every deprecated keyword of recipe :obj:`name`
-    replaced by its new name (one :class:`DeprecationWarning` each).
-
-    Raises:
-        ValueError: a keyword is given under both names.
-    """
-    return _canonical(name, get_recipe(name), params, stacklevel=4)
-
-
-def merge_params(name: str, *layers: Dict[str, Any]) -> Dict[str, Any]:
-    r"""Merges parameter dictionaries of recipe :obj:`name`, later ones
-    winning (*e.g.* presets, then the user's values). A keyword given under
-    its deprecated name in a later dictionary also replaces the new name in
-    the earlier ones (and the other way round); every key keeps the
-    spelling it was given in."""
-    renames = parameter_renames(name)
-    aliases: Dict[str, List[str]] = {}
-    for old, new in renames.items():
-        aliases.setdefault(old, []).append(new)
-        aliases.setdefault(new, []).append(old)
+def merge_params(*layers: Dict[str, Any]) -> Dict[str, Any]:
+    r"""Merges parameter dictionaries, later ones winning (*e.g.* presets,
+    then the user's values)."""
     out: Dict[str, Any] = {}
     for layer in layers:
-        for key, value in layer.items():
-            for other in aliases.get(key, []):
-                out.pop(other, None)
-            out[key] = value
+        out.update(layer)
     return out
 
 
@@ -261,8 +203,6 @@ def _route(name: str, recipe: Recipe, names: Dict[str, List[str]],
             f"{names['graph']}; model: {names['model']}; objective: "
             f"{names['objective']})")
     if len(owners) > 1:
-        if key in recipe.routes:
-            return recipe.routes[key], key
         raise ValueError(
             f"Parameter '{key}' of model '{name}' is ambiguous: the "
             f"{' and the '.join(owners)} both take it; write "
@@ -274,7 +214,6 @@ def _split(name: str, recipe: Recipe,
            params: Dict[str, Any]) -> Tuple[Dict, Dict, Dict]:
     names = _names(recipe)
     out: Dict[str, Dict[str, Any]] = {p: {} for p in PARTS}
-    params = _canonical(name, recipe, params, stacklevel=5)
     for where in (recipe.defaults, params):
         given: Dict[Tuple[str, str], str] = {}
         for key, value in where.items():
@@ -294,14 +233,13 @@ def split_params(name: str,
     ``(graph, model, objective)`` keyword dictionaries.
 
     A key is a keyword of one part (``fusion``), or ``<part>.<keyword>``
-    (``model.reg_weight``) to name the part explicitly. A keyword that
-    several parts accept goes where :obj:`Recipe.routes` says. Deprecated
-    keywords are accepted under their new names (:func:`canonical_params`).
+    (``model.embedding_dim``) to name the part explicitly, which a keyword
+    that several parts accept needs.
 
     Raises:
         ValueError: for an unknown keyword (the message lists each part's),
-            an unknown prefix, an ambiguous keyword without a route, or two
-            keys that set the same keyword.
+            an unknown prefix, an ambiguous keyword without its prefix, or
+            two keys that set the same keyword.
     """
     return _split(name, get_recipe(name), params)
 
@@ -314,8 +252,8 @@ def register_recipe(name: str, recipe: Recipe) -> Recipe:
     Raises:
         ValueError: if :obj:`name` is not a non-empty string of letters,
             digits, ``_`` and ``-`` or is registered already
-            (:func:`unregister_recipe` it first), or if :obj:`recipe.routes`
-            or :obj:`recipe.defaults` name a keyword its parts do not accept
+            (:func:`unregister_recipe` it first), or if
+            :obj:`recipe.defaults` name a keyword its parts do not accept
             (or leave one ambiguous).
         TypeError: if :obj:`recipe` is not a :class:`Recipe` or its
             :obj:`model` / :obj:`objective` have no ``from_data``.
@@ -334,12 +272,6 @@ def _checked(name: str, recipe: Recipe) -> Recipe:
                 getattr(cls, 'from_data', None)):
             raise TypeError(f"register_recipe: Recipe.{part} must be a class "
                             f"with a from_data() constructor (got {cls!r})")
-    names = _names(recipe)
-    for key, part in recipe.routes.items():
-        if part not in PARTS or key not in names[part]:
-            raise ValueError(f"register_recipe: Recipe.routes['{key}'] = "
-                             f"{part!r} must name a part of {list(PARTS)} "
-                             f"that takes '{key}'")
     _split(name, recipe, {})  # the defaults route
     return recipe
 
@@ -365,12 +297,10 @@ _BUILTIN: Dict[str, Recipe] = {
                        'LightGCN (PyG LGConv math, CSR backend)'),
     'vbpr': Recipe(VBPR, BPRObjective, False, dict(reg_weight=1e-4),
                    'VBPR: ID + projected content embeddings'),
-    # FREEDOM's model and the BPR objective both take `reg_weight`: unprefixed
-    # it is FREEDOM's (the weight of its modality BPR terms); the objective's
-    # L2 weight (`objective.reg_weight`) multiplies FREEDOM's zero L2 term.
-    'freedom': Recipe(FREEDOM, BPRObjective, False, {},
-                      'FREEDOM: frozen modality kNN graph + edge pruning',
-                      routes={'reg_weight': 'model'}),
+    # FREEDOM has no L2 term: its modality BPR weight is the model's
+    # `modality_bpr_weight` (MMRec's `reg_weight`).
+    'freedom': Recipe(FREEDOM, BPRObjective, False, dict(reg_weight=0.0),
+                      'FREEDOM: frozen modality kNN graph + edge pruning'),
     # The REARM-objective variant keeps the backbone it was measured with
     # (ID channel added, BRMRS's default before id_mode='concat' won).
     'rearm': Recipe(BRMRS, REARMObjective, True,
@@ -401,6 +331,22 @@ del _name, _recipe
 BRMRS_RECIPES = ('brmrs', 'brmrs_paper')
 
 
+#: REARM's published graph and layer settings per Amazon dataset (the
+#: BR-MRS recipes take them as they are; the REARM objective adds its own
+#: loss weights).
+REARM_AMAZON: Dict[str, Dict[str, Any]] = {
+    'baby': dict(REARM_BABY_GRAPH, num_layers=4, num_item_layers=1,
+                 num_user_layers=1),
+    'sports': dict(k_item=5, k_user=25, alpha_item=0.2, alpha_user=0.9,
+                   modality_weights_item={'image': 0.2, 'text': 0.8},
+                   modality_weights_user={'image': 0.0, 'text': 1.0},
+                   num_layers=5, num_item_layers=2, num_user_layers=2),
+    'clothing': dict(k_item=10, k_user=45, alpha_item=0.1, alpha_user=0.7,
+                     modality_weights_item={'image': 0.1, 'text': 0.9},
+                     modality_weights_user={'image': 0.1, 'text': 0.9},
+                     num_layers=4, num_item_layers=1, num_user_layers=1),
+}
+
 #: Recommended per-dataset settings (``dataset -> recipe -> keywords``) for
 #: the Amazon datasets of the paper, used by ``pyg-brmrs train --preset`` and
 #: ``examples/amazon_*.py``. They start from REARM's published per-dataset
@@ -423,29 +369,13 @@ BRMRS_RECIPES = ('brmrs', 'brmrs_paper')
 #: ``benchmarks/run_quality.py`` (seed 999; see ``benchmarks/README.md``)
 #: for every recipe, with the default graph settings of
 #: :class:`~pyg_brmrs.transforms.HomogeneousKNNGraph`.
-#: REARM's published graph and layer settings per Amazon dataset (the
-#: BR-MRS recipes take them as they are; the REARM objective adds its own
-#: loss weights).
-REARM_AMAZON: Dict[str, Dict[str, Any]] = {
-    'baby': dict(REARM_BABY_GRAPH, num_layers=4, num_item_layers=1,
-                 num_user_layers=1),
-    'sports': dict(k_item=5, k_user=25, alpha_item=0.2, alpha_user=0.9,
-                   modality_weights_item={'image': 0.2, 'text': 0.8},
-                   modality_weights_user={'image': 0.0, 'text': 1.0},
-                   num_layers=5, num_item_layers=2, num_user_layers=2),
-    'clothing': dict(k_item=10, k_user=45, alpha_item=0.1, alpha_user=0.7,
-                     modality_weights_item={'image': 0.1, 'text': 0.9},
-                     modality_weights_user={'image': 0.1, 'text': 0.9},
-                     num_layers=4, num_item_layers=1, num_user_layers=1),
-}
-
 DATASET_DEFAULTS: Dict[str, Dict[str, Dict[str, Any]]] = {
     'tiktok': {
         'brmrs_paper': dict(num_layers=2, fusion='mean'),
         'brmrs': dict(num_layers=3),
         'rearm': dict(cl_weight=0.1, orth_weight=0.01),
         'lightgcn': dict(num_layers=2),
-        'freedom': dict(edge_dropout=0.8, reg_weight=1e-4),
+        'freedom': dict(edge_dropout=0.8, modality_bpr_weight=1e-4),
         'vbpr': dict(reg_weight=1.0),
         'bprmf': dict(reg_weight=0.1),
     },

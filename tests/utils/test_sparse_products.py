@@ -3,8 +3,6 @@ import torch
 
 from pyg_brmrs.utils import sparse
 from pyg_brmrs.utils.sparse import (
-    BipartiteAdjacency,
-    CSRAdjacency,
     csr_addmm,
     csr_matmul,
     to_csr,
@@ -99,98 +97,12 @@ def test_csr_addmm(kernel):
                           atol=1e-6)
 
 
-def test_layer_means_agree_across_kernels(monkeypatch):
-    # values and gradients of the homogeneous and bipartite layer sums are
-    # the same with either kernel (up to float rounding)
-    g = torch.Generator().manual_seed(1)
-    ei = torch.randint(0, 12, (2, 40), generator=g)
-    w = torch.rand(40, generator=g)
-    bi = torch.stack([torch.randint(0, 10, (30, ), generator=g),
-                      torch.randint(0, 6, (30, ), generator=g)])
-    x = torch.randn(12, 4, generator=g, requires_grad=True)
-    xu = torch.randn(10, 4, generator=g, requires_grad=True)
-    xi = torch.randn(6, 4, generator=g, requires_grad=True)
-    results = []
-    for mkl in (True, False):
-        if not mkl:
-            monkeypatch.setattr(torch.backends.mkl, 'is_available',
-                                lambda: False)
-        h = CSRAdjacency(ei, w, (12, 12)).layer_mean(x, 3)
-        hu, hi = BipartiteAdjacency(bi, 10, 6).layer_mean(xu, xi, 2)
-        loss = (h.pow(2).sum() + (hu * torch.arange(4.)).sum() +
-                hi.pow(3).sum())
-        grads = torch.autograd.grad(loss, [x, xu, xi])
-        results.append([h, hu, hi, *grads])
-    for a, b in zip(*results):
-        assert torch.allclose(a, b, rtol=1e-5, atol=1e-6)
-
-
 def test_mkl_path_only_for_cpu_csr_float():
     A, _ = sparse_case()
     assert sparse._mkl_csr(A, torch.randn(7, 2)) == \
         torch.backends.mkl.is_available()
     assert not sparse._mkl_csr(A, torch.randn(7, 2).half())
     assert not sparse._mkl_csr(A.to_sparse_coo(), torch.randn(7, 2))
-
-
-def bipartite_case(seed=0, num_users=11, num_items=7):
-    g = torch.Generator().manual_seed(seed)
-    ei = torch.stack([torch.randint(0, num_users - 1, (30, ), generator=g),
-                      torch.randint(0, num_items, (30, ), generator=g)])
-    return BipartiteAdjacency(ei, num_users, num_items), g  # last user: none
-
-
-@pytest.mark.parametrize('num_layers', [0, 1, 2, 3])
-@pytest.mark.parametrize('last,scale', [(False, None), (False, 1.0),
-                                        (True, None)])
-def test_bipartite_layer_mean_on_user_rows(kernel, num_layers, last, scale):
-    # the restricted output equals the rows of the full one, values and
-    # gradients of both inputs (repeated rows, a user without items)
-    op, g = bipartite_case()
-    rows = torch.tensor([3, 10, 0, 3, 7])
-    xu = torch.randn(11, 5, generator=g, dtype=torch.float64,
-                     requires_grad=True)
-    xi = torch.randn(7, 5, generator=g, dtype=torch.float64,
-                     requires_grad=True)
-    wu = torch.randn(5, 5, generator=g, dtype=torch.float64)
-    wi = torch.randn(7, 5, generator=g, dtype=torch.float64)
-    full_u, full_i = op.layer_mean(xu, xi, num_layers, last=last,
-                                   scale=scale)
-    part_u, part_i = op.layer_mean(xu, xi, num_layers, last=last,
-                                   scale=scale, user_rows=rows)
-    assert part_u.shape == (5, 5)
-    assert torch.allclose(part_u, full_u[rows])
-    assert torch.allclose(part_i, full_i)
-    want = torch.autograd.grad((full_u[rows] * wu).sum() +
-                               (full_i * wi).sum(), [xu, xi])
-    got = torch.autograd.grad((part_u * wu).sum() + (part_i * wi).sum(),
-                              [xu, xi])
-    for a, b in zip(got, want):
-        assert torch.allclose(a, b)
-    # without autograd: the same values
-    with torch.no_grad():
-        u, i = op.layer_mean(xu, xi, num_layers, last=last, scale=scale,
-                             user_rows=rows)
-    assert torch.allclose(u, full_u[rows]) and torch.allclose(i, full_i)
-
-
-def test_bipartite_layer_mean_user_rows_edge_cases_and_errors(kernel):
-    op, g = bipartite_case()
-    xu, xi = torch.randn(11, 3, generator=g), torch.randn(7, 3, generator=g)
-    u, i = op.layer_mean(xu, xi, 2, user_rows=torch.zeros(0,
-                                                          dtype=torch.long))
-    assert u.shape == (0, 3)
-    assert torch.allclose(i, op.layer_mean(xu, xi, 2)[1])
-    for bad, error, match in (
-            (torch.tensor([0.5]), TypeError, "'user_rows' must be an integer"),
-            (torch.tensor([True]), TypeError, 'must be an integer'),
-            ([1, 2], TypeError, 'must be an integer'),
-            (torch.tensor([[1]]), ValueError, r'1-D tensor of ids \(got '
-             r'shape \[1, 1\]'),
-            (torch.tensor([11]), ValueError, r'outside \[0, 11\) \(min 11'),
-            (torch.tensor([-1]), ValueError, r'outside \[0, 11\)')):
-        with pytest.raises(error, match=match):
-            op.layer_mean(xu, xi, 2, user_rows=bad)
 
 
 def test_csr_rows_against_dense():

@@ -1,179 +1,127 @@
-r"""The common interface of every recommender in :mod:`pyg_brmrs.nn`.
+r"""The model contract: the base class of every recommender in
+:mod:`pyg_brmrs.nn`.
 
-A recommender is an encoder: :meth:`Recommender.forward` maps a
-:class:`~torch_geometric.data.HeteroData` in the package's data schema
-(README, "Data schema") to user and item representations, one pair per
-*branch*. Single-space models (MF, LightGCN,
-VBPR, FREEDOM) have one branch; BR-MRS has one branch per modality plus the
-fused one. Training objectives live in :mod:`pyg_brmrs.objectives`, ranking
-in :mod:`pyg_brmrs.evaluation`; a model never reads files or samples.
+**What a model receives.** A recommender's :meth:`~Recommender.forward` is
+written once, over a :class:`~pyg_brmrs.nn.graph.RecGraph`: the user and
+item rows it computes and the graph operators to propagate over them
+(the user–item graph, the data's :math:`k`-NN graphs, the users' mean over
+their items, graphs the model derived itself). ``model(data)`` turns a
+:class:`~torch_geometric.data.HeteroData` into that graph first
+(:meth:`Recommender.graph`), so the model never sees how its input came
+about:
 
-**Other names.** A model built with ``from_data(data, schema=...)`` (a
-:class:`~pyg_brmrs.data.Schema`) remembers the schema and maps every input
-to the canonical names first (a view sharing the tensors).
+* the **full graph**: every user and item, with operators built once and
+  cached while the same graph tensors are passed, optionally with the
+  output restricted to some users (``model(data, users=ids)``, for models
+  that declare :attr:`~Recommender.supports_user_subset`);
+* a **mini-batch subgraph** whose node stores carry ``n_id`` (the global ids
+  of the batch's nodes, as PyG's loaders and ``HeteroData.subgraph`` with a
+  manual ``n_id`` produce): the batch's nodes in its local order, operators
+  over the batch's edges with the full graph's degrees (recorded by
+  :meth:`~Recommender.set_graph`) and every incoming sum scaled by
+  :math:`\deg(v)/\deg_b(v)`, so that a node whose neighbourhood lies in the
+  batch gets exactly its full-graph representation and a uniformly sampled
+  neighbourhood an unbiased estimate of it;
+* data under other names, through the :class:`~pyg_brmrs.data.Schema` the
+  model was built with (a view sharing the tensors).
 
-**Mini-batch subgraphs.** When the user and item stores of the input carry
-``n_id`` (the global ids of the batch's nodes, as PyG's loaders and
-``HeteroData.subgraph`` with a manual ``n_id`` produce), every model
-computes the representations of the batch's nodes only, in the batch's
-local order: free embeddings are gathered by ``n_id``, item features are
-read from the batch (loaders gather them already), and messages flow over
-the batch's edges only, normalised with the *global* degrees of the
-training graph (recorded by :meth:`Recommender.set_graph`, which
-``from_data`` calls); every node's incoming sum is scaled by
-:math:`\deg(v)/\deg_b(v)`, its in-degree in the full graph over that among
-the batch's edges, which makes the sum over a uniform sample of its edges
-(PyG's neighbour sampler) an unbiased estimate of the full-graph sum. The
-factor is :math:`1` for a node with all its edges in the batch, so a batch
-that holds the whole neighbourhood its seed nodes' representations depend
-on gives these nodes exactly their full-graph representations. The returned :class:`RecOutput` keeps the
-batch's ``n_id`` (:attr:`RecOutput.user_n_id`, :attr:`RecOutput.item_n_id`)
-so that regularisers map local ids back to global ones.
+A model reads its own tables through ``graph.user_rows`` /
+``graph.item_rows`` (the rows of the batch, or the whole table), the item
+features through ``graph.features``, and never indexes by global id itself.
+
+**What it returns.** A :class:`~pyg_brmrs.nn.RecOutput` (``graph.output``):
+per *branch* the user and item representations of the graph's rows, with
+their global ids (:attr:`~pyg_brmrs.nn.RecOutput.user_n_id`,
+:attr:`~pyg_brmrs.nn.RecOutput.item_n_id`), so that objectives and
+regularisers map rows back to global ids. Single-space models (MF,
+LightGCN, VBPR, FREEDOM) have one branch, :obj:`"fused"`; BR-MRS has one per
+modality plus the fused one.
+
+**What it may keep.** Parameters, and what :meth:`~Recommender.set_graph`
+records from the full training data (degrees, graphs it derives itself,
+:meth:`~Recommender.register_graph`) as non-persistent buffers. Values
+derived from fixed inputs (normalised operators, propagated features) are
+cached by the graph, keyed by the tensors they came from. A model knows
+nothing of batching, distributed training, schemas or files: training
+objectives live in :mod:`pyg_brmrs.objectives`, ranking in
+:mod:`pyg_brmrs.evaluation`.
 """
-from dataclasses import dataclass, field
+import inspect
 from typing import Dict, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
-from pyg_brmrs.data.schema import (
-    ITEM,
-    RATES,
-    USER,
-    Schema,
-    resolve_schema,
+from pyg_brmrs.data.schema import (ITEM, ITEM_SIM, RATES, USER, USER_SIM,
+                                   Schema, canonical, features, modalities,
+                                   resolve_schema)
+from pyg_brmrs.nn.graph import (
+    FullGraphStats,
+    OwnGraph,
+    RecGraph,
+    subgraph_ids,
 )
-from pyg_brmrs.utils.checks import check_int
+from pyg_brmrs.nn.graph.adjacency import check_backend
+from pyg_brmrs.nn.output import FUSED, RecOutput
+from pyg_brmrs.utils.cache import KeyedCache
+from pyg_brmrs.utils.checks import check_edge_index, check_ids, check_int
 from pyg_brmrs.utils.ranking import topk_items
 
-FUSED = 'fused'
+__all__ = ['Recommender', 'RecOutput', 'FUSED', 'ego_regularization']
+
+#: The homogeneous graphs of the data whose in-degrees
+#: :meth:`Recommender.set_graph` records for mini-batches.
+HOMOGENEOUS_TYPES = (ITEM_SIM, USER_SIM)
 
 
-@dataclass
-class RecOutput:
-    r"""The representations computed by a :class:`Recommender`.
-
-    Attributes:
-        user (Dict[str, torch.Tensor]): branch name → ``[num_users, F_b]``.
-        item (Dict[str, torch.Tensor]): branch name → ``[num_items, F_b]``.
-        ranking_branch (str): The branch whose dot-product scores rank items
-            at inference (:obj:`"fused"` by default).
-        extras (Dict[str, torch.Tensor]): Model-specific tensors that an
-            objective may need (*e.g.*, per-channel embeddings).
-        user_n_id (torch.Tensor, optional): For a mini-batch subgraph, or
-            an output restricted to some users, the global id of every row
-            of :attr:`user` (:obj:`None`: full graph, row = id).
-        item_n_id (torch.Tensor, optional): The same for :attr:`item`.
-    """
-    user: Dict[str, Tensor]
-    item: Dict[str, Tensor]
-    ranking_branch: str = FUSED
-    extras: Dict[str, Tensor] = field(default_factory=dict)
-    user_n_id: Optional[Tensor] = None
-    item_n_id: Optional[Tensor] = None
-
-    def __post_init__(self):
-        if set(self.user) != set(self.item):
-            raise ValueError(f"User and item branches differ: "
-                             f"{sorted(self.user)} vs {sorted(self.item)}")
-        if self.ranking_branch not in self.user:
-            raise ValueError(f"Ranking branch '{self.ranking_branch}' not in "
-                             f"branches {sorted(self.user)}")
-
-    @property
-    def branches(self):
-        return list(self.user.keys())
-
-    @property
-    def user_emb(self) -> Tensor:
-        r"""The user representations of the ranking branch."""
-        return self.user[self.ranking_branch]
-
-    @property
-    def item_emb(self) -> Tensor:
-        r"""The item representations of the ranking branch."""
-        return self.item[self.ranking_branch]
-
-    def score(self, users: Tensor, items: Tensor,
-              branch: Optional[str] = None) -> Tensor:
-        r"""Scores :math:`s_b(u, i) = \langle \mathbf{p}_u^{(b)},
-        \mathbf{q}_i^{(b)} \rangle` of the pairs ``(users[k], items[k])``
-        (any matching shapes; the result has that shape)."""
-        b = self.ranking_branch if branch is None else branch
-        return (self.user[b][users] * self.item[b][items]).sum(dim=-1)
-
-    def detach(self) -> 'RecOutput':
-        return RecOutput({k: v.detach() for k, v in self.user.items()},
-                         {k: v.detach() for k, v in self.item.items()},
-                         self.ranking_branch,
-                         {k: v.detach() for k, v in self.extras.items()},
-                         self.user_n_id, self.item_n_id)
-
-    def global_ids(self, users: Tensor, *items: Tensor) -> Tuple[Tensor, ...]:
-        r"""Maps row indices of :attr:`user` / :attr:`item` to global ids
-        (the identity for a full-graph output)."""
-        if self.user_n_id is not None:
-            users = self.user_n_id[users]
-        if self.item_n_id is not None:
-            items = tuple(self.item_n_id[i] for i in items)
-        return (users, ) + tuple(items)
-
-
-def subgraph_ids(data: HeteroData) -> Optional[Tuple[Tensor, Tensor]]:
-    r"""``(user n_id, item n_id)`` of a mini-batch subgraph (see the module
-    description), :obj:`None` when the input is the full graph (neither
-    store carries ``n_id``).
-
-    Raises:
-        ValueError: if only one of the stores carries ``n_id``, or an
-            ``n_id`` is not a 1-D integer tensor with one id per node.
-    """
-    has = [t in data.node_types and 'n_id' in data[t] for t in (USER, ITEM)]
-    if not any(has):
+def _to_graph(module: 'Recommender', args, kwargs):
+    r"""Forward pre-hook: ``model(data, users=...)`` with a
+    :class:`HeteroData` becomes ``model.forward(model.graph(data,
+    users))``."""
+    if 'users' not in kwargs and not (args and isinstance(args[0],
+                                                           HeteroData)):
         return None
-    if not all(has):
-        missing = [t for t, h in zip((USER, ITEM), has) if not h]
-        raise ValueError(f"A mini-batch subgraph needs 'n_id' on both the "
-                         f"user and the item store; data['{missing[0]}'] "
-                         f"has none")
-    out = []
-    for t in (USER, ITEM):
-        n_id = data[t].n_id
-        if not isinstance(n_id, Tensor) or n_id.dim() != 1 or \
-                n_id.dtype.is_floating_point or n_id.dtype == torch.bool:
-            raise ValueError(f"data['{t}'].n_id must be a 1-D integer tensor "
-                             f"of global ids (got "
-                             f"{getattr(n_id, 'dtype', type(n_id))} of shape "
-                             f"{tuple(getattr(n_id, 'shape', ()))})")
-        num = data[t].num_nodes
-        if num is not None and int(num) != n_id.numel():
-            raise ValueError(f"data['{t}'].n_id has {n_id.numel()} ids but "
-                             f"the store has {int(num)} nodes")
-        out.append(n_id.long())
-    return out[0], out[1]
+    kwargs = dict(kwargs)
+    users = kwargs.pop('users', None)
+    if args and isinstance(args[0], HeteroData):
+        return (module.graph(args[0], users), ) + tuple(args[1:]), kwargs
+    if users is not None:
+        raise ValueError("'users=' goes with a HeteroData input; a RecGraph "
+                         "already fixes its output rows (Recommender.graph("
+                         "data, users))")
+    return tuple(args), kwargs
 
 
-def _canonical_input(module: 'Recommender', args):
-    r"""Forward pre-hook: maps a :class:`HeteroData` input to the canonical
-    names of the model's schema (a view, nothing copied)."""
-    if args and isinstance(args[0], HeteroData) and \
-            not module.schema.is_default:
-        data = module.schema.canonical(args[0])
-        if data is not args[0]:
-            return (data, ) + tuple(args[1:])
-    return None
+def _degree(index: Tensor, num: int) -> Tensor:
+    ones = torch.ones(index.numel(), device=index.device)
+    return torch.zeros(num, device=index.device).index_add_(0, index, ones)
 
 
 class Recommender(torch.nn.Module):
-    r"""Base class of the recommenders.
+    r"""Base class of the recommenders (see the module description for the
+    contract).
 
-    Subclasses implement :meth:`forward` and may override
+    Subclasses implement :meth:`forward` over a
+    :class:`~pyg_brmrs.nn.graph.RecGraph` and may override
+    :meth:`set_graph` (to derive graphs from the full training data),
     :meth:`regularization` (the :math:`\lambda \lVert \Theta \rVert^2` term
-    of a mini-batch) and :meth:`on_epoch_start` (per-epoch stochastic graph
-    edits such as FREEDOM's edge dropout). Every recommender inherits
-    :meth:`embed` (representations for inference) and :meth:`recommend`
-    (top-:math:`k` item lists).
+    of a mini-batch), :meth:`auxiliary_loss` and :meth:`on_epoch_start`
+    (per-epoch stochastic edits such as FREEDOM's edge pruning). Every
+    recommender inherits :meth:`embed` (representations for inference) and
+    :meth:`recommend` (top-:math:`k` item lists).
+
+    .. code-block:: python
+
+        class MF(Recommender):
+            def __init__(self, num_users, num_items, dim=64):
+                super().__init__(num_users, num_items)
+                self.user = torch.nn.Embedding(num_users, dim)
+                self.item = torch.nn.Embedding(num_items, dim)
+
+            def forward(self, graph: RecGraph) -> RecOutput:
+                return graph.output({'fused': graph.user_rows(self.user.weight)},
+                                    {'fused': graph.item_rows(self.item.weight)})
 
     Args:
         num_users (int): The number of users.
@@ -185,11 +133,17 @@ class Recommender(torch.nn.Module):
     #: :obj:`None` (the default for subclasses that do not say): every
     #: such graph present in the data.
     graph_edge_types: Optional[Tuple[Tuple[str, str, str], ...]] = None
-    #: Whether :meth:`forward` takes ``users=`` (global user ids): the user
-    #: outputs then hold those users' rows only (``user_n_id = users``),
-    #: computed on the full graph at a lower cost. Objectives pass a
-    #: training batch's users when it is :obj:`True`.
+    #: Whether ``model(data, users=ids)`` is allowed: the user outputs then
+    #: hold those users' rows only (``user_n_id = users``), computed on the
+    #: full graph at a lower cost (the graph's user–item operator returns
+    #: those rows). Objectives pass a training batch's users when it is
+    #: :obj:`True`.
     supports_user_subset: bool = False
+    #: The kernel of the graph operators (see
+    #: :class:`~pyg_brmrs.nn.graph.Adjacency`).
+    backend: str = 'auto'
+    #: Whether the full graph's operators and derived values are cached.
+    cached: bool = True
 
     def __init__(self, num_users: int, num_items: int):
         super().__init__()
@@ -201,55 +155,76 @@ class Recommender(torch.nn.Module):
         #: The names of the inputs (:class:`~pyg_brmrs.data.Schema`), set by
         #: ``from_data(..., schema=...)``.
         self.schema: Schema = resolve_schema(None)
-        # The global degrees of the training graph, for subgraph batches
-        # (set by `set_graph`; not part of the state dict):
+        # What set_graph records of the full training graph (not part of
+        # the state dict):
         self.register_buffer('user_degree', None, persistent=False)
         self.register_buffer('item_degree', None, persistent=False)
-        self.register_forward_pre_hook(_canonical_input)
+        for edge_type in HOMOGENEOUS_TYPES:
+            self.register_buffer(_in_degree_name(edge_type), None,
+                                 persistent=False)
+        self._own_types: Dict[str, str] = {}
+        self._graph_cache = KeyedCache()
+        self.register_forward_pre_hook(_to_graph, with_kwargs=True)
 
-    def forward(self, data: HeteroData) -> RecOutput:
+    def forward(self, graph: RecGraph) -> RecOutput:
         raise NotImplementedError
 
-    def set_graph(self, data: HeteroData,
-                  schema: Optional[Schema] = None) -> 'Recommender':
-        r"""Records what a mini-batch subgraph forward needs from the full
-        training graph of :obj:`data`: the user and item degrees
-        :math:`\deg(u) = |\mathcal{N}_u|`, :math:`\deg(i) =
-        |\mathcal{N}_i|` (non-persistent buffers :attr:`user_degree`,
-        :attr:`item_degree`). ``from_data`` calls it; call it yourself for
-        a model built with its constructor. Returns the model."""
-        if schema is not None:
-            self.schema = resolve_schema(schema)
-        data = self.schema.canonical(data)
-        edge_index = data[RATES].edge_index
-        if int(data[USER].num_nodes) != self.num_users or \
-                int(data[ITEM].num_nodes) != self.num_items:
-            raise ValueError(f"'{self.__class__.__name__}' was built for "
-                             f"{self.num_users} users and {self.num_items} "
-                             f"items but the data has "
-                             f"{int(data[USER].num_nodes)} users and "
-                             f"{int(data[ITEM].num_nodes)} items")
-        device = next(iter(self.parameters()), edge_index).device
-        self.user_degree = torch.bincount(
-            edge_index[0], minlength=self.num_users).float().to(device)
-        self.item_degree = torch.bincount(
-            edge_index[1], minlength=self.num_items).float().to(device)
-        return self
+    # ------------------------------------------------------------------
+    def graph(self, data: HeteroData,
+              users: Optional[Tensor] = None) -> RecGraph:
+        r"""The :class:`~pyg_brmrs.nn.graph.RecGraph` of :obj:`data` (the
+        full graph, or a mini-batch subgraph when its node stores carry
+        ``n_id``); ``model(data, users=...)`` calls it.
 
-    def _from_data(self, data: HeteroData,
-                   schema: Optional[Schema]) -> 'Recommender':
-        r"""What every ``from_data`` does after building the model: store
-        :obj:`schema` and :meth:`set_graph`."""
-        return self.set_graph(data, schema)
-
-    def subgraph_degrees(self, user_n_id: Tensor,
-                         item_n_id: Tensor) -> Tuple[Tensor, Tensor]:
-        r"""The global degrees ``([U_b], [I_b])`` of a batch's nodes.
+        Args:
+            data (HeteroData): The input, in the model's schema.
+            users (torch.Tensor, optional): Global user ids ``[B]``: the
+                user outputs hold these users' rows only (full graph, and
+                models with :attr:`supports_user_subset`).
 
         Raises:
-            ValueError: if :meth:`set_graph` was never called, or an id is
-                out of range.
+            ValueError: for data of another size than the model's, a batch
+                without the recorded full-graph degrees, ids out of range,
+                or :obj:`users` where it is not supported.
         """
+        data = self.schema.canonical(data)
+        ids = subgraph_ids(data)
+        if users is not None:
+            if not self.supports_user_subset:
+                raise ValueError(f"'{self.__class__.__name__}' does not "
+                                 f"support 'users=' (its outputs cover all "
+                                 f"users)")
+            if ids is not None:
+                raise ValueError("'users' cannot be given with a mini-batch "
+                                 "subgraph (its user rows are its n_id)")
+            users = check_ids(users, 'users', self.num_users)
+        backend = check_backend(self.backend)
+        if ids is None:
+            self._check_counts(data)
+            if self.user_degree is None:
+                self.set_graph(data)
+            return RecGraph(data, num_users=self.num_users,
+                            num_items=self.num_items, users=users,
+                            own=self.own_graphs(),
+                            cache=self._graph_cache if self.cached else None,
+                            backend=backend)
+        user_n_id, item_n_id = ids
+        return RecGraph(data, num_users=user_n_id.numel(),
+                        num_items=item_n_id.numel(), user_n_id=user_n_id,
+                        item_n_id=item_n_id,
+                        stats=self._stats(user_n_id, item_n_id),
+                        own=self.own_graphs(), backend=backend)
+
+    def _check_counts(self, data: HeteroData) -> None:
+        num_users, num_items = int(data[USER].num_nodes), \
+            int(data[ITEM].num_nodes)
+        if num_users != self.num_users or num_items != self.num_items:
+            raise ValueError(f"'{self.__class__.__name__}' was built for "
+                             f"{self.num_users} users and {self.num_items} "
+                             f"items but the data has {num_users} users and "
+                             f"{num_items} items")
+
+    def _stats(self, user_n_id: Tensor, item_n_id: Tensor) -> FullGraphStats:
         if self.user_degree is None or self.item_degree is None:
             raise ValueError(
                 f"'{self.__class__.__name__}' needs the global degrees of the "
@@ -259,11 +234,102 @@ class Recommender(torch.nn.Module):
                 f"model.set_graph(full_data)")
         for name, ids, num in (('user', user_n_id, self.num_users),
                                ('item', item_n_id, self.num_items)):
-            if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= num):
-                raise ValueError(
-                    f"data['{name}'].n_id holds ids outside [0, {num}) "
-                    f"(the model has {num} {name}s)")
-        return self.user_degree[user_n_id], self.item_degree[item_n_id]
+            check_ids(ids, f"data['{name}'].n_id", num)
+        in_degree = {}
+        for edge_type in HOMOGENEOUS_TYPES:
+            deg = getattr(self, _in_degree_name(edge_type))
+            if deg is not None:
+                in_degree[edge_type] = deg
+        return FullGraphStats(self.user_degree, self.item_degree, in_degree)
+
+    def set_graph(self, data: HeteroData,
+                  schema: Optional[Schema] = None) -> 'Recommender':
+        r"""Records what the model needs from the full training graph of
+        :obj:`data`: the user and item degrees :math:`\deg(u) =
+        |\mathcal{N}_u|`, :math:`\deg(i) = |\mathcal{N}_i|` and the
+        in-degrees of the data's :math:`k`-NN graphs (for mini-batch
+        subgraphs), as non-persistent buffers. Subclasses extend it to
+        derive their own graphs (:meth:`register_graph`). ``from_data`` and
+        the first full-graph forward call it. Returns the model."""
+        if schema is not None:
+            self.schema = resolve_schema(schema)
+        data = self.schema.canonical(data)
+        self._check_counts(data)
+        edge_index = check_edge_index(
+            data[RATES].edge_index, 'edge_index',
+            num_nodes=(self.num_users, self.num_items),
+            kinds=('user', 'item'))
+        device = next(iter(self.parameters()), edge_index).device
+        self.user_degree = _degree(edge_index[0], self.num_users).to(device)
+        self.item_degree = _degree(edge_index[1], self.num_items).to(device)
+        for edge_type in HOMOGENEOUS_TYPES:
+            deg = None
+            if edge_type in data.edge_types:
+                num = self.num_users if edge_type[-1] == USER else \
+                    self.num_items
+                ei = check_edge_index(data[edge_type].edge_index,
+                                      f'data{edge_type}.edge_index',
+                                      num_nodes=num)
+                deg = _degree(ei[1], num).to(device)
+            setattr(self, _in_degree_name(edge_type), deg)
+        return self
+
+    def register_graph(self, name: str, node_type: str, edge_index: Tensor,
+                       edge_weight: Optional[Tensor] = None) -> None:
+        r"""Records a graph the model derived from the full training data
+        (*e.g.* in :meth:`set_graph`), on global ids: ``[2, E]`` (source,
+        target) edges between :obj:`node_type` nodes (:obj:`"user"` or
+        :obj:`"item"`) with optional weights. The forward pass reads it as
+        ``graph.own(name)``, restricted to a batch's nodes for a mini-batch
+        subgraph. Kept as non-persistent buffers (they follow the model's
+        device, and are not in the state dict)."""
+        if node_type not in (USER, ITEM):
+            raise ValueError(f"'node_type' must be 'user' or 'item' (got "
+                             f"{node_type!r})")
+        self.register_buffer(f'graph_{name}_edge_index', edge_index.long(),
+                             persistent=False)
+        self.register_buffer(f'graph_{name}_edge_weight', edge_weight,
+                             persistent=False)
+        self._own_types[name] = node_type
+        self._graph_cache.clear()
+
+    def own_graphs(self) -> Dict[str, OwnGraph]:
+        r"""The graphs recorded by :meth:`register_graph`, name →
+        :class:`~pyg_brmrs.nn.graph.OwnGraph`."""
+        return {name: OwnGraph(node_type,
+                               getattr(self, f'graph_{name}_edge_index'),
+                               getattr(self, f'graph_{name}_edge_weight'))
+                for name, node_type in self._own_types.items()}
+
+    @classmethod
+    def from_data(cls, data: HeteroData, schema: Optional[Schema] = None,
+                  **kwargs) -> 'Recommender':
+        r"""Builds the model for :obj:`data` (names given by :obj:`schema`,
+        a :class:`~pyg_brmrs.data.Schema`, which the model keeps) and calls
+        :meth:`set_graph` on it. The constructor receives the numbers of
+        users and items, then, when it takes them, ``feature_dims`` (every
+        modality of the data → its feature size) and, when it fine-tunes
+        the features (``finetune_features``, given or by default),
+        ``item_features`` (the data's features as the initial values);
+        :obj:`kwargs` go to the constructor."""
+        data = canonical(data, schema)
+        params = inspect.signature(cls.__init__).parameters
+        args = [int(data[USER].num_nodes), int(data[ITEM].num_nodes)]
+        names = modalities(data)
+        if 'feature_dims' in params:
+            args.append({m: int(features(data, m).size(-1)) for m in names})
+        if 'item_features' in params and 'item_features' not in kwargs:
+            tune = params.get('finetune_features')
+            default = False if tune is None else tune.default
+            if kwargs.get('finetune_features', default):
+                kwargs['item_features'] = {m: features(data, m)
+                                           for m in names}
+        return cls(*args, **kwargs).set_graph(data, schema)
+
+    def clear_cache(self) -> None:
+        r"""Drops the cached operators and derived values (rebuilt on next
+        use)."""
+        self._graph_cache.clear()
 
     def regularization(self, users: Tensor, pos_items: Tensor,
                        neg_items: Tensor,
@@ -353,6 +419,10 @@ class Recommender(torch.nn.Module):
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}({self.num_users}, '
                 f'{self.num_items})')
+
+
+def _in_degree_name(edge_type) -> str:
+    return f'{edge_type[0]}_{edge_type[1]}_{edge_type[2]}_in_degree'
 
 
 def _check_users(users, num_users: int) -> Tensor:

@@ -1,15 +1,7 @@
-from .dropout import degree_sensitive_edge_pruning
-from .sparse import (
-    BipartiteAdjacency,
-    CSRAdjacency,
-    bipartite_to_homogeneous,
-    to_csr,
-)
+from .sparse import CSRAdjacency, bipartite_to_homogeneous, to_csr
 
 __all__ = [
-    'BipartiteAdjacency',
     'CSRAdjacency',
     'bipartite_to_homogeneous',
     'to_csr',
-    'degree_sensitive_edge_pruning',
 ]

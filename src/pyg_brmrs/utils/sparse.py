@@ -1,13 +1,14 @@
-r"""Sparse-matrix helpers shared by the layers: CSR adjacency construction and
-a sparse-dense product whose backward reuses a cached transpose."""
+r"""Sparse-matrix helpers: CSR construction, CSR products (MKL's kernel on
+the CPU), a fixed CSR operator whose backward reuses a cached transpose, an
+opaque edge-list product for :func:`torch.compile`, and row normalisation
+with a hand-written backward."""
 import math
 import warnings
-from typing import Optional, Tuple
+from typing import Callable, Optional, Tuple
 
 import torch
 from torch import Tensor
 
-from pyg_brmrs.utils.checks import check_ids
 
 
 def to_csr(
@@ -120,6 +121,27 @@ def layer_scale(num_layers: int, scale: Optional[float]) -> float:
     r"""The factor of a layer sum: :obj:`scale`, or :math:`1/(L+1)` (the
     layer mean) when it is :obj:`None`."""
     return 1.0 / (num_layers + 1) if scale is None else float(scale)
+
+
+def layer_sum(step: Callable[[Tensor], Tensor], x: Tensor, num_layers: int,
+              last: bool = False, scale: Optional[float] = None) -> Tensor:
+    r""":math:`s\sum_{l=0}^{L} f^l(\mathbf{x})` (:math:`s` = :obj:`scale`,
+    default :math:`1/(L+1)`), or :math:`f^L(\mathbf{x})` with
+    :obj:`last=True`, for a linear :obj:`step` :math:`f` applied layer by
+    layer, the sum accumulated in place in one buffer (the layer outputs
+    are not kept)."""
+    check_scale(scale, last)
+    if num_layers == 0:
+        return x if scale is None or scale == 1.0 else x * scale
+    h, acc = x, None
+    for _ in range(num_layers):
+        h = step(h)
+        if not last:
+            acc = h + x if acc is None else acc.add_(h)
+    if last:
+        return h
+    s = layer_scale(num_layers, scale)
+    return acc if s == 1.0 else acc.mul_(s)
 
 
 def check_scale(scale: Optional[float], last: bool) -> None:
@@ -260,7 +282,8 @@ class CSRAdjacency:
 def bipartite_to_homogeneous(edge_index: Tensor, num_users: int) -> Tensor:
     r"""Turns user→item edges ``[2, E]`` into the undirected user–item graph
     on ``num_users + num_items`` nodes (items are shifted by
-    :obj:`num_users`), with both directions: ``[2, 2E]``."""
+    :obj:`num_users`), with both directions: ``[2, 2E]`` (the user→item
+    edges first)."""
     user, item = edge_index[0], edge_index[1] + num_users
     return torch.stack([torch.cat([user, item]), torch.cat([item, user])])
 
@@ -326,60 +349,6 @@ def edge_spmm(edge_index: Tensor, edge_weight: Optional[Tensor], x: Tensor,
                       x.contiguous(), num_rows)
 
 
-def _bipartite_layer_mean(R: Tensor, R_t: Tensor, x_user: Tensor,
-                          x_item: Tensor, num_layers: int, last: bool,
-                          scale: float) -> Tuple[Tensor, Tensor]:
-    h_user, h_item = x_user, x_item
-    acc_user: Optional[Tensor] = None
-    acc_item: Optional[Tensor] = None
-    for _ in range(num_layers):
-        h_user, h_item = csr_matmul(R, h_item), csr_matmul(R_t, h_user)
-        if last:
-            continue
-        if acc_user is None or acc_item is None:
-            acc_user, acc_item = h_user + x_user, h_item + x_item
-        else:
-            acc_user.add_(h_user)
-            acc_item.add_(h_item)
-    if last or acc_user is None or acc_item is None:
-        return h_user, h_item
-    if scale == 1.0:
-        return acc_user, acc_item
-    return acc_user.mul_(scale), acc_item.mul_(scale)
-
-
-class _BipartiteLayerMean(torch.autograd.Function):
-    r""":meth:`BipartiteAdjacency.layer_mean` as one autograd node. The
-    adjacency is symmetric, so the backward pass (Horner's scheme, as in
-    :class:`_CSRLayerMean`) uses the same two blocks as the forward pass."""
-    @staticmethod
-    def forward(ctx, x_user: Tensor, x_item: Tensor, R: Tensor, R_t: Tensor,
-                num_layers: int, last: bool, scale: float):
-        ctx.R, ctx.R_t, ctx.num_layers, ctx.last = R, R_t, num_layers, last
-        ctx.scale = scale
-        return _bipartite_layer_mean(R, R_t, x_user, x_item, num_layers,
-                                     last, scale)
-
-    @staticmethod
-    def backward(ctx, grad_user: Tensor, grad_item: Tensor):
-        R, R_t = ctx.R, ctx.R_t
-        grad_user, grad_item = grad_user.contiguous(), grad_item.contiguous()
-        if ctx.last:
-            r_user, r_item = grad_user, grad_item
-            for _ in range(ctx.num_layers):
-                r_user, r_item = csr_matmul(R, r_item), csr_matmul(R_t, r_user)
-        else:
-            scale = ctx.scale
-            g_user, g_item = grad_user, grad_item
-            if scale != 1.0:
-                g_user, g_item = grad_user * scale, grad_item * scale
-            r_user, r_item = g_user, g_item
-            for _ in range(ctx.num_layers):
-                r_user, r_item = (csr_addmm(g_user, R, r_item),
-                                  csr_addmm(g_item, R_t, r_user))
-        return r_user, r_item, None, None, None, None, None
-
-
 def csr_rows(adj: Tensor, rows: Tensor) -> Tuple[Tensor, Tensor]:
     r"""The rows :obj:`rows` of a CSR matrix ``[N, M]`` as a CSR matrix
     ``[B, M]`` (row :math:`b` = row ``rows[b]``; repeated rows allowed) and
@@ -403,205 +372,6 @@ def csr_rows(adj: Tensor, rows: Tensor) -> Tuple[Tensor, Tensor]:
         output_size=total)
     sub_t = to_csr(torch.stack([local, cols]), vals, (size[1], size[0]))
     return sub, sub_t
-
-
-def _bipartite_layer_mean_rows(R: Tensor, R_t: Tensor, R_rows: Tensor,
-                               rows: Tensor, x_user: Tensor, x_item: Tensor,
-                               num_layers: int, last: bool,
-                               scale: float) -> Tuple[Tensor, Tensor]:
-    r""":func:`_bipartite_layer_mean` whose user output holds the rows
-    :obj:`rows` only: the last layer's user product runs on those rows
-    (:obj:`R_rows`) and the user layers are summed on them."""
-    h_user, h_item = x_user, x_item
-    acc_user = None if last else x_user.index_select(0, rows)
-    acc_item: Optional[Tensor] = None
-    for layer in range(num_layers):
-        final = layer == num_layers - 1
-        new_item = csr_matmul(R_t, h_user)
-        if final:
-            new_user_rows = csr_matmul(R_rows, h_item)
-        else:
-            h_user = csr_matmul(R, h_item)
-            new_user_rows = h_user.index_select(0, rows)
-        h_item = new_item
-        if last:
-            if final:
-                acc_user = new_user_rows
-            continue
-        acc_user.add_(new_user_rows)
-        acc_item = new_item + x_item if acc_item is None else \
-            acc_item.add_(new_item)
-    if last:
-        return acc_user, h_item
-    if scale == 1.0:
-        return acc_user, acc_item
-    return acc_user.mul_(scale), acc_item.mul_(scale)
-
-
-class _BipartiteLayerMeanRows(torch.autograd.Function):
-    r""":class:`_BipartiteLayerMean` with the user output restricted to
-    some rows. The user gradient is zero outside those rows, so the first
-    step of Horner's scheme multiplies the item half by the rows'
-    transposed block only, and the user gradient is added to those rows
-    only."""
-    @staticmethod
-    def forward(ctx, x_user: Tensor, x_item: Tensor, R: Tensor, R_t: Tensor,
-                R_rows: Tensor, R_rows_t: Tensor, rows: Tensor,
-                num_layers: int, last: bool, scale: float):
-        ctx.R, ctx.R_t, ctx.R_rows_t = R, R_t, R_rows_t
-        ctx.num_layers, ctx.last, ctx.scale = num_layers, last, scale
-        ctx.save_for_backward(rows)
-        return _bipartite_layer_mean_rows(R, R_t, R_rows, rows, x_user,
-                                          x_item, num_layers, last, scale)
-
-    @staticmethod
-    def backward(ctx, grad_rows: Tensor, grad_item: Tensor):
-        rows, = ctx.saved_tensors
-        R, R_t, R_rows_t = ctx.R, ctx.R_t, ctx.R_rows_t
-        grad_rows, grad_item = grad_rows.contiguous(), grad_item.contiguous()
-        if not ctx.last and ctx.scale != 1.0:
-            grad_rows, grad_item = grad_rows * ctx.scale, \
-                grad_item * ctx.scale
-        # first step: the user half of r is zero outside `rows`
-        if ctx.last:
-            r_user = csr_matmul(R, grad_item)
-            r_item = csr_matmul(R_rows_t, grad_rows)
-        else:
-            r_user = csr_matmul(R, grad_item).index_add_(0, rows, grad_rows)
-            r_item = csr_addmm(grad_item, R_rows_t, grad_rows)
-        for _ in range(ctx.num_layers - 1):
-            if ctx.last:
-                r_user, r_item = csr_matmul(R, r_item), \
-                    csr_matmul(R_t, r_user)
-            else:
-                r_user, r_item = (
-                    csr_matmul(R, r_item).index_add_(0, rows, grad_rows),
-                    csr_addmm(grad_item, R_t, r_user))
-        return (r_user, r_item) + (None, ) * 8
-
-
-class BipartiteAdjacency:
-    r"""The symmetric-normalised adjacency of the undirected user–item graph,
-
-    .. math::
-        \mathbf{A} = \begin{bmatrix} \mathbf{0} & \mathbf{R} \\
-        \mathbf{R}^{\top} & \mathbf{0} \end{bmatrix}, \qquad
-        R_{ui} = \frac{1}{\sqrt{\deg(u)\deg(i)}},
-
-    stored as its two CSR blocks :math:`\mathbf{R}` ``[U, I]`` and
-    :math:`\mathbf{R}^{\top}` ``[I, U]``: one LightGCN layer is
-    :math:`(\mathbf{R}\mathbf{X}_I, \mathbf{R}^{\top}\mathbf{X}_U)`, two
-    half-size products on the user and item matrices without ever
-    concatenating them (the products read a smaller matrix each and the
-    result is the same, entry for entry, as the product with the
-    ``[U + I, U + I]`` CSR matrix of
-    :class:`~pyg_brmrs.nn.MultiModalLGConv` with :obj:`normalize=True`).
-    Since :math:`\mathbf{A}` is symmetric, the backward pass uses the same
-    blocks. Duplicate edges are summed, as in :func:`to_csr`.
-
-    Args:
-        edge_index (torch.Tensor): user→item edges ``[2, E]``.
-        num_users (int): The number of users :math:`U`.
-        num_items (int): The number of items :math:`I`.
-        dtype (torch.dtype, optional): The dtype of the weights.
-            (default: :obj:`torch.float32`)
-    """
-    def __init__(self, edge_index: Tensor, num_users: int, num_items: int,
-                 dtype: torch.dtype = torch.float32):
-        user, item = edge_index[0], edge_index[1]
-        ones = torch.ones(user.numel(), dtype=dtype, device=user.device)
-        # as torch_geometric's gcn_norm: deg^-1/2 with inf -> 0
-        deg_user = torch.zeros(num_users, dtype=dtype,
-                               device=user.device).index_add_(0, user, ones)
-        deg_item = torch.zeros(num_items, dtype=dtype,
-                               device=user.device).index_add_(0, item, ones)
-        inv_user, inv_item = deg_user.pow_(-0.5), deg_item.pow_(-0.5)
-        inv_user.masked_fill_(inv_user == float('inf'), 0.0)
-        inv_item.masked_fill_(inv_item == float('inf'), 0.0)
-        weight = inv_user[user] * inv_item[item]
-        self.num_users, self.num_items = int(num_users), int(num_items)
-        self.dtype = dtype
-        # R[u, i] aggregates the items into the users, R_t the reverse
-        self.R = to_csr(edge_index.flip(0), weight,
-                        (self.num_users, self.num_items))
-        self.R_t = to_csr(edge_index, weight,
-                          (self.num_items, self.num_users))
-
-    def __deepcopy__(self, memo) -> 'BipartiteAdjacency':
-        return self  # a constant operator (see CSRAdjacency)
-
-    @property
-    def nnz(self) -> int:
-        return 2 * int(self.R.values().numel())
-
-    def matmul(self, x_user: Tensor, x_item: Tensor) -> Tuple[Tensor, Tensor]:
-        r"""One layer, :math:`(\mathbf{R}\mathbf{X}_I,
-        \mathbf{R}^{\top}\mathbf{X}_U)`."""
-        return self.layer_mean(x_user, x_item, 1, last=True)
-
-    def layer_mean(self, x_user: Tensor, x_item: Tensor, num_layers: int,
-                   last: bool = False, scale: Optional[float] = None,
-                   user_rows: Optional[Tensor] = None
-                   ) -> Tuple[Tensor, Tensor]:
-        r"""The user and item rows of :math:`s\sum_{l=0}^{L}
-        \mathbf{A}^l \mathbf{X}`, :math:`s` = :obj:`scale` (default
-        :math:`1/(L+1)`: the layer mean; :obj:`1.0` saves a pass over the
-        outputs and the gradients), or of :math:`\mathbf{A}^L \mathbf{X}`
-        with :obj:`last=True`, for :math:`\mathbf{X} = [\mathbf{X}_U;
-        \mathbf{X}_I]`, :math:`L` = :obj:`num_layers`, with
-        :obj:`x_user` ``[U, F]`` and :obj:`x_item` ``[I, F]``; one autograd
-        node for all layers.
-
-        With :obj:`user_rows` (user ids ``[B]``) the user output is
-        ``[B, F]``, the rows :obj:`user_rows` of the full one (the same
-        values up to float rounding) at a lower cost: the last layer's user
-        product runs on those rows, the user layers are summed on them, and
-        the backward pass's first item product reads only their block of
-        the graph."""
-        check_scale(scale, last)
-        if x_user.size(0) != self.num_users or \
-                x_item.size(0) != self.num_items:
-            raise ValueError(f"Expected {self.num_users} user rows and "
-                             f"{self.num_items} item rows (got "
-                             f"{x_user.size(0)} and {x_item.size(0)})")
-        if user_rows is not None:
-            user_rows = check_ids(user_rows, 'user_rows',
-                                  self.num_users).to(x_user.device)
-        if num_layers == 0:
-            if user_rows is not None:
-                x_user = x_user[user_rows]
-            if scale is None or scale == 1.0:
-                return x_user, x_item
-            return x_user * scale, x_item * scale
-        R, R_t = self.R, self.R_t
-        if R.dtype != x_user.dtype:
-            R, R_t = R.to(x_user.dtype), R_t.to(x_user.dtype)
-        x_user, x_item = x_user.contiguous(), x_item.contiguous()
-        s = layer_scale(num_layers, scale)
-        if user_rows is not None:
-            R_rows, R_rows_t = csr_rows(R, user_rows)
-            if torch.is_grad_enabled() and (x_user.requires_grad
-                                            or x_item.requires_grad):
-                return _BipartiteLayerMeanRows.apply(
-                    x_user, x_item, R, R_t, R_rows, R_rows_t, user_rows,
-                    num_layers, last, s)
-            return _bipartite_layer_mean_rows(R, R_t, R_rows, user_rows,
-                                              x_user, x_item, num_layers,
-                                              last, s)
-        if torch.is_grad_enabled() and (x_user.requires_grad
-                                        or x_item.requires_grad):
-            return _BipartiteLayerMean.apply(x_user, x_item, R, R_t,
-                                             num_layers, last, s)
-        return _bipartite_layer_mean(R, R_t, x_user, x_item, num_layers,
-                                     last, s)
-
-    def to(self, device) -> 'BipartiteAdjacency':
-        self.R, self.R_t = self.R.to(device), self.R_t.to(device)
-        return self
-
-    def __repr__(self) -> str:
-        return (f'{self.__class__.__name__}(num_users={self.num_users}, '
-                f'num_items={self.num_items}, nnz={self.nnz})')
 
 
 class _RowNormalize(torch.autograd.Function):

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from pyg_brmrs.nn import MultiModalLGConv
-from pyg_brmrs.nn.conv.multimodal_lg_conv import WITH_TORCH_SPARSE
+from torch_geometric.typing import WITH_TORCH_SPARSE
 from pyg_brmrs.utils import CSRAdjacency, bipartite_to_homogeneous, to_csr
 
 
@@ -308,88 +308,6 @@ def test_compiles_without_graph_breaks_and_matches_eager():
     torch._dynamo.reset()
 
 
-def random_bipartite(U=9, I=7, E=30, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    ei = torch.stack([torch.randint(0, U - 1, (E, ), generator=g),
-                      torch.randint(0, I - 1, (E, ), generator=g)])
-    # duplicates are summed; user U-1 and item I-1 are isolated
-    return torch.cat([ei, ei[:, :3]], dim=1)
-
-
-@pytest.mark.parametrize('num_layers', [0, 1, 3])
-@pytest.mark.parametrize('last,scale', [(False, None), (True, None),
-                                        (False, 1.0), (False, 0.3)])
-def test_bipartite_layer_mean_matches_dense_power_series(num_layers, last,
-                                                         scale):
-    from pyg_brmrs.utils import BipartiteAdjacency
-    U, I = 9, 7
-    ei = random_bipartite(U, I)
-    A = torch.zeros(U + I, U + I, dtype=torch.float64)
-    for u, i in ei.t().tolist():
-        A[u, U + i] += 1.0
-        A[U + i, u] += 1.0
-    deg = A.sum(1)
-    dinv = torch.where(deg > 0, deg.pow(-0.5), torch.zeros_like(deg))
-    A = dinv.view(-1, 1) * A * dinv.view(1, -1)
-    xu = torch.randn(U, 2, 3, dtype=torch.float64, requires_grad=True)
-    xi = torch.randn(I, 2, 3, dtype=torch.float64, requires_grad=True)
-    op = BipartiteAdjacency(ei, U, I, dtype=torch.float64)
-    ou, oi = op.layer_mean(xu.reshape(U, -1), xi.reshape(I, -1), num_layers,
-                           last=last, scale=scale)
-    x = torch.cat([xu, xi]).reshape(U + I, -1)
-    h, outs = x, [x]
-    for _ in range(num_layers):
-        h = A @ h
-        outs.append(h)
-    s = 1.0 / (num_layers + 1) if scale is None else scale
-    ref = outs[-1] if last else s * torch.stack(outs).sum(0)
-    assert torch.allclose(torch.cat([ou, oi]), ref, atol=1e-12)
-    w = torch.randn(U + I, 6, dtype=torch.float64)
-    ga = torch.autograd.grad((torch.cat([ou, oi]) * w).sum(), (xu, xi))
-    gr = torch.autograd.grad((ref * w).sum(), (xu, xi))
-    for a, b in zip(ga, gr):
-        assert torch.allclose(a, b, atol=1e-12)
-    with torch.no_grad():  # the path without autograd gives the same
-        nu, ni = op.layer_mean(xu.reshape(U, -1), xi.reshape(I, -1),
-                               num_layers, last=last, scale=scale)
-    assert torch.equal(nu, ou) and torch.equal(ni, oi)
-    with pytest.raises(ValueError, match='user rows'):
-        op.layer_mean(xi.reshape(I, -1), xu.reshape(U, -1), num_layers)
-
-
-def test_bipartite_and_csr_layer_mean_equal_the_layer_by_layer_path():
-    """float32: the two-block product, the fused layer mean and autograd
-    through MultiModalLGConv layer by layer give the same numbers."""
-    from pyg_brmrs.nn.conv import layer_mean
-    from pyg_brmrs.utils import BipartiteAdjacency
-    U, I, L = 40, 30, 3
-    ei = random_bipartite(U, I, E=200, seed=1)
-    homo = bipartite_to_homogeneous(ei, U)
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(U + I, 2, 4, generator=g).requires_grad_()
-    w = torch.randn(U + I, 2, 4, generator=g)
-    conv = MultiModalLGConv(cached=True)
-    # reference: autograd through L calls of the conv
-    h, acc = x, None
-    for _ in range(L):
-        h = conv(h, homo)
-        acc = h + x if acc is None else acc + h
-    ref = acc * (1.0 / (L + 1))
-    (g_ref, ) = torch.autograd.grad((ref * w).sum(), x)
-    fused = layer_mean(conv, x, homo, None, L)
-    (g_fused, ) = torch.autograd.grad((fused * w).sum(), x)
-    op = BipartiteAdjacency(ei, U, I)
-    ou, oi = op.layer_mean(x[:U].reshape(U, -1), x[U:].reshape(I, -1), L)
-    blocks = torch.cat([ou, oi]).view_as(x)
-    (g_blocks, ) = torch.autograd.grad((blocks * w).sum(), x)
-    for out, grad in [(fused, g_fused), (blocks, g_blocks)]:
-        assert torch.allclose(out, ref, rtol=0, atol=1e-6)
-        assert torch.allclose(grad, g_ref, rtol=0, atol=1e-6)
-    assert torch.equal(fused, blocks) and torch.equal(g_fused, g_blocks)
-    last = layer_mean(conv, x, homo, None, L, last=True)
-    assert torch.allclose(last, h, atol=1e-6)
-
-
 def test_normalize_rows_matches_functional_normalize():
     from pyg_brmrs.utils.sparse import normalize_rows
     x = torch.randn(20, 3, 5, dtype=torch.float64)
@@ -440,7 +358,8 @@ def test_csr_layer_mean_scale_matches_the_layer_sum(scale):
                                  True, '0.5'])
 def test_layer_mean_and_normalize_reject_bad_scales(bad):
     from pyg_brmrs.nn.conv import layer_mean
-    from pyg_brmrs.utils import BipartiteAdjacency, CSRAdjacency
+    from pyg_brmrs.nn.graph import BipartiteAdjacency
+    from pyg_brmrs.utils import CSRAdjacency
     from pyg_brmrs.utils.sparse import normalize_rows
     ei, w = random_graph(6, num_edges=10, seed=1)
     x = torch.randn(6, 4)
@@ -449,7 +368,8 @@ def test_layer_mean_and_normalize_reject_bad_scales(bad):
     with pytest.raises(ValueError, match="'scale' must be a positive"):
         layer_mean(MultiModalLGConv(), x, ei, w, 2, scale=bad)
     with pytest.raises(ValueError, match="'scale' must be a positive"):
-        BipartiteAdjacency(random_bipartite(), 9, 7).layer_mean(
+        BipartiteAdjacency(torch.tensor([[0, 3, 8], [1, 6, 2]]), 9,
+                           7).layer_mean(
             torch.randn(9, 4), torch.randn(7, 4), 2, scale=bad)
     with pytest.raises(ValueError, match="'scale' must be a positive"):
         normalize_rows(x, scale=bad)

@@ -2,18 +2,18 @@ import math
 
 import pytest
 import torch
+from torch_geometric.typing import WITH_TORCH_SPARSE
 
 from torch_geometric.data import HeteroData
 from torch_geometric.nn.models import LightGCN as PyGLightGCN
 
 from pyg_brmrs.nn import BPRMF, FREEDOM, VBPR, LightGCNRecommender, RecOutput
-from pyg_brmrs.nn.conv.multimodal_lg_conv import WITH_TORCH_SPARSE
 from pyg_brmrs.nn.models.freedom import (
     default_modality_weights,
     freedom_knn_graph,
 )
 from pyg_brmrs.objectives import BPRObjective
-from pyg_brmrs.utils.dropout import degree_sensitive_edge_pruning
+from pyg_brmrs.nn.graph import degree_sensitive_edge_pruning
 from pyg_brmrs.utils.sparse import bipartite_to_homogeneous
 
 RATES = ('user', 'rates', 'item')
@@ -132,7 +132,7 @@ def test_mf_xavier_normal_init():
 # ---------------------------------------------------------------------------
 @pytest.mark.parametrize('L', [0, 1, 3])
 @pytest.mark.parametrize('backend', ['csr', 'edge_index', 'torch_sparse',
-                                     'pyg'])
+                                     'auto'])
 def test_lightgcn_matches_dense(backend, L):
     if backend == 'torch_sparse' and not WITH_TORCH_SPARSE:
         pytest.skip('torch-sparse is not installed')
@@ -156,7 +156,7 @@ def test_lightgcn_backends_agree_with_each_other_and_pyg():
     a = LightGCNRecommender.from_data(data, embedding_dim=6, num_layers=3,
                                       backend='csr')
     b = LightGCNRecommender.from_data(data, embedding_dim=6, num_layers=3,
-                                      backend='pyg')
+                                      backend='edge_index')
     b.load_state_dict(a.state_dict())
     oa, ob = a(data), b(data)
     assert torch.allclose(oa.user_emb, ob.user_emb, atol=1e-6)
@@ -181,23 +181,14 @@ def test_lightgcn_backends_agree_with_each_other_and_pyg():
     assert torch.allclose(a.lightgcn.alpha, torch.full((4, ), 0.25))
 
 
-def test_lightgcn_old_name_imports_with_a_deprecation_warning():
+def test_lightgcn_is_not_pyg_lightgcn_by_name():
     import torch_geometric.nn
 
     import pyg_brmrs.nn
-    import pyg_brmrs.nn.models
     assert LightGCNRecommender is not torch_geometric.nn.LightGCN
     assert 'LightGCN' not in pyg_brmrs.nn.__all__
-    for module in (pyg_brmrs.nn, pyg_brmrs.nn.models):
-        with pytest.warns(DeprecationWarning,
-                          match="'LightGCN'.*'LightGCNRecommender'") as rec:
-            old = module.LightGCN
-        assert old is LightGCNRecommender
-        assert rec[0].filename == __file__
-    with pytest.warns(DeprecationWarning, match='LightGCNRecommender'):
-        from pyg_brmrs.nn import LightGCN  # noqa: F401
-    with pytest.raises(AttributeError, match="no attribute 'LightGCNN'"):
-        pyg_brmrs.nn.LightGCNN
+    with pytest.raises(AttributeError):
+        pyg_brmrs.nn.LightGCN
 
 
 def test_lightgcn_mmrec_init_and_regularization():
@@ -220,11 +211,14 @@ def test_lightgcn_mmrec_init_and_regularization():
 def test_lightgcn_caches_graph():
     data = toy_data()
     model = LightGCNRecommender.from_data(data, embedding_dim=4)
-    model(data)
-    first = model.homogeneous_edge_index(data[RATES].edge_index)
-    assert model.homogeneous_edge_index(data[RATES].edge_index) is first
+    first = model.graph(data).user_item()
+    assert model.graph(data).user_item().blocks() is first.blocks()
     data[RATES].edge_index = data[RATES].edge_index[:, :-3].clone()
-    assert model.homogeneous_edge_index(data[RATES].edge_index) is not first
+    assert model.graph(data).user_item() is not first
+    uncached = LightGCNRecommender.from_data(data, embedding_dim=4,
+                                             cached=False)
+    assert uncached.graph(data).user_item() is not \
+        uncached.graph(data).user_item()
 
 
 # ---------------------------------------------------------------------------
@@ -326,10 +320,21 @@ def test_freedom_item_graph_is_built_once_and_used():
     model = FREEDOM.from_data(data, embedding_dim=4, knn_k=3,
                               edge_dropout=0.0)
     model.eval()
+    ei, ew = model.knn_graph  # recorded by from_data (set_graph)
+    want = freedom_knn_graph({m: data['item'][f'x_{m}']
+                              for m in ('image', 'text')}, 3)
+    assert torch.equal(ei, want[0]) and torch.equal(ew, want[1])
+    op = model.graph(data).own('knn')
+    assert model.graph(data).own('knn') is op  # cached operator
     model(data)
-    g1 = model.item_graph(data)
-    model(data)
-    assert model.item_graph(data)[0] is g1[0]  # cached on the features
+    assert model.knn_graph[0] is ei
+    # built with the constructor: recorded on the first full-graph forward
+    fresh = FREEDOM(model.num_users, model.num_items, model.feature_dims,
+                    4, knn_k=3, finetune_features=False)
+    with pytest.raises(ValueError, match='no item graph yet'):
+        fresh.knn_graph
+    fresh.eval()(data)
+    assert torch.equal(fresh.knn_graph[0], ei)
 
 
 # ---------------------------------------------------------------------------
@@ -456,29 +461,6 @@ def test_freedom_layer_names_match_the_other_models():
         FREEDOM(3, 3, {'image': 2}, 8, 1, 2, finetune_features=False)
 
 
-def test_freedom_deprecated_names_warn_and_still_work():
-    data = toy_data()
-    with pytest.warns(DeprecationWarning, match="'dropout'.*'edge_dropout'"):
-        old = FREEDOM.from_data(data, dropout=0.6)
-    assert old.edge_dropout == 0.6 and not hasattr(old, 'dropout')
-    with pytest.warns(DeprecationWarning,
-                      match="'num_ui_layers'.*'num_layers'"):
-        old = FREEDOM.from_data(data, num_ui_layers=3)
-    assert old.num_layers == 3 and old.num_item_layers == 1
-    with pytest.raises(TypeError, match="both 'dropout'.*'edge_dropout'"):
-        FREEDOM.from_data(data, dropout=0.6, edge_dropout=0.5)
-    with pytest.raises(TypeError, match="num_ui_layers"):
-        FREEDOM.from_data(data, num_ui_layers=3, num_layers=2)
-    ei = data[RATES].edge_index
-    with pytest.warns(DeprecationWarning, match="'dropout'"):
-        kept = degree_sensitive_edge_pruning(
-            ei, 12, 10, dropout=0.5,
-            generator=torch.Generator().manual_seed(0))
-    assert torch.equal(kept, degree_sensitive_edge_pruning(
-        ei, 12, 10, edge_dropout=0.5,
-        generator=torch.Generator().manual_seed(0)))
-
-
 def test_freedom_training_forward_without_epoch_start_prunes():
     data = toy_data()
     model = FREEDOM.from_data(data, embedding_dim=4, knn_k=3)
@@ -489,7 +471,8 @@ def test_freedom_training_forward_without_epoch_start_prunes():
 
 def test_freedom_auxiliary_loss_formula_and_finetuning():
     data = toy_data()
-    model = FREEDOM.from_data(data, embedding_dim=4, knn_k=3, reg_weight=0.3)
+    model = FREEDOM.from_data(data, embedding_dim=4, knn_k=3,
+                              modality_bpr_weight=0.3)
     model.on_epoch_start(0, torch.Generator().manual_seed(0))
     out = model(data)
     users, pos, neg = torch.tensor([0, 2, 4, 4]), torch.tensor([1, 3, 5, 0]), \
@@ -517,8 +500,9 @@ def test_freedom_auxiliary_loss_formula_and_finetuning():
     untouched = torch.ones(model.num_items, dtype=torch.bool)
     untouched[touched] = False
     assert g[untouched].abs().sum() == 0
-    # Frozen variant: no feature parameters; no L2 term; reg_weight=0 -> {}.
-    frozen = FREEDOM.from_data(data, finetune_features=False, reg_weight=0.0)
+    # Frozen variant: no feature parameters; no L2 term; weight 0 -> {}.
+    frozen = FREEDOM.from_data(data, finetune_features=False,
+                               modality_bpr_weight=0.0)
     assert len(frozen.item_features) == 0
     assert frozen.auxiliary_loss(frozen(data), users, pos, neg) == {}
     assert float(frozen.regularization(users, pos, neg)) == 0.0
@@ -527,8 +511,8 @@ def test_freedom_auxiliary_loss_formula_and_finetuning():
 # ---------------------------------------------------------------------------
 # Training with BPRObjective
 # ---------------------------------------------------------------------------
-@pytest.mark.parametrize('name', ['mf', 'lightgcn', 'lightgcn-pyg', 'vbpr',
-                                  'freedom'])
+@pytest.mark.parametrize('name', ['mf', 'lightgcn', 'lightgcn-edge_index',
+                                  'vbpr', 'freedom'])
 def test_training_reduces_loss(name):
     torch.manual_seed(0)
     data = toy_data(U=25, I=20, E=120, seed=1)
@@ -536,11 +520,11 @@ def test_training_reduces_loss(name):
         'mf': lambda: BPRMF.from_data(data, embedding_dim=8),
         'lightgcn': lambda: LightGCNRecommender.from_data(data,
                                                           embedding_dim=8),
-        'lightgcn-pyg': lambda: LightGCNRecommender.from_data(
-            data, embedding_dim=8, backend='pyg'),
+        'lightgcn-edge_index': lambda: LightGCNRecommender.from_data(
+            data, embedding_dim=8, backend='edge_index'),
         'vbpr': lambda: VBPR.from_data(data, embedding_dim=8),
         'freedom': lambda: FREEDOM.from_data(data, embedding_dim=8, knn_k=3,
-                                             reg_weight=0.1),
+                                             modality_bpr_weight=0.1),
     }[name]()
     ei = data[RATES].edge_index
     opt = torch.optim.Adam(model.parameters(), lr=0.05)
@@ -597,8 +581,8 @@ def test_bad_arguments():
         FREEDOM(3, 3, dims, edge_dropout=1.0, finetune_features=False)
     with pytest.raises(ValueError, match='knn_k'):
         FREEDOM(3, 3, dims, knn_k=0, finetune_features=False)
-    with pytest.raises(ValueError, match='reg_weight'):
-        FREEDOM(3, 3, dims, reg_weight=-1, finetune_features=False)
+    with pytest.raises(ValueError, match='modality_bpr_weight'):
+        FREEDOM(3, 3, dims, modality_bpr_weight=-1, finetune_features=False)
     with pytest.raises(ValueError, match='one entry per modality'):
         FREEDOM(3, 3, dims, modality_weights={'image': 1.0},
                 finetune_features=False)
@@ -621,7 +605,8 @@ def test_bad_arguments():
         with pytest.raises(ValueError, match='13 users'):
             model(other)
     no_text = toy_data(dims=(('image', 6), ))
-    for model in (VBPR.from_data(data), FREEDOM.from_data(data)):
+    for model in (VBPR.from_data(data),
+                  FREEDOM.from_data(data, finetune_features=False)):
         with pytest.raises(ValueError,
                            match=r"lacks the modalities \['text'\]"):
             model(no_text)
@@ -631,22 +616,25 @@ def test_bad_arguments():
     bad = toy_data()
     bad[RATES].edge_index = torch.tensor([[0, 1], [3, 10]])
     with pytest.raises(ValueError, match=r'item ids in \[3, 10\]'):
-        LightGCNRecommender.from_data(bad)(bad)
+        LightGCNRecommender.from_data(bad)
     with pytest.raises(ValueError, match=r'item ids in \[3, 10\]'):
-        FREEDOM.from_data(bad).eval()(bad)
+        FREEDOM.from_data(bad)
+    model = LightGCNRecommender.from_data(data)
+    with pytest.raises(ValueError, match=r'item ids in \[3, 10\]'):
+        model(bad)
 
 
 def test_reprs():
     data = toy_data()
     assert repr(LightGCNRecommender.from_data(data, num_layers=3)) == (
         'LightGCNRecommender(12, 10, embedding_dim=64, num_layers=3, '
-        'backend=csr)')
+        'backend=auto)')
     assert repr(VBPR.from_data(data)) == (
         "VBPR(12, 10, modalities=['image', 'text'], embedding_dim=64)")
     assert repr(FREEDOM.from_data(data)) == (
         "FREEDOM(12, 10, modalities=['image', 'text'], embedding_dim=64, "
         "num_layers=2, num_item_layers=1, edge_dropout=0.8, knn_k=10, "
-        "reg_weight=0.0001)")
+        "modality_bpr_weight=0.0001)")
     out = BPRMF.from_data(data)(data)
     assert isinstance(out, RecOutput)
 

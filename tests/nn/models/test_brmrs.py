@@ -5,7 +5,7 @@ from torch_geometric.data import HeteroData
 
 from pyg_brmrs.nn import BRMRS, ConcatFusion, GatedFusion, MeanFusion
 from pyg_brmrs.nn.fusion import AttentionFusion, MLPFusion, resolve_fusion
-from pyg_brmrs.nn.models import brmrs as brmrs_module
+from pyg_brmrs.nn.graph import channels as channels_module
 
 
 def toy_data(U=12, I=10, dims=(('image', 6), ('text', 4)), seed=0,
@@ -117,16 +117,18 @@ def test_forward_matches_dense_reference(homogeneous, id_mode, static_users,
         sparse = data['user', 'rates', 'item'].edge_index.size(1) + \
             data['user', 'similar', 'user'].edge_index.size(1)
         cost = 10 / sparse
-    monkeypatch.setattr(brmrs_module, 'SPARSE_COST', cost)
+    monkeypatch.setattr(channels_module, 'SPARSE_COST', cost)
     model = BRMRS.from_data(data, embedding_dim=5, num_layers=2,
                             homogeneous=homogeneous, id_mode=id_mode,
                             user_mode='profile', fusion='concat').double()
-    feats = {m: data['item'][f'x_{m}'] for m in model.modalities}
-    pre = model._static_user(data, feats,
-                             data['user', 'rates', 'item'].edge_index)
-    assert set(pre) == {True: {'image', 'text'}, False: set(),
-                        'text': {'text'}}[static_users]
     out = model(data)
+    # the users' channels precomputed from their propagated inputs (cache
+    # slots 'user/propagated:user:<m>,...')
+    pre = {name.split(':', 1)[1] for slot in model._graph_cache._slots
+           if slot.startswith('user/propagated:')
+           for name in slot.split('/propagated:')[1].split(',')}
+    assert pre == {True: {'image', 'text'}, False: set(),
+                   'text': {'text'}}[static_users]
     ref_u, ref_i = naive_forward(model, data)
     for m in model.modalities:
         assert torch.allclose(out.user[m], ref_u[m], atol=1e-8)
@@ -182,7 +184,7 @@ def test_user_profile_equals_projection_of_mean_features():
                             num_item_layers=0, num_user_layers=0,
                             normalize=False, id_mode='concat',
                             user_mode='profile').double()
-    user_ch, _ = model.channels(data)
+    user_ch, _ = model.channels(model.graph(data))
     ei = data['user', 'rates', 'item'].edge_index
     x = data['item'].x_image.double()
     lin = model.proj['image']
@@ -316,7 +318,7 @@ def test_edge_dropout_prunes_only_in_training():
     model.train()
     model.on_epoch_start(0, torch.Generator().manual_seed(1))
     a = model(data)
-    pruned = model.ui_graph.pruned_edge_index
+    pruned = model.pruning.edge_index
     E = data['user', 'rates', 'item'].edge_index.size(1)
     assert pruned.size(1) == int(E * 0.5)
     assert not torch.allclose(a.user_emb, full.user_emb)

@@ -7,22 +7,15 @@ from torch_geometric.nn.conv.gcn_conv import gcn_norm
 from torch_geometric.typing import OptTensor, SparseTensor
 from torch_geometric.utils import is_torch_sparse_tensor
 
+from pyg_brmrs.nn.graph.adjacency import check_backend
 from pyg_brmrs.utils.cache import tensor_key
 from pyg_brmrs.utils.checks import check_edge_index, is_compiling
 from pyg_brmrs.utils.sparse import (
     CSRAdjacency,
     check_scale,
     edge_spmm,
-    layer_scale,
+    layer_sum,
 )
-
-try:  # pragma: no cover - depends on the environment
-    import torch_sparse  # noqa: F401
-    WITH_TORCH_SPARSE = True
-except Exception:  # pragma: no cover
-    WITH_TORCH_SPARSE = False
-
-BACKENDS = ('auto', 'csr', 'torch_sparse', 'edge_index')
 
 MultiChannel = Union[Tensor, Dict[str, Tensor]]
 
@@ -109,14 +102,7 @@ class MultiModalLGConv(MessagePassing):
                  backend: str = 'auto', **kwargs):
         kwargs.setdefault('aggr', 'add')
         super().__init__(**kwargs)
-        if backend not in BACKENDS:
-            raise ValueError(f"Unknown backend '{backend}' in "
-                             f"'{self.__class__.__name__}' (choose from "
-                             f"{list(BACKENDS)})")
-        if backend == 'torch_sparse' and not WITH_TORCH_SPARSE:
-            raise ImportError("backend='torch_sparse' requires the optional "
-                              "'torch-sparse' package (pip install "
-                              "'pyg-brmrs[sparse]')")
+        check_backend(backend)
         self.normalize = normalize
         self.cached = cached
         self.backend = backend
@@ -303,12 +289,5 @@ def layer_mean(conv: MultiModalLGConv, x: Tensor, edge_index,
                                x2d.dtype)
             return op.layer_mean(x2d, num_layers, last,
                                  scale).view(x.shape)
-    h, acc = x, None
-    for _ in range(num_layers):
-        h = conv(h, edge_index, edge_weight)
-        if not last:
-            acc = h + x if acc is None else acc.add_(h)
-    if last:
-        return h
-    s = layer_scale(num_layers, scale)
-    return acc if s == 1.0 else acc.mul_(s)
+    return layer_sum(lambda h: conv(h, edge_index, edge_weight), x,
+                     num_layers, last, scale)

@@ -1,5 +1,3 @@
-from pyg_brmrs.utils.deprecation import renamed_names
-
 from .brmrs import BRMRS
 from .mf import BPRMF
 from .lightgcn import LightGCNRecommender
@@ -13,8 +11,3 @@ __all__ = [
     'VBPR',
     'FREEDOM',
 ]
-
-#: Former names of the models: ``old -> new``.
-RENAMED = {'LightGCN': 'LightGCNRecommender'}
-
-__getattr__ = renamed_names(__name__, globals(), RENAMED)

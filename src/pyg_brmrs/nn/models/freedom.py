@@ -3,39 +3,27 @@ from typing import Dict, List, Mapping, Optional, Tuple
 import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
-from torch_geometric.utils import coalesce, subgraph
+from torch_geometric.utils import coalesce
 
 from pyg_brmrs.data.schema import (
     ITEM,
-    RATES,
-    USER,
     Schema,
-    canonical,
-    features,
-    modalities,
 )
 from pyg_brmrs.loss import bpr_loss
-from pyg_brmrs.nn.base import FUSED, Recommender, RecOutput, subgraph_ids
-from pyg_brmrs.nn.conv import MultiModalLGConv, layer_mean
+from pyg_brmrs.nn.base import FUSED, Recommender, RecOutput
+from pyg_brmrs.nn.graph import EdgePruning, RecGraph
+from pyg_brmrs.nn.graph.rec_graph import check_features
 from pyg_brmrs.nn.models._common import (
-    UserItemGraph,
-    check_counts,
     check_feature_dims,
-    item_features,
-    operator_layer_mean,
-    sampled_scale,
-    subgraph_ui_operator,
     trainable_features,
 )
 from pyg_brmrs.transforms.similarity import cosine_topk, normalize_similarity
-from pyg_brmrs.utils.cache import KeyedCache, tensor_key
 from pyg_brmrs.utils.checks import (
     check_float,
     check_int,
     check_modality_weights,
 )
-from pyg_brmrs.utils.deprecation import renamed_arguments
-from pyg_brmrs.utils.sparse import CSRAdjacency
+from pyg_brmrs.utils.rows import take_rows
 
 #: MMRec's default ``mm_image_weight`` for the modalities {image, text}.
 MMREC_MODALITY_WEIGHTS = {'image': 0.1, 'text': 0.9}
@@ -169,11 +157,11 @@ class FREEDOM(Recommender):
            \langle \mathbf{z}_{u_b}, \mathbf{t}^{(m)}_{i^+_b} -
            \mathbf{t}^{(m)}_{i^-_b} \rangle).
 
-       :math:`\lambda` is :obj:`reg_weight`: in MMRec this weight multiplies
-       the modality BPR terms, it is *not* an :math:`L_2` penalty. FREEDOM
-       has no :math:`L_2` term (:meth:`regularization` is 0, so the
-       ``reg_weight`` of :class:`~pyg_brmrs.objectives.BPRObjective` has no
-       effect on it).
+       :math:`\lambda` is :obj:`modality_bpr_weight` (MMRec's
+       ``reg_weight``, which multiplies these terms; it is *not* an
+       :math:`L_2` penalty). FREEDOM has no :math:`L_2` term
+       (:meth:`regularization` is 0, so the ``reg_weight`` of
+       :class:`~pyg_brmrs.objectives.BPRObjective` has no effect on it).
 
     **Pruning schedule.** :meth:`on_epoch_start` requests a new pruned graph;
     it is drawn (with the generator passed there) by the next
@@ -193,13 +181,11 @@ class FREEDOM(Recommender):
 
     **Names.** As everywhere in :mod:`pyg_brmrs.nn`, :obj:`num_layers` counts
     the user–item (LightGCN) layers, :obj:`num_item_layers` the item–item
-    ones and :obj:`edge_dropout` is the pruning ratio of the user–item graph.
-    Earlier versions called them :obj:`num_ui_layers`, :obj:`num_layers` and
-    :obj:`dropout`: :obj:`num_ui_layers` and :obj:`dropout` still work (with
-    a :class:`DeprecationWarning`), but :obj:`num_layers` now means the
-    user–item depth. The arguments after :obj:`embedding_dim` are
-    keyword-only, so an old positional call fails instead of swapping the
-    two depths.
+    ones and :obj:`edge_dropout` is the pruning ratio of the user–item graph
+    (MMRec: ``n_ui_layers``, ``n_mm_layers``, ``dropout``);
+    :obj:`modality_bpr_weight` is MMRec's ``reg_weight``, renamed because
+    it is not the :math:`L_2` weight that ``reg_weight`` means elsewhere in
+    the package.
 
     **Initialisation** (MMRec): :func:`~torch.nn.init.xavier_uniform_` on
     the user and item ID tables, PyTorch's default :class:`~torch.nn.Linear`
@@ -223,7 +209,8 @@ class FREEDOM(Recommender):
         modality_weights (Mapping[str, float], optional): :math:`\beta_m`;
             :obj:`None` gives MMRec's image 0.1 / text 0.9 for {image, text}
             and equal weights otherwise. (default: :obj:`None`)
-        reg_weight (float, optional): :math:`\lambda`; MMRec's grid is
+        modality_bpr_weight (float, optional): :math:`\lambda` (MMRec's
+            ``reg_weight``); MMRec's grid is
             :math:`\{0, 10^{-5}, 10^{-4}, 10^{-3}\}` (select on validation).
             (default: :obj:`1e-4`)
         finetune_features (bool, optional): Train the features through the
@@ -236,25 +223,19 @@ class FREEDOM(Recommender):
         cached (bool, optional): Cache the graphs while the same tensors are
             passed. (default: :obj:`True`)
 
-    **Mini-batch subgraphs** (user and item stores with ``n_id``): the ID
-    embeddings and (fine-tuned) features are gathered by ``n_id``; the item
-    layers run over the frozen graph :math:`\mathbf{S}` restricted to the
-    batch's items (the graph of the full features, recorded by
-    :meth:`set_graph`, which :meth:`from_data` calls), the user–item layers
-    over the batch's user–item edges with the *global* weights
-    :math:`1/\sqrt{\deg(u)\deg(i)}` of the full training graph, without
-    pruning; in both graphs a node's incoming sum is scaled by
-    :math:`\deg(v)/\deg_b(v)` (its in-degree in the full graph over that
-    among the batch's edges), an unbiased estimate of the full sum under
-    uniform neighbour sampling and :math:`1` for a complete neighbourhood.
-    A node whose neighbourhoods lie in the batch gets exactly its
-    full-graph evaluation-mode representation.
+    **The frozen graph** is derived from the features of the data given
+    to :meth:`set_graph` (which :meth:`from_data` calls) and kept as the
+    model's own graph ``graph.own("knn")``; in a mini-batch subgraph it is
+    restricted to the batch's items, scaled like every batch operator (see
+    :class:`~pyg_brmrs.nn.graph.RecGraph`). Pruning applies to full-graph
+    training only; a batch propagates over its sampled edges.
 
     Shapes:
         - **input:** a :class:`~torch_geometric.data.HeteroData` with
           ``data['item'][f'x_{m}']`` :math:`(|\mathcal{I}|, F_m)` and
           ``data['user', 'rates', 'item'].edge_index`` :math:`(2, |E|)`, or
-          a mini-batch subgraph (``n_id`` :math:`(U_b)`, :math:`(I_b)`)
+          a mini-batch subgraph (``n_id`` :math:`(U_b)`, :math:`(I_b)`), as
+          a :class:`~pyg_brmrs.nn.graph.RecGraph`
         - **output:** :class:`~pyg_brmrs.nn.RecOutput` with one branch
           :obj:`"fused"`: users :math:`(|\mathcal{U}|, d)`, items
           :math:`(|\mathcal{I}|, d)`; ``extras[f'x_{m}']`` are the features
@@ -263,7 +244,6 @@ class FREEDOM(Recommender):
     """
     graph_edge_types = ()  # reads no kNN graph of the data
 
-    @renamed_arguments(num_ui_layers='num_layers', dropout='edge_dropout')
     def __init__(
         self,
         num_users: int,
@@ -276,7 +256,7 @@ class FREEDOM(Recommender):
         edge_dropout: float = 0.8,
         knn_k: int = 10,
         modality_weights: Optional[Mapping[str, float]] = None,
-        reg_weight: float = 1e-4,
+        modality_bpr_weight: float = 1e-4,
         finetune_features: bool = True,
         item_features: Optional[Mapping[str, Tensor]] = None,
         chunk_size: int = 1024,
@@ -291,14 +271,14 @@ class FREEDOM(Recommender):
                                          0)
         self.knn_k = check_int(knn_k, 'knn_k')
         self.chunk_size = check_int(chunk_size, 'chunk_size')
-        self.ui_graph = UserItemGraph(num_users, num_items, edge_dropout,
-                                      cached=cached)
-        self.edge_dropout = self.ui_graph.edge_dropout
-        self.reg_weight = check_float(reg_weight, 'reg_weight')
+        self.pruning = EdgePruning(edge_dropout)
+        self.edge_dropout = self.pruning.edge_dropout
+        self.modality_bpr_weight = check_float(modality_bpr_weight,
+                                               'modality_bpr_weight')
         self.modality_weights = resolve_modality_weights(
             self.modalities, modality_weights)
         self.finetune_features = bool(finetune_features)
-        self.cached = cached
+        self.cached = bool(cached)
 
         d = embedding_dim
         self.user_embedding = torch.nn.Embedding(num_users, d)
@@ -311,46 +291,21 @@ class FREEDOM(Recommender):
         if self.finetune_features:
             self.item_features = trainable_features(
                 item_features, self.feature_dims, num_items, 'FREEDOM')
-
-        self.full_conv = MultiModalLGConv(normalize=True, cached=cached,
-                                          backend='csr')
-        self.pruned_conv = MultiModalLGConv(normalize=True, cached=True,
-                                            backend='csr')
-        self._cache = KeyedCache()
-        # The frozen item graph of the full data, for subgraph batches:
-        self.register_buffer('knn_edge_index', None, persistent=False)
-        self.register_buffer('knn_edge_weight', None, persistent=False)
         self.reset_parameters()
-
-    @classmethod
-    def from_data(cls, data: HeteroData, schema: Optional[Schema] = None,
-                  **kwargs) -> 'FREEDOM':
-        r"""Builds the model with the sizes, modalities and (for
-        :obj:`finetune_features=True`) the features of :obj:`data` (names
-        given by :obj:`schema`, a :class:`~pyg_brmrs.data.Schema`)."""
-        data = canonical(data, schema)
-        dims = {m: int(features(data, m).size(-1)) for m in modalities(data)}
-        if kwargs.get('finetune_features', True) and \
-                'item_features' not in kwargs:
-            kwargs['item_features'] = {
-                m: features(data, m)
-                for m in modalities(data)
-            }
-        return cls(int(data[USER].num_nodes), int(data[ITEM].num_nodes), dims,
-                   **kwargs)._from_data(data, schema)
 
     def set_graph(self, data: HeteroData,
                   schema: Optional[Schema] = None) -> 'FREEDOM':
-        r"""Records the global degrees (see
+        r"""Records the degrees (see
         :meth:`~pyg_brmrs.nn.Recommender.set_graph`) and the frozen
-        item–item graph of the full features of :obj:`data`, which subgraph
-        batches use."""
+        item–item graph :func:`freedom_knn_graph` of the features of
+        :obj:`data` (the model's graph ``"knn"``)."""
         super().set_graph(data, schema)
-        (ei, ew), _ = self._item_graph(
-            self._raw_features(self.schema.canonical(data)))
+        xs = check_features(self.schema.canonical(data), self.feature_dims,
+                            self.num_items)
+        ei, ew = freedom_knn_graph(xs, self.knn_k, self.modality_weights,
+                                   self.chunk_size)
         device = self.item_embedding.weight.device
-        self.knn_edge_index, self.knn_edge_weight = ei.to(device), \
-            ew.to(device)
+        self.register_graph('knn', ITEM, ei.to(device), ew.to(device))
         return self
 
     def reset_parameters(self):
@@ -358,128 +313,72 @@ class FREEDOM(Recommender):
         torch.nn.init.xavier_uniform_(self.item_embedding.weight)
         for lin in self.proj.values():
             lin.reset_parameters()
-        self.full_conv.reset_parameters()
-        self.pruned_conv.reset_parameters()
-        self._cache.clear()
-        self.ui_graph.clear()
+        self.clear_cache()
+        self.pruning.clear()
 
-    # ------------------------------------------------------------------
-    def _cached(self, name: str, key, build):
-        return self._cache.get(name, key, build, enabled=self.cached)
-
-    def _raw_features(self, data: HeteroData) -> Dict[str, Tensor]:
-        return item_features(data, self.feature_dims, self.num_items)
-
-    def item_graph(self, data: HeteroData) -> Tuple[Tensor, Tensor]:
+    @property
+    def knn_graph(self) -> Tuple[Tensor, Tensor]:
         r"""The frozen item–item graph ``(edge_index, edge_weight)`` of
-        :func:`freedom_knn_graph` for the features of :obj:`data`
-        (cached)."""
-        return self._item_graph(self._raw_features(data))[0]
-
-    def _item_graph(self, xs: Dict[str, Tensor]):
-        key = tuple(tensor_key(xs[m]) for m in self.modalities)
-
-        def build():
-            ei, ew = freedom_knn_graph(xs, self.knn_k, self.modality_weights,
-                                       self.chunk_size)
-            op = CSRAdjacency(ei, ew, (self.num_items, self.num_items))
-            return (ei, ew), op
-
-        return self._cached('item', key, build)
+        :func:`freedom_knn_graph` recorded by :meth:`set_graph`."""
+        graph = self.own_graphs().get('knn')
+        if graph is None:
+            raise ValueError("FREEDOM has no item graph yet: build it with "
+                             "FREEDOM.from_data(data) or call "
+                             "model.set_graph(data)")
+        return graph.edge_index, graph.edge_weight
 
     def on_epoch_start(self, epoch: int,
                        generator: Optional[torch.Generator] = None) -> None:
         r"""Requests a new pruned user–item graph, drawn with
         :obj:`generator` by the next training-mode :meth:`forward`."""
-        self.ui_graph.redraw(generator)
+        self.pruning.redraw(generator)
 
     @property
     def pruned_edge_index(self) -> Optional[Tensor]:
         r"""The user→item edges ``[2, K]`` of the current pruned graph
         (:obj:`None` before the first draw)."""
-        return self.ui_graph.pruned_edge_index
+        return self.pruning.edge_index
 
-    def _subgraph_forward(self, data: HeteroData, user_n_id: Tensor,
-                          item_n_id: Tensor) -> RecOutput:
-        user_deg, item_deg = self.subgraph_degrees(user_n_id, item_n_id)
-        if self.knn_edge_index is None:
-            raise ValueError("'FREEDOM' needs its frozen item graph for a "
-                             "mini-batch subgraph: build it with "
-                             "FREEDOM.from_data(full_data) or call "
-                             "model.set_graph(full_data)")
-        num = item_n_id.numel()
-        ei, ew = subgraph(item_n_id, self.knn_edge_index,
-                          self.knn_edge_weight, relabel_nodes=True,
-                          num_nodes=self.num_items)
-        h = self.item_embedding(item_n_id)
+    def forward(self, graph: RecGraph) -> RecOutput:
+        h = graph.item_rows(self.item_embedding.weight)
         if self.num_item_layers > 0:
-            full = torch.bincount(self.knn_edge_index[1],
-                                  minlength=self.num_items)[item_n_id]
-            ii_op = CSRAdjacency(ei, ew * sampled_scale(ei[1], full),
-                                 (num, num))
+            knn = graph.own('knn')
             for _ in range(self.num_item_layers):
-                h = ii_op.matmul(h)
-        ui_op = subgraph_ui_operator(data[RATES].edge_index, user_deg,
-                                     item_deg)
-        x = torch.cat([self.user_embedding(user_n_id),
-                       self.item_embedding(item_n_id)])
-        out = operator_layer_mean(ui_op, x, self.num_layers)
+                h = knn.matmul(h)
+        ui = self.pruning(graph, self.training)
+        user, item = ui.layer_mean(
+            graph.user_rows(self.user_embedding.weight),
+            graph.item_rows(self.item_embedding.weight), self.num_layers)
         if self.finetune_features:
-            feats = {m: self.item_features[m][item_n_id]
+            feats = {m: graph.item_rows(self.item_features[m])
                      for m in self.modalities}
         else:
-            feats = item_features(data, self.feature_dims, num)
-        nu = user_n_id.numel()
-        return RecOutput({FUSED: out[:nu]}, {FUSED: out[nu:] + h},
-                         extras={f'x_{m}': feats[m]
-                                 for m in self.modalities},
-                         user_n_id=user_n_id, item_n_id=item_n_id)
-
-    def forward(self, data: HeteroData) -> RecOutput:
-        ids = subgraph_ids(data)
-        if ids is not None:
-            return self._subgraph_forward(data, *ids)
-        check_counts(self, data)
-        xs = self._raw_features(data)
-        _, ii_op = self._item_graph(xs)
-        h = self.item_embedding.weight
-        for _ in range(self.num_item_layers):
-            h = ii_op.matmul(h)
-
-        train_ei = data[RATES].edge_index
-        pruned = self.training and self.edge_dropout > 0
-        ui_ei = self.ui_graph(train_ei, self.training)
-        conv = self.pruned_conv if pruned else self.full_conv
-        x = torch.cat([self.user_embedding.weight, self.item_embedding.weight])
-        out = layer_mean(conv, x, ui_ei, None, self.num_layers)
-
-        feats = (dict(self.item_features.items())
-                 if self.finetune_features else xs)
-        return RecOutput({FUSED: out[:self.num_users]},
-                         {FUSED: out[self.num_users:] + h},
-                         extras={f'x_{m}': feats[m]
-                                 for m in self.modalities})
+            feats = graph.features(self.feature_dims)
+        return graph.output({FUSED: user}, {FUSED: item + h},
+                            extras={f'x_{m}': feats[m]
+                                    for m in self.modalities})
 
     def modality_projection(self, out: RecOutput, m: str,
                             items: Tensor) -> Tensor:
         r""":math:`\mathbf{t}^{(m)}_i = \mathbf{W}_m \mathbf{x}^{(m)}_i +
         \mathbf{b}_m` ``[B, d]`` for the items :obj:`items`."""
         lin = self.proj[m]
-        return lin(out.extras[f'x_{m}'][items].to(lin.weight.dtype))
+        return lin(take_rows(out.extras[f'x_{m}'],
+                             items).to(lin.weight.dtype))
 
     def auxiliary_loss(self, out: RecOutput, users: Tensor, pos_items: Tensor,
                        neg_items: Tensor) -> Dict[str, Tensor]:
-        r"""``{"modality_bpr": reg_weight * sum_m BPR_m}`` (see the class
-        description); empty when :obj:`reg_weight` is 0."""
-        if self.reg_weight == 0:
+        r"""``{"modality_bpr": modality_bpr_weight * sum_m BPR_m}`` (see the
+        class description); empty when :obj:`modality_bpr_weight` is 0."""
+        if self.modality_bpr_weight == 0:
             return {}
-        u = out.user_emb[users]
+        u = take_rows(out.user_emb, users)
         total = u.new_zeros(())
         for m in self.modalities:
             pos = (u * self.modality_projection(out, m, pos_items)).sum(-1)
             neg = (u * self.modality_projection(out, m, neg_items)).sum(-1)
             total = total + bpr_loss(pos, neg)
-        return {'modality_bpr': self.reg_weight * total}
+        return {'modality_bpr': self.modality_bpr_weight * total}
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}({self.num_users}, '
@@ -488,4 +387,4 @@ class FREEDOM(Recommender):
                 f'num_layers={self.num_layers}, '
                 f'num_item_layers={self.num_item_layers}, '
                 f'edge_dropout={self.edge_dropout}, knn_k={self.knn_k}, '
-                f'reg_weight={self.reg_weight})')
+                f'modality_bpr_weight={self.modality_bpr_weight})')

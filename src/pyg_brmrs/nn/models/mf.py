@@ -2,13 +2,11 @@ from typing import Optional
 
 import torch
 from torch import Tensor
-from torch_geometric.data import HeteroData
 
-from pyg_brmrs.data.schema import ITEM, USER, Schema, canonical
-from pyg_brmrs.nn.base import FUSED, Recommender, RecOutput, subgraph_ids
+from pyg_brmrs.nn.base import FUSED, Recommender, RecOutput
+from pyg_brmrs.nn.graph import RecGraph
 from pyg_brmrs.nn.models._common import (
     batch_regularization,
-    check_counts,
     check_reg_norm,
     global_batch,
 )
@@ -43,9 +41,10 @@ class BPRMF(Recommender):
             :obj:`"squared"`. (default: :obj:`"frobenius"`)
 
     Shapes:
-        - **input:** a :class:`~torch_geometric.data.HeteroData` (only the
-          node counts are read), or a mini-batch subgraph whose user and
-          item stores carry ``n_id`` :math:`(U_b)`, :math:`(I_b)`
+        - **input:** a :class:`~pyg_brmrs.nn.graph.RecGraph` (``model(data)``
+          builds it from a :class:`~torch_geometric.data.HeteroData`; only
+          the rows are read), or that of a mini-batch subgraph whose user
+          and item stores carry ``n_id`` :math:`(U_b)`, :math:`(I_b)`
         - **output:** :class:`~pyg_brmrs.nn.RecOutput` with one branch
           :obj:`"fused"`: users :math:`(|\mathcal{U}|, d)`, items
           :math:`(|\mathcal{I}|, d)`; for a subgraph, the rows of the
@@ -63,29 +62,14 @@ class BPRMF(Recommender):
         self.item_embedding = torch.nn.Embedding(num_items, embedding_dim)
         self.reset_parameters()
 
-    @classmethod
-    def from_data(cls, data: HeteroData, schema: Optional[Schema] = None,
-                  **kwargs) -> 'BPRMF':
-        r"""Builds the model with the node counts of :obj:`data` (names
-        given by :obj:`schema`, a :class:`~pyg_brmrs.data.Schema`)."""
-        data = canonical(data, schema)
-        return cls(int(data[USER].num_nodes), int(data[ITEM].num_nodes),
-                   **kwargs)._from_data(data, schema)
-
     def reset_parameters(self):
         torch.nn.init.xavier_normal_(self.user_embedding.weight)
         torch.nn.init.xavier_normal_(self.item_embedding.weight)
 
-    def forward(self, data: HeteroData) -> RecOutput:
-        ids = subgraph_ids(data)
-        if ids is not None:
-            self.subgraph_degrees(*ids)  # checks the ids
-            return RecOutput({FUSED: self.user_embedding(ids[0])},
-                             {FUSED: self.item_embedding(ids[1])},
-                             user_n_id=ids[0], item_n_id=ids[1])
-        check_counts(self, data)
-        return RecOutput({FUSED: self.user_embedding.weight},
-                         {FUSED: self.item_embedding.weight})
+    def forward(self, graph: RecGraph) -> RecOutput:
+        return graph.output(
+            {FUSED: graph.user_rows(self.user_embedding.weight)},
+            {FUSED: graph.item_rows(self.item_embedding.weight)})
 
     def regularization(self, users: Tensor, pos_items: Tensor,
                        neg_items: Tensor,

@@ -3,25 +3,16 @@ from typing import List, Mapping, Optional
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch_geometric.data import HeteroData
 
-from pyg_brmrs.data.schema import (
-    ITEM,
-    USER,
-    Schema,
-    canonical,
-    features,
-    modalities,
-)
-from pyg_brmrs.nn.base import FUSED, Recommender, RecOutput, subgraph_ids
+from pyg_brmrs.nn.base import FUSED, Recommender, RecOutput
+from pyg_brmrs.nn.graph import RecGraph
 from pyg_brmrs.nn.models._common import (
     batch_regularization,
-    check_counts,
     check_feature_dims,
     check_reg_norm,
-    item_features,
 )
 from pyg_brmrs.utils.checks import check_int
+from pyg_brmrs.utils.rows import take_rows
 
 
 class VBPR(Recommender):
@@ -118,16 +109,6 @@ class VBPR(Recommender):
         self.item_linear = torch.nn.Linear(sum(self.feature_dims.values()), d)
         self.reset_parameters()
 
-    @classmethod
-    def from_data(cls, data: HeteroData, schema: Optional[Schema] = None,
-                  **kwargs) -> 'VBPR':
-        r"""Builds the model with the sizes and modalities of :obj:`data`
-        (names given by :obj:`schema`, a :class:`~pyg_brmrs.data.Schema`)."""
-        data = canonical(data, schema)
-        dims = {m: int(features(data, m).size(-1)) for m in modalities(data)}
-        return cls(int(data[USER].num_nodes), int(data[ITEM].num_nodes), dims,
-                   **kwargs)._from_data(data, schema)
-
     def reset_parameters(self):
         torch.nn.init.xavier_uniform_(self.user_embedding)
         torch.nn.init.xavier_uniform_(self.item_embedding)
@@ -148,29 +129,15 @@ class VBPR(Recommender):
             offset += dim
         return out + self.item_linear.bias
 
-    def forward(self, data: HeteroData) -> RecOutput:
-        ids = subgraph_ids(data)
-        if ids is not None:
-            self.subgraph_degrees(*ids)  # checks the ids
-            item = torch.cat([self.item_embedding[ids[1]],
-                              self.project(item_features(
-                                  data, self.feature_dims,
-                                  ids[1].numel()))], dim=-1)
-            user = self.user_embedding[ids[0]]
-        else:
-            check_counts(self, data)
-            item = torch.cat([self.item_embedding,
-                              self.project(item_features(
-                                  data, self.feature_dims, self.num_items))],
-                             dim=-1)
-            user = self.user_embedding
+    def forward(self, graph: RecGraph) -> RecOutput:
+        feats = graph.features(self.feature_dims)
+        item = torch.cat([graph.item_rows(self.item_embedding),
+                          self.project(feats)], dim=-1)
+        user = graph.user_rows(self.user_embedding)
         if self.dropout > 0:
             user = F.dropout(user, self.dropout, self.training)
             item = F.dropout(item, self.dropout, self.training)
-        if ids is not None:
-            return RecOutput({FUSED: user}, {FUSED: item}, user_n_id=ids[0],
-                             item_n_id=ids[1])
-        return RecOutput({FUSED: user}, {FUSED: item})
+        return graph.output({FUSED: user}, {FUSED: item})
 
     def regularization(self, users: Tensor, pos_items: Tensor,
                        neg_items: Tensor,
@@ -179,9 +146,10 @@ class VBPR(Recommender):
             raise ValueError(f"'{self.__class__.__name__}.regularization' "
                              f"needs the forward output 'out' (MMRec "
                              f"regularises the full item representations)")
-        return batch_regularization(self.reg_norm, out.user_emb[users],
-                                    out.item_emb[pos_items],
-                                    out.item_emb[neg_items])
+        return batch_regularization(self.reg_norm,
+                                    take_rows(out.user_emb, users),
+                                    take_rows(out.item_emb, pos_items),
+                                    take_rows(out.item_emb, neg_items))
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}({self.num_users}, '
