@@ -36,7 +36,7 @@ from _common import (  # noqa: E402
 
 
 def worker(spec) -> None:
-    from pyg_brmrs import recipes
+    from pyg_brmrs.app import recipes
     from pyg_brmrs.training import TrainConfig, Trainer
 
     torch.set_num_threads(spec['threads'])

@@ -45,7 +45,7 @@ def main(argv=None):
     if data is None:
         return skip('the Baby interactions are not available (see '
                     '../shared/data/INDEX.md or set PYG_BRMRS_DATA)')
-    from pyg_brmrs import recipes
+    from pyg_brmrs.app import recipes
     from pyg_brmrs.training import make_adam
     info = machine_info('cpu')
     data = recipes.prepare('brmrs', data, **BABY_GRAPH)

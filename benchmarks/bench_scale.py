@@ -163,7 +163,7 @@ def random_knn_graphs(data, k_item: int = 10, k_user: int = 40,
 def worker(spec):
     import torch
     torch.set_num_threads(spec['threads'])
-    from pyg_brmrs import recipes
+    from pyg_brmrs.app import recipes
     from pyg_brmrs.evaluation import RankingEvaluator
     from pyg_brmrs.training import Trainer, TrainConfig
     n = spec['n']

@@ -4,7 +4,7 @@ loss + backward, and optimizer, on Baby-shaped data (the real Amazon Baby
 training interactions with random features of the true shapes, image
 4096-d and text 384-d) and on TikTok (real image/audio features).
 
-Each model is built with :mod:`pyg_brmrs.recipes` (on Baby, the BR-MRS
+Each model is built with :mod:`pyg_brmrs.app.recipes` (on Baby, the BR-MRS
 recipes ``brmrs_paper``, ``brmrs`` and ``rearm`` use their Baby preset of
 ``recipes.DATASET_DEFAULTS``: REARM's graph settings and layer counts), one
 warm-up epoch is run (it builds the cached graph operators
@@ -65,7 +65,7 @@ BABY_GRAPH = dict(k_item=10, k_user=40, alpha_item=0.2, alpha_user=0.4,
                   modality_weights_user={'image': 0.2, 'text': 0.8})
 
 #: recipes whose Baby rows use the Baby preset of
-#: ``pyg_brmrs.recipes.DATASET_DEFAULTS`` (REARM's graph settings and layer
+#: ``pyg_brmrs.app.recipes.DATASET_DEFAULTS`` (REARM's graph settings and layer
 #: counts)
 BABY_PRESET = ('brmrs', 'brmrs_paper', 'rearm')
 
@@ -74,7 +74,7 @@ def recipe_params(name: str, dataset: str) -> Dict:
     r"""The keywords a row of recipe :obj:`name` is built with: the Baby
     preset for the BR-MRS backbone on Baby, the recipe defaults
     otherwise."""
-    from pyg_brmrs import recipes
+    from pyg_brmrs.app import recipes
     if dataset == 'baby' and name in BABY_PRESET:
         return recipes.dataset_defaults('baby', name)
     return {}
@@ -156,7 +156,7 @@ class Bench:
     epoch (:meth:`epoch`), so that :func:`main` can interleave the rows'
     epochs."""
     def __init__(self, label, name, data, params, args, device):
-        from pyg_brmrs import recipes
+        from pyg_brmrs.app import recipes
         from pyg_brmrs.training import make_adam
         self.label, self.params = label, params
         self.args, self.device = args, device

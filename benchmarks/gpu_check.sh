@@ -49,7 +49,7 @@ PYG_BRMRS_DDP_DEVICE=cuda "$PY" -m pytest -q -rs tests/test_distributed.py \
 DDP_RUN="$RESULTS_DIR/ddp_run"
 rm -rf "$DDP_RUN"
 "$PY" -m torch.distributed.run --standalone --nproc_per_node="$NGPU" \
-  -m pyg_brmrs.cli train --model brmrs_paper --synthetic --epochs 3 \
+  -m pyg_brmrs train --model brmrs_paper --synthetic --epochs 3 \
   --device cuda --output-dir "$DDP_RUN" 2>&1 | tail -n 12 \
   | tee "$RESULTS_DIR/ddp_torchrun.txt"
 "$PY" -W ignore benchmarks/bench_scale.py --device cuda \

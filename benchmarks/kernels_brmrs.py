@@ -54,7 +54,7 @@ def main() -> int:
     data = _common.load_baby()
     if data is None:
         return _common.skip('kernels_brmrs: the Baby data is absent')
-    from pyg_brmrs import recipes
+    from pyg_brmrs.app import recipes
     from pyg_brmrs.data.schema import USER_SIM
     from pyg_brmrs.training import make_adam
     from pyg_brmrs.utils.sparse import BipartiteAdjacency, CSRAdjacency

@@ -1,7 +1,7 @@
 r"""The operators that a BR-MRS training step spends its time in, by
 :mod:`torch.profiler`, on Baby-shaped data (the real Amazon Baby training
 interactions with random features of the true shapes) with the Baby preset
-of :mod:`pyg_brmrs.recipes`, next to our LightGCN's step for scale.
+of :mod:`pyg_brmrs.app.recipes`, next to our LightGCN's step for scale.
 
 Each model is built as ``benchmarks/bench_train.py`` builds it, a few warm-up
 steps are run (they build the cached operators), then ``--steps`` training
@@ -43,7 +43,7 @@ def steps(model, objective, data, optimizer, batches):
 def profile_model(name, data, args):
     from torch.profiler import ProfilerActivity, profile
 
-    from pyg_brmrs import recipes
+    from pyg_brmrs.app import recipes
     from pyg_brmrs.training import make_adam
     params = recipe_params(name, 'baby')
     data = recipes.prepare(name, data.clone(), **params)

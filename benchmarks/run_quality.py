@@ -56,7 +56,7 @@ def load(name):
 
 
 def train_one(model_name, data, params, seed, args, out_dir):
-    from pyg_brmrs import recipes
+    from pyg_brmrs.app import recipes
     from pyg_brmrs.training import TrainConfig, Trainer, seed_everything
     result_file = out_dir / 'results.json'
     if result_file.exists() and not args.force:
@@ -68,9 +68,7 @@ def train_one(model_name, data, params, seed, args, out_dir):
     seed_everything(seed)
     model, objective = recipes.build(model_name, data, **params)
     cfg = TrainConfig(epochs=args.epochs, patience=args.patience, seed=seed,
-                      device=args.device, output_dir=str(out_dir),
-                      checkpoint=False, num_threads=args.threads,
-                      overwrite=True,  # no results.json: leftovers only
+                      device=args.device, num_threads=args.threads,
                       **train_kw)
     start = time.time()
     res = Trainer(model, objective, data, cfg).fit()
@@ -137,7 +135,7 @@ def main(argv=None):
     data = load(args.dataset)
     if data is None:
         return skip(f'the {args.dataset} data is not available')
-    from pyg_brmrs import recipes
+    from pyg_brmrs.app import recipes
     fixed = json.loads(args.params)
     grid = json.loads(args.grid)
     tag = args.tag or args.model

@@ -1,6 +1,6 @@
 r"""Where a training step's time goes, measured inside real steps: our
 LightGCN's and ``brmrs_paper``'s Baby-shaped steps (batch 2048, Adam; the
-Baby preset of :mod:`pyg_brmrs.recipes` for ``brmrs_paper``) are run in
+Baby preset of :mod:`pyg_brmrs.app.recipes` for ``brmrs_paper``) are run in
 turn, with wall-clock timers around
 
 * every sparse product of the library (each call of
@@ -100,7 +100,7 @@ def install_timers():
 
 
 def make_step(name, data):
-    from pyg_brmrs import recipes
+    from pyg_brmrs.app import recipes
     from pyg_brmrs.training import make_adam
     params = recipe_params(name, 'baby')
     data = recipes.prepare(name, data.clone(), **params)

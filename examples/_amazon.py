@@ -1,7 +1,7 @@
 r"""Shared driver of ``amazon_baby.py``, ``amazon_sports.py`` and
 ``amazon_clothing.py``: trains the chosen recipes with the package's
 recommended settings for the dataset
-(:obj:`pyg_brmrs.recipes.DATASET_DEFAULTS`, derived from REARM's published
+(:obj:`pyg_brmrs.app.recipes.DATASET_DEFAULTS`, derived from REARM's published
 per-dataset settings) under MMRec's protocol, for one or more seeds, and
 writes the paper-style results table.
 
@@ -18,9 +18,9 @@ from typing import List, Optional, Sequence, Tuple
 
 import torch
 
-from pyg_brmrs import recipes, report
+from pyg_brmrs.app import recipes, report
+from pyg_brmrs.app.experiment import DataSource, train
 from pyg_brmrs.data import modalities, split_sizes
-from pyg_brmrs.experiment import DataSource, run
 from pyg_brmrs.training import TrainConfig
 
 #: Where MMRec's preprocessed datasets (interactions + features) live.
@@ -137,11 +137,11 @@ def main(name: str, argv: Optional[Sequence[str]] = None,
         print(f'\n== {model} {params if params else "(recipe defaults)"}')
         for seed in args.seeds:
             config = TrainConfig(epochs=args.epochs, seed=seed,
-                                 device=args.device, resume=args.resume,
-                                 overwrite=args.overwrite,
-                                 output_dir=str(out / model / f'seed{seed}'))
-            res = run(model, data, params, config, source=source,
-                      subsets=True, built_graphs=graphs)
+                                 device=args.device)
+            res = train(model, data, params, config,
+                        output_dir=out / model / f'seed{seed}',
+                        resume=args.resume, overwrite=args.overwrite,
+                        source=source, subsets=True, built_graphs=graphs)
             graphs = res.graphs
             data = res.data
             records.append(report.to_record(res.to_dict()))

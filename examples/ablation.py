@@ -13,7 +13,7 @@ paper's model, by default, or ``brmrs``, the tuned variant; same graphs,
 same model, recipe defaults or ``--preset``) trained under the same protocol
 with one change to the objective or the fusion; the test metrics at the best validation epoch
 and the subsets of the test pairs at K = 20 go into a markdown table
-(``<out>/ablation.md``) through :func:`pyg_brmrs.report.ablation_table`.
+(``<out>/ablation.md``) through :func:`pyg_brmrs.app.report.ablation_table`.
 
 Variants (``--variants`` takes their ids):
 
@@ -55,14 +55,14 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from pyg_brmrs import recipes, report
+from pyg_brmrs.app import recipes, report
+from pyg_brmrs.app.experiment import DataSource, train
 from pyg_brmrs.data import (
     detect_reader,
     list_readers,
     modalities,
     split_sizes,
 )
-from pyg_brmrs.experiment import DataSource, run
 from pyg_brmrs.training import TrainConfig
 
 #: id -> (row label, recipe, parameters on top of the base ones); the recipe
@@ -164,11 +164,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         for seed in args.seeds:
             config = TrainConfig(epochs=args.epochs,
                                  batch_size=args.batch_size, lr=args.lr,
-                                 seed=seed, device=args.device,
-                                 output_dir=str(out / vid / f'seed{seed}'))
-            res = run(model, data, params, config, source=source,
-                      label=label, subsets=True, subsets_k=args.subsets_k,
-                      built_graphs=graphs)
+                                 seed=seed, device=args.device)
+            res = train(model, data, params, config,
+                        output_dir=out / vid / f'seed{seed}', source=source,
+                        label=label, subsets=True, subsets_k=args.subsets_k,
+                        built_graphs=graphs)
             graphs, data = res.graphs, res.data
             records.append(report.to_record(res.to_dict()))
             sub = res.subsets

@@ -17,7 +17,7 @@ validation Recall@20 with patience 20, test metrics at the best validation
 epoch, full ranking over all items. GPU when available (``--device``).
 
 Recommended settings for Baby
-(``pyg_brmrs.recipes.DATASET_DEFAULTS['baby']``, taken from REARM's
+(``pyg_brmrs.app.recipes.DATASET_DEFAULTS['baby']``, taken from REARM's
 published command for Baby; the baselines keep their recipe defaults):
 
 * graphs (BR-MRS and the REARM objective): k_item=10, k_user=40,

@@ -17,7 +17,7 @@ validation Recall@20 with patience 20, test metrics at the best validation
 epoch, full ranking over all items. GPU when available (``--device``).
 
 Recommended settings for Sports
-(``pyg_brmrs.recipes.DATASET_DEFAULTS['sports']``, taken from REARM's
+(``pyg_brmrs.app.recipes.DATASET_DEFAULTS['sports']``, taken from REARM's
 published command for Sports; the baselines keep their recipe defaults):
 
 * graphs (BR-MRS and the REARM objective): k_item=5, k_user=25,

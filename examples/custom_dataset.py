@@ -15,7 +15,7 @@ Steps:
 3. :func:`pyg_brmrs.data.from_interactions` with ``reindex=True`` maps the
    ids to ``0..n-1`` (kept in ``data['user'].raw_id`` /
    ``data['item'].raw_id``) and validates everything.
-4. :func:`pyg_brmrs.recipes.prepare` / :func:`~pyg_brmrs.recipes.build` and
+4. :func:`pyg_brmrs.app.recipes.prepare` / :func:`~pyg_brmrs.app.recipes.build` and
    :class:`~pyg_brmrs.training.Trainer` train BR-MRS (briefly here).
 5. :func:`pyg_brmrs.evaluation.topk_items` ranks all items for a user with
    the fused branch, training items masked, and the dense ids are mapped
@@ -31,10 +31,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pyg_brmrs import recipes
+from pyg_brmrs.app import recipes
 from pyg_brmrs.data import from_interactions, mmrec_split
 from pyg_brmrs.evaluation import topk_items
-from pyg_brmrs.training import Trainer, TrainConfig
+from pyg_brmrs.training import TrainConfig, Trainer
 
 
 def make_log(num_users: int, num_items: int, seed: int = 0) -> pd.DataFrame:

@@ -35,11 +35,11 @@ from typing import List, Optional, Sequence
 
 import torch
 
-from pyg_brmrs import recipes
 from pyg_brmrs.analysis import synergy_subsets
+from pyg_brmrs.app import recipes
+from pyg_brmrs.app.report import markdown_table
 from pyg_brmrs.data import make_synthetic, modalities, split_sizes
-from pyg_brmrs.report import markdown_table
-from pyg_brmrs.training import Trainer, TrainConfig, seed_everything
+from pyg_brmrs.training import TrainConfig, Trainer, seed_everything
 
 MODELS = [('bprmf', 'BPR-MF'), ('lightgcn', 'LightGCN'),
           ('brmrs_paper', 'BR-MRS (paper)'), ('brmrs', 'BR-MRS (tuned)')]

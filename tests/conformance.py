@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
-from pyg_brmrs import recipes
+from pyg_brmrs.app import recipes
 from pyg_brmrs.data import make_synthetic
 from pyg_brmrs.data.schema import ITEM_SIM, RATES, USER_SIM
 from pyg_brmrs.nn import Recommender, RecOutput

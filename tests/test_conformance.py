@@ -5,10 +5,10 @@ import pytest
 import torch
 
 import conformance
-from pyg_brmrs import recipes
+from pyg_brmrs.app import recipes
 from pyg_brmrs.nn import FUSED, BPRMF, RecOutput
 from pyg_brmrs.objectives import BPRObjective
-from pyg_brmrs.recipes import Recipe
+from pyg_brmrs.app.recipes import Recipe
 from pyg_brmrs.training import TrainConfig, Trainer
 
 

@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from pyg_brmrs import recipes
+from pyg_brmrs.app import recipes
 from pyg_brmrs.data import make_synthetic
 from pyg_brmrs.data.schema import ITEM_SIM, USER_SIM
 from pyg_brmrs.loader import (
@@ -139,7 +139,7 @@ def test_loader_samples_only_the_listed_graphs(data):
     model, objective = recipes.build('lightgcn', data, embedding_dim=8)
     trainer = Trainer(model, objective, data,
                       TrainConfig(batching='neighbor', device='cpu'))
-    assert trainer.neighbor_loader.edge_types == []
+    assert trainer.steps.loader.edge_types == []
 
 
 @pytest.mark.bad_input
@@ -208,7 +208,7 @@ def test_neighbor_training_is_seeded(data):
 @pytest.mark.slow
 def test_cli_neighbor(tmp_path):
     out = tmp_path / 'run'
-    cmd = [sys.executable, '-m', 'pyg_brmrs.cli', 'train', '--model',
+    cmd = [sys.executable, '-m', 'pyg_brmrs', 'train', '--model',
            'lightgcn', '--synthetic', '--synthetic-users', '80',
            '--synthetic-items', '90', '--epochs', '1', '--batching',
            'neighbor', '--num-neighbors', '5,5', '--output-dir', str(out),

@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pyg_brmrs import recipes
+from pyg_brmrs.app import recipes
 from pyg_brmrs.data import make_synthetic
 from pyg_brmrs.loss import SynergyBPRLoss
 from pyg_brmrs.objectives import info_nce, orthogonality

@@ -8,7 +8,8 @@ import pytest
 import torch
 from torch_geometric.data import HeteroData
 
-from pyg_brmrs import cli
+from pyg_brmrs.app import cli
+from pyg_brmrs.app.experiment import DataSource
 from pyg_brmrs.data import (
     RATES,
     detect_reader,
@@ -20,7 +21,6 @@ from pyg_brmrs.data import (
     registered_reader,
     unregister_reader,
 )
-from pyg_brmrs.experiment import DataSource
 
 
 # A data format defined here, as a user would: one ``.npz`` file holding the

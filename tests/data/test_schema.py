@@ -4,7 +4,7 @@ data under the canonical names, and nothing copies a feature tensor."""
 import pytest
 import torch
 
-from pyg_brmrs import recipes
+from pyg_brmrs.app import recipes
 from pyg_brmrs.data import Schema, make_synthetic, from_interactions
 from pyg_brmrs.evaluation import RankingEvaluator
 from pyg_brmrs.nn import BRMRS, LightGCNRecommender

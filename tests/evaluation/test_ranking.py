@@ -483,15 +483,9 @@ def test_from_data():
         RankingEvaluator.from_data(data, 'train')
     with pytest.raises(ValueError, match='exclude_valid'):
         RankingEvaluator.from_data(data, 'valid', exclude_valid=True)
-    # The former spellings still work, with a DeprecationWarning:
-    with pytest.warns(DeprecationWarning, match="split 'val'.*'valid'"):
-        old = RankingEvaluator.from_data(data, 'val', ks=5)
-    assert old(user_emb, item_emb) == val(user_emb, item_emb)
-    with pytest.warns(DeprecationWarning,
-                      match="'exclude_val'.*'exclude_valid'"):
-        old = RankingEvaluator.from_data(data, 'test', ks=5,
-                                         exclude_val=True)
-    assert old(user_emb, item_emb) == test(user_emb, item_emb)
+    with pytest.raises(ValueError, match="'split' must be 'valid' or "
+                       "'test' \\(got 'val'\\)"):
+        RankingEvaluator.from_data(data, 'val', ks=5)
     del data['user', 'rates', 'item'].test_edge_index
     with pytest.raises(ValueError, match="no 'test_edge_index'"):
         RankingEvaluator.from_data(data, 'test')

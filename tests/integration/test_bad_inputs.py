@@ -22,10 +22,10 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from pyg_brmrs import cli
+from pyg_brmrs.app import cli
+from pyg_brmrs.app.experiment import restore, train
+from pyg_brmrs.app.run_folder import RunFolderError
 from pyg_brmrs.data import from_interactions, make_synthetic, write_mmrec
-from pyg_brmrs.experiment import restore, run
-from pyg_brmrs.runs import RunFolderError
 from pyg_brmrs.training import TrainConfig
 from pyg_brmrs.utils.checkpoint import CheckpointError, UnsafeCheckpointError
 
@@ -341,7 +341,7 @@ api_case('config-weight-decay-infinite',
          lambda t, m: lambda: TrainConfig(weight_decay=math.inf),
          ValueError, 'TrainConfig.weight_decay', 'inf')
 api_case('run-parameter-nan',
-         lambda t, m: lambda: run('brmrs', make_synthetic(30, 25),
+         lambda t, m: lambda: train('brmrs', make_synthetic(30, 25),
                                   {'lambda_s': math.nan},
                                   TrainConfig(epochs=1)),
          ValueError, "'lambda_s'", 'nan')

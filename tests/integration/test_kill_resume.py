@@ -13,7 +13,7 @@ import textwrap
 import pytest
 import torch
 
-from pyg_brmrs import cli
+from pyg_brmrs.app import cli
 
 ARGS = ['train', '--model', 'brmrs', '--synthetic', '--synthetic-users', '60',
         '--synthetic-items', '50', '--epochs', '4', '--batch-size', '256',
@@ -24,10 +24,11 @@ KILL_EPOCH = 2
 # KILL_EPOCH (after last.pt of the epoch before was written).
 DRIVER = textwrap.dedent('''
     import os, signal, sys
-    from pyg_brmrs import cli, training
+    from pyg_brmrs.app import cli
+    from pyg_brmrs.training import Trainer
 
     KILL_EPOCH = int(sys.argv[1])
-    train_epoch = training.Trainer.train_epoch
+    train_epoch = Trainer.train_epoch
 
     class Dying:
         def __init__(self, objective):
@@ -40,11 +41,11 @@ DRIVER = textwrap.dedent('''
             return self.objective(*args)
 
     def patched(self):
-        if self.epoch == KILL_EPOCH:
+        if self.loop.epoch == KILL_EPOCH:
             self.objective = Dying(self.objective)
         return train_epoch(self)
 
-    training.Trainer.train_epoch = patched
+    Trainer.train_epoch = patched
     cli.main(sys.argv[2:])
 ''')
 

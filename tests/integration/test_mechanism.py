@@ -26,8 +26,8 @@ import statistics
 import pytest
 import torch
 
-from pyg_brmrs import recipes
 from pyg_brmrs.analysis import synergy_subsets
+from pyg_brmrs.app import recipes
 from pyg_brmrs.data import make_synthetic
 from pyg_brmrs.training import TrainConfig, Trainer
 

@@ -36,7 +36,7 @@ SNAPSHOT = textwrap.dedent('''
 
     MODULES_BEFORE = set(sys.modules)
     before = snapshot()
-    import pyg_brmrs, pyg_brmrs.training, pyg_brmrs.recipes, pyg_brmrs.cli
+    import pyg_brmrs, pyg_brmrs.training, pyg_brmrs.app.recipes, pyg_brmrs.app.cli
     after = snapshot()
     print(json.dumps([m for m in sys.modules if m.split('.')[0] != 'pyg_brmrs'
                       and m not in MODULES_BEFORE]))

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from conftest import require
-from pyg_brmrs import recipes
+from pyg_brmrs.app import recipes
 from pyg_brmrs.data import from_interactions
 from pyg_brmrs.evaluation import full_ranking_metrics
 from pyg_brmrs.training import TrainConfig, Trainer, seed_everything

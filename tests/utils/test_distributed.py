@@ -68,11 +68,11 @@ def worker(rank, world, port, folder):
                       RANK=str(rank), WORLD_SIZE=str(world),
                       LOCAL_RANK=str(rank))
     torch.set_num_threads(1)  # the caller's choice: the Trainer sets none
-    import pyg_brmrs.runs as runs
-    import pyg_brmrs.training as training
+    import pyg_brmrs.app.run_folder as run_folder
+    import pyg_brmrs.training.state as training_state
     writes = []
-    for module, name in ((training, 'save_checkpoint'),
-                         (runs, 'write_json')):
+    for module, name in ((training_state, 'save_checkpoint'),
+                         (run_folder, 'write_json')):
         real = getattr(module, name)
 
         def counted(*args, _real=real, _name=name, **kwargs):
@@ -80,10 +80,24 @@ def worker(rank, world, port, folder):
             return _real(*args, **kwargs)
         setattr(module, name, counted)
 
+    def into(path, cfg, resume=False):
+        # what pyg_brmrs.app.experiment.train does around the trainer: the
+        # run folder opened by rank 0 (the others take its decision), the
+        # checkpoints, the resumption record and the results
+        model, objective = build(data)
+        trainer = Trainer(model, objective, data, cfg)
+        manifest = run_folder.make_manifest(
+            {'model': 'brmrs (DDP test)'},
+            run_folder.data_fingerprint(trainer.data), cfg.to_dict())
+        opened = run_folder.open_run(path, manifest, resume=resume)
+        trainer.checkpoints = opened.checkpoints()
+        entry = trainer.start()
+        if entry is not None:
+            opened.record_resume(manifest, entry)
+        return trainer, opened
+
     data = small_data()
-    model, objective = build(data)
-    trainer = Trainer(model, objective, data,
-                      config(output_dir=os.path.join(folder, 'ddp')))
+    trainer, opened = into(os.path.join(folder, 'ddp'), config())
     assert trainer.dist.world_size == world
     step = trainer.optimizer.step
     diffs = []
@@ -98,15 +112,13 @@ def worker(rank, world, port, folder):
         return out
     trainer.optimizer.step = checked_step
     result = trainer.fit()
+    opened.write_results(result.to_dict())
 
     # Interrupted after one epoch, then resumed to EPOCHS:
-    model, objective = build(data)
     res_dir = os.path.join(folder, 'resumed')
-    Trainer(model, objective, data,
-            config(output_dir=res_dir, epochs=1)).fit()
-    model, objective = build(data)
-    resumed = Trainer(model, objective, data,
-                      config(output_dir=res_dir, resume=True)).fit()
+    into(res_dir, config(epochs=1))[0].fit()
+    resumer, _ = into(res_dir, config(), resume=True)
+    resumed = resumer.fit()
     with open(os.path.join(folder, f'rank{rank}.json'), 'w') as f:
         json.dump(dict(diffs=diffs, writes=writes, valid=result.valid,
                        test=result.test, history=strip(result.history),

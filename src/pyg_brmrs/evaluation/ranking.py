@@ -46,8 +46,7 @@ import torch
 from torch import Tensor
 
 from pyg_brmrs.utils.checks import check_edge_index, check_int
-from pyg_brmrs.utils.deprecation import renamed_arguments, warn_renamed
-from pyg_brmrs.utils.ranking import (
+from pyg_brmrs.utils.topk import (
     RankingPlan,
     check_embedding_pair,
     is_sorted,
@@ -128,7 +127,7 @@ class RankingEvaluator:
             \lfloor\sqrt{\text{max\_scores}}\rfloor)` users against
             blocks of :math:`\lfloor\text{max\_scores} / b\rfloor` items,
             the blocks' top-:math:`K` merged (see
-            :class:`~pyg_brmrs.utils.ranking.RankingPlan`); peak extra memory
+            :class:`~pyg_brmrs.utils.topk.RankingPlan`); peak extra memory
             is then :math:`O(\text{max\_scores} + U K)` whatever the
             catalogue size, e.g. ``2**27`` (512 MB of float32) for 1M users
             x 1M items. The top-:math:`K` values are those of the unchunked
@@ -185,7 +184,6 @@ class RankingEvaluator:
                                 max_scores)
 
     @classmethod
-    @renamed_arguments(exclude_val='exclude_valid')
     def from_data(cls, data, split: str = 'valid',
                   ks: Union[int, Sequence[int]] = (10, 20), *,
                   exclude_valid: bool = False, schema=None,
@@ -198,15 +196,9 @@ class RankingEvaluator:
         validation pairs when scoring test (MMRec does not). Further keyword
         arguments go to :class:`RankingEvaluator`. :obj:`schema` (a
         :class:`~pyg_brmrs.data.Schema`) names the node and edge types of
-        :obj:`data`. The former spellings
-        :obj:`split='val'` and :obj:`exclude_val` still work, with a
-        :class:`DeprecationWarning`."""
+        :obj:`data`."""
         from pyg_brmrs.data.schema import ITEM, RATES, canonical
         data = canonical(data, schema)
-        if split == 'val':
-            warn_renamed('val', 'valid', "'RankingEvaluator.from_data'",
-                         what='split')
-            split = 'valid'
         if split not in ('valid', 'test'):
             raise ValueError(f"'split' must be 'valid' or 'test' (got "
                              f"{split!r})")

@@ -66,7 +66,7 @@ from pyg_brmrs.nn.graph.adjacency import check_backend
 from pyg_brmrs.nn.output import FUSED, RecOutput
 from pyg_brmrs.utils.cache import KeyedCache
 from pyg_brmrs.utils.checks import check_edge_index, check_ids, check_int
-from pyg_brmrs.utils.ranking import topk_items
+from pyg_brmrs.utils.topk import topk_items
 
 __all__ = ['Recommender', 'RecOutput', 'FUSED', 'ego_regularization']
 
@@ -399,7 +399,7 @@ class Recommender(torch.nn.Module):
             :obj:`k` exceeds the number of items a user has not seen, the
             ranks past them hold :obj:`-1` (a user who has seen every item
             gets a row of :obj:`-1`): the ranking is
-            :func:`pyg_brmrs.utils.ranking.topk_items`, the same masked,
+            :func:`pyg_brmrs.utils.topk.topk_items`, the same masked,
             chunked top-:math:`k` the evaluation uses.
         """
         k = check_int(k, 'k')

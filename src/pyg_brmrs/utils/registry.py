@@ -1,6 +1,6 @@
 r"""A name → entry registry with the rules every registry of the package
 follows (data formats in :mod:`pyg_brmrs.data.registry`, methods in
-:mod:`pyg_brmrs.recipes`): a name is a non-empty string of letters, digits,
+:mod:`pyg_brmrs.app.recipes`): a name is a non-empty string of letters, digits,
 ``_`` and ``-``; registering a taken name is an error (unregister it first);
 looking up an unknown name is an error that lists the registered ones; a
 :meth:`Registry.temporarily` block leaves the registry as it found it."""

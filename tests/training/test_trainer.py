@@ -1,4 +1,3 @@
-import json
 
 import pytest
 import torch
@@ -6,7 +5,8 @@ import torch
 from pyg_brmrs.data import make_synthetic
 from pyg_brmrs.nn import BRMRS
 from pyg_brmrs.objectives import BPRObjective, BRMRSObjective
-from pyg_brmrs.training import TrainConfig, Trainer, grid_search, make_adam
+from pyg_brmrs.training import Checkpoints, TrainConfig, Trainer, make_adam
+from pyg_brmrs.utils.checkpoint import CheckpointError
 
 
 @pytest.fixture(scope='module')
@@ -48,25 +48,42 @@ def test_same_seed_same_result(small):
 
 def test_resume_reproduces_uninterrupted_run(small, tmp_path):
     model, obj = build(small)
-    full = Trainer(model, obj, small,
-                   config(epochs=6, output_dir=str(tmp_path / 'a'))).fit()
+    full = Trainer(model, obj, small, config(epochs=6),
+                   checkpoints=Checkpoints(tmp_path / 'a')).fit()
 
     model, obj = build(small)
-    Trainer(model, obj, small,
-            config(epochs=3, output_dir=str(tmp_path / 'b'))).fit()
+    Trainer(model, obj, small, config(epochs=3),
+            checkpoints=Checkpoints(tmp_path / 'b', config_hash='x')).fit()
     # a new process would build a fresh model and optimizer:
     model, obj = build(small, seed=123)
-    resumed = Trainer(model, obj, small,
-                      config(epochs=6, output_dir=str(tmp_path / 'b'),
-                             resume=True)).fit()
+    trainer = Trainer(model, obj, small, config(epochs=6),
+                      checkpoints=Checkpoints(tmp_path / 'b', 'x',
+                                              resume=True))
+    entry = trainer.start()
+    assert entry['at_epoch'] == 3
+    assert entry['changed'] == {'epochs': {'stored': 3, 'requested': 6}}
+    resumed = trainer.fit()
     assert len(resumed.history) == 6
     assert strip(resumed.history) == strip(full.history)
     assert resumed.test == full.test and resumed.valid == full.valid
     assert resumed.best_epoch == full.best_epoch
-    saved = json.loads((tmp_path / 'b' / 'results.json').read_text())
-    assert saved['test'] == resumed.test
-    assert {'torch', 'pyg_brmrs', 'date', 'model'} <= set(saved['info'])
-    assert (tmp_path / 'b' / 'best.pt').exists()
+    assert [r['at_epoch'] for r in resumed.resumed] == [3]
+    assert {'torch', 'pyg_brmrs', 'date', 'model'} <= set(resumed.info)
+    assert set(p.name for p in (tmp_path / 'b').iterdir()) == {
+        'last.pt', 'best.pt'}
+    best = torch.load(tmp_path / 'b' / 'best.pt', weights_only=True)
+    assert best['epoch'] == resumed.best_epoch and best['config_hash'] == 'x'
+    # a checkpoint of another run is refused
+    model, obj = build(small)
+    other = Trainer(model, obj, small, config(epochs=6),
+                    checkpoints=Checkpoints(tmp_path / 'b', 'y', resume=True))
+    with pytest.raises(CheckpointError, match="belongs to another run"):
+        other.fit()
+    # without resume=True the checkpoints are only written (a fresh run)
+    model, obj = build(small)
+    fresh = Trainer(model, obj, small, config(epochs=1),
+                    checkpoints=Checkpoints(tmp_path / 'c', resume=True))
+    assert fresh.start() is None
 
 
 def test_make_adam_fused_matches_plain_adam():
@@ -100,8 +117,8 @@ def test_make_adam_fused_matches_plain_adam():
 
 def test_trainer_uses_fused_adam_also_after_resume(small, tmp_path):
     model, obj = build(small)
-    trainer = Trainer(model, obj, small,
-                      config(epochs=1, output_dir=str(tmp_path)))
+    trainer = Trainer(model, obj, small, config(epochs=1),
+                      checkpoints=Checkpoints(tmp_path))
     assert trainer.optimizer.param_groups[0]['fused'] is True
     trainer.fit()
     # a checkpoint written with the element-wise kernel resumes fused
@@ -110,9 +127,8 @@ def test_trainer_uses_fused_adam_also_after_resume(small, tmp_path):
     state['optimizer']['param_groups'][0]['fused'] = None
     torch.save(state, last)
     model, obj = build(small)
-    resumed = Trainer(model, obj, small,
-                      config(epochs=2, output_dir=str(tmp_path),
-                             resume=True))
+    resumed = Trainer(model, obj, small, config(epochs=2),
+                      checkpoints=Checkpoints(tmp_path, resume=True))
     res = resumed.fit()
     assert resumed.optimizer.param_groups[0]['fused'] is True
     assert len(res.history) == 2
@@ -141,25 +157,15 @@ def test_training_beats_the_untrained_model(small):
     assert res.valid['recall@20'] > before + 0.05
     # the model holds the best weights afterwards:
     assert trainer.evaluate('valid') == res.valid
-    with pytest.warns(DeprecationWarning, match="'valid_evaluator'"):
-        assert trainer.val_evaluator is trainer.valid_evaluator
 
 
-def test_bpr_objective_and_grid_search(small, tmp_path):
-    def make(params):
-        torch.manual_seed(0)
-        model = BRMRS.from_data(small, embedding_dim=8,
-                                fusion=params['fusion'])
-        return model, BPRObjective.from_data(small)
-
-    res = grid_search(make, {'fusion': ['concat', 'mean']}, small,
-                      config(epochs=2), output_dir=str(tmp_path))
-    values = [r['valid']['recall@20'] for r in res.runs]
-    assert res.best['valid']['recall@20'] == max(values)
-    assert res.best_params == res.runs[values.index(max(values))]['params']
-    assert (tmp_path / 'grid.json').exists()
-    with pytest.raises(ValueError, match='at least one'):
-        grid_search(make, {}, small)
+def test_bpr_objective_trains_brmrs(small):
+    torch.manual_seed(0)
+    model = BRMRS.from_data(small, embedding_dim=8, fusion='concat')
+    res = Trainer(model, BPRObjective.from_data(small), small,
+                  config(epochs=2)).fit()
+    assert set(res.history[0]) >= {'bpr', 'reg', 'loss', 'valid'}
+    assert 0 < res.valid['recall@20'] <= 1
 
 
 def test_bad_config_and_data(small):
@@ -169,9 +175,6 @@ def test_bad_config_and_data(small):
         TrainConfig(lr=0)
     with pytest.raises(ValueError, match='valid_metric'):
         TrainConfig(valid_metric='recall@50')
-    with pytest.raises(ValueError, match='resume needs an output_dir'):
-        model, obj = build(small)
-        Trainer(model, obj, small, config(resume=True)).fit()
     data = small.clone()
     del data['user', 'rates', 'item'].val_edge_index
     model, obj = build(small)

@@ -1,6 +1,7 @@
 r"""The ``pyg-brmrs`` command: ``train``, ``evaluate``, ``grid`` and
-``report``. A thin layer over :mod:`pyg_brmrs.experiment` (running) and
-:mod:`pyg_brmrs.report` (tables); see ``pyg-brmrs <command> --help``.
+``report``. A thin layer over :mod:`pyg_brmrs.app.experiment` (running)
+and :mod:`pyg_brmrs.app.report` (tables); see ``pyg-brmrs <command>
+--help``.
 
 :func:`main` returns :obj:`0` on success. Every failure ends with one line
 ``pyg-brmrs <command>: error: ...`` on stderr that names the file, argument
@@ -16,7 +17,8 @@ shows the traceback instead):
   error (the line then says ``unexpected <type>``).
 
 Output folders are checked before any data is read; every file is written
-atomically (see :mod:`pyg_brmrs.runs` for what a run folder holds).
+atomically (see :mod:`pyg_brmrs.app.run_folder` for what a run folder
+holds).
 """
 import argparse
 import json
@@ -31,7 +33,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from pyg_brmrs import experiment, recipes, report, runs
+from pyg_brmrs.app import experiment, recipes, report, run_folder
 from pyg_brmrs.data import (
     detect_reader,
     get_reader,
@@ -40,9 +42,10 @@ from pyg_brmrs.data import (
     split_sizes,
 )
 from pyg_brmrs.loader import require_sampling_backend
-from pyg_brmrs.training import BATCHING, DEFAULT_NUM_NEIGHBORS, TrainConfig
-from pyg_brmrs.utils.atomic import write_json, write_text
+from pyg_brmrs.training import TrainConfig
+from pyg_brmrs.training.config import BATCHING, DEFAULT_NUM_NEIGHBORS
 from pyg_brmrs.utils import distributed
+from pyg_brmrs.utils.atomic import write_json, write_text
 from pyg_brmrs.utils.distributed import is_writer
 from pyg_brmrs.version import __version__
 
@@ -66,9 +69,10 @@ examples:
 
 MODELS_NOTE = """\
 brmrs_paper is the paper's model (and BRMRS's constructor defaults); brmrs is
-a tuned variant that departs from it in four settings (id_mode=concat,
-user_mode=profile, fusion=concat, per-part top-k graphs). benchmarks/README.md
-compares both with the baselines at an equal tuning budget."""
+a tuned variant that departs from it in five settings (id_mode=concat,
+user_mode=profile, fusion=concat, per-part top-k graphs and the co-occurrence
+of REARM, softmax-normalised counts, instead of the paper's Jaccard).
+benchmarks/README.md holds the quality tables."""
 
 
 def epilog() -> str:
@@ -486,7 +490,7 @@ def build_parser() -> argparse.ArgumentParser:
 # ----------------------------------------------------------------------
 # Building blocks
 def data_source(args) -> experiment.DataSource:
-    r"""The :class:`~pyg_brmrs.experiment.DataSource` of ``--synthetic`` or
+    r"""The :class:`~pyg_brmrs.app.experiment.DataSource` of ``--synthetic`` or
     ``--data`` (format from ``--format`` or, without it, the registered
     format that recognises the folder: :func:`~pyg_brmrs.data.detect_reader`).
     """
@@ -518,7 +522,7 @@ def model_params(args) -> Dict[str, Any]:
     return params
 
 
-def train_config(args, output_dir: Optional[str]) -> TrainConfig:
+def train_config(args) -> TrainConfig:
     if getattr(args, 'batching', 'full') == 'neighbor':  # before any data
         try:
             require_sampling_backend('--batching neighbor')
@@ -528,8 +532,6 @@ def train_config(args, output_dir: Optional[str]) -> TrainConfig:
                        lr=args.lr, weight_decay=args.weight_decay,
                        patience=args.patience, eval_every=args.eval_every,
                        seed=args.seed, device=args.device,
-                       output_dir=output_dir, resume=args.resume,
-                       overwrite=args.overwrite,
                        progress=args.progress, max_time=args.max_time,
                        num_threads=args.threads,
                        batching=getattr(args, 'batching', 'full'),
@@ -577,16 +579,19 @@ def _train(args) -> int:
     source = data_source(args)
     out = args.output_dir or str(
         Path('runs') / f'{source.dataset}-{args.model}-seed{args.seed}')
-    config = train_config(args, out)
-    runs.check_output_dir(out, resume=args.resume, overwrite=args.overwrite)
+    config = train_config(args)
+    run_folder.check_output_dir(out, resume=args.resume,
+                                overwrite=args.overwrite)
     if args.threads:  # before the graphs are built, not only for training
         torch.set_num_threads(args.threads)
     data = source.load()
     print(f'{args.model} on {describe(source, data)}')
     shown = json.dumps(params, default=str) if params else 'recipe defaults'
     print(f'parameters: {shown}; output: {out}')
-    res = experiment.run(args.model, data, params, config, source=source,
-                         subsets=args.subsets, subsets_k=args.subsets_k)
+    res = experiment.train(args.model, data, params, config, output_dir=out,
+                           resume=args.resume, overwrite=args.overwrite,
+                           source=source, subsets=args.subsets,
+                           subsets_k=args.subsets_k)
     for entry in res.result.resumed:
         changed = ', '.join(f"{k} {v['stored']} -> {v['requested']}"
                             for k, v in entry['changed'].items())
@@ -607,7 +612,7 @@ def _train(args) -> int:
 
 def write_plots(res: experiment.RunResult, folder: Path, label: str) -> None:
     try:
-        from pyg_brmrs.plotting import (
+        from pyg_brmrs.app.plotting import (
             plot_synergy_subsets,
             plot_training_curves,
         )
@@ -685,9 +690,10 @@ def cmd_grid(args) -> int:
     source = data_source(args)
     out = args.output_dir or str(Path('runs') /
                                  f'grid-{source.dataset}-{args.model}')
-    config = train_config(args, None)
-    runs.check_output_dir(out, resume=args.resume, overwrite=args.overwrite,
-                          files=(runs.GRID,))
+    config = train_config(args)
+    run_folder.check_output_dir(out, resume=args.resume,
+                                overwrite=args.overwrite,
+                                files=(run_folder.GRID, ))
     if args.threads:
         torch.set_num_threads(args.threads)
     data = source.load()
@@ -695,7 +701,8 @@ def cmd_grid(args) -> int:
     print(f'fixed parameters: {json.dumps(params, default=str)}; grid: '
           f'{json.dumps(grid, default=str)}; output: {out}')
     res = experiment.grid(args.model, data, params, grid, config,
-                          source=source, output_dir=out)
+                          source=source, output_dir=out, resume=args.resume,
+                          overwrite=args.overwrite)
     print()
     print(report.grid_table(res.to_dict()))
     print(f'\nselected on validation {res.select} only (test metrics are '

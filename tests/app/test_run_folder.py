@@ -4,13 +4,12 @@ import json
 import pytest
 import torch
 
-from pyg_brmrs import runs
+from pyg_brmrs.app import run_folder as runs
+from pyg_brmrs.app.experiment import train as run_recipe
+from pyg_brmrs.app.run_folder import RunFolderError
 from pyg_brmrs.data import make_synthetic
-from pyg_brmrs.experiment import run as run_recipe
-from pyg_brmrs.nn import LightGCNRecommender
-from pyg_brmrs.objectives import BPRObjective
-from pyg_brmrs.runs import RunFolderError
-from pyg_brmrs.training import TrainConfig, Trainer
+from pyg_brmrs.training import TrainConfig
+from pyg_brmrs.training.state import setting_changes
 
 
 @pytest.fixture(scope='module')
@@ -18,14 +17,13 @@ def data():
     return make_synthetic(num_users=60, num_items=50, feature_dim=8, seed=1)
 
 
-def fit(data, folder=None, dim=8, **kwargs):
-    base = dict(epochs=3, batch_size=256, lr=5e-3, seed=7, device='cpu',
-                output_dir=str(folder) if folder else None)
+def fit(data, folder=None, dim=8, resume=False, overwrite=False, **kwargs):
+    r"""One LightGCN run (a recipe run) into :obj:`folder`."""
+    base = dict(epochs=3, batch_size=256, lr=5e-3, seed=7, device='cpu')
     base.update(kwargs)
-    torch.manual_seed(0)
-    model = LightGCNRecommender.from_data(data, embedding_dim=dim)
-    return Trainer(model, BPRObjective.from_data(data), data,
-                   TrainConfig(**base)).fit()
+    return run_recipe('lightgcn', data.clone(), {'embedding_dim': dim},
+                      TrainConfig(**base), output_dir=folder, resume=resume,
+                      overwrite=overwrite).result
 
 
 def digest(folder):
@@ -45,7 +43,8 @@ def test_run_folder_holds_manifest_results_and_safe_checkpoints(data,
                                      'best.pt'}
     manifest = json.loads((tmp_path / 'run.json').read_text())
     assert manifest['kind'] == 'pyg-brmrs run'
-    assert manifest['run']['model'].startswith('LightGCNRecommender(')
+    assert manifest['run'] == {'model': 'lightgcn',
+                               'params': {'embedding_dim': 8}}
     assert manifest['data']['num_users'] == 60
     assert manifest['data']['interactions'][0] > 0
     assert manifest['config']['seed'] == 7 and manifest['config']['lr'] == \
@@ -107,23 +106,25 @@ def test_resume_lists_every_setting_that_changes_the_run(data, tmp_path):
             resume=True)
     message = str(info.value)
     for key in ('seed (stored 7, requested 8)', 'lr (stored 0.005, '
-                'requested 0.05)', 'batch_size', 'model'):
+                'requested 0.05)', 'batch_size', 'params.embedding_dim'):
         assert key in message
     assert str(tmp_path) in message
     assert digest(tmp_path) == before
 
 
 def test_resume_of_a_recipe_run_compares_its_parameters(data, tmp_path):
-    config = TrainConfig(epochs=1, device='cpu', output_dir=str(tmp_path))
-    run_recipe('lightgcn', data.clone(), {'num_layers': 1}, config)
+    config = TrainConfig(epochs=1, device='cpu')
+    run_recipe('lightgcn', data.clone(), {'num_layers': 1}, config,
+               output_dir=tmp_path)
     before = digest(tmp_path)
-    config.resume = True
     with pytest.raises(RunFolderError, match=r'params\.num_layers \(stored '
                        r'1, requested 2\)'):
-        run_recipe('lightgcn', data.clone(), {'num_layers': 2}, config)
+        run_recipe('lightgcn', data.clone(), {'num_layers': 2}, config,
+                   output_dir=tmp_path, resume=True)
     other = make_synthetic(num_users=61, num_items=50, feature_dim=8, seed=1)
     with pytest.raises(RunFolderError, match='data .stored 60 users'):
-        run_recipe('lightgcn', other, {'num_layers': 1}, config)
+        run_recipe('lightgcn', other, {'num_layers': 1}, config,
+                   output_dir=tmp_path, resume=True)
     assert digest(tmp_path) == before
 
 
@@ -140,7 +141,7 @@ def test_overwrite_replaces_the_run_and_only_its_files(data, tmp_path):
     assert (tmp_path / 'notes.txt').read_text() == 'mine'
     assert not (tmp_path / 'curves.png').exists()  # the old run's plot
     with pytest.raises(ValueError, match='exclude each other'):
-        TrainConfig(resume=True, overwrite=True)
+        fit(data, tmp_path, resume=True, overwrite=True)
 
 
 def test_only_rank_zero_writes(data, tmp_path, monkeypatch):
@@ -159,10 +160,10 @@ def test_differences_and_setting_changes():
     config = TrainConfig(device='cpu').to_dict()
     a = runs.make_manifest({'model': 'x', 'params': {'k': 1}}, fp, config)
     b = runs.make_manifest({'model': 'x', 'params': {'k': 1}}, fp,
-                           dict(config, epochs=5, output_dir='elsewhere'))
+                           dict(config, epochs=5))
     assert runs.differences(a, b) == [] and \
         a['config_hash'] == b['config_hash']
-    assert runs.setting_changes(a, b) == {
+    assert setting_changes(a['settings'], b['settings']) == {
         'epochs': {'stored': 1000, 'requested': 5}}
     c = runs.make_manifest({'model': 'x', 'params': {'j': 2}},
                            dict(fp, hash='b'), dict(config, seed=1))
@@ -172,7 +173,7 @@ def test_differences_and_setting_changes():
 
 
 def test_grid_runs_can_be_resumed_as_single_runs(data, tmp_path):
-    from pyg_brmrs.experiment import grid
+    from pyg_brmrs.app.experiment import grid
     config = TrainConfig(epochs=1, device='cpu', seed=3)
     grid('lightgcn', data.clone(), {}, {'num_layers': [1, 2]}, config,
          output_dir=tmp_path)
@@ -181,6 +182,6 @@ def test_grid_runs_can_be_resumed_as_single_runs(data, tmp_path):
              output_dir=tmp_path)
     resumed = run_recipe(
         'lightgcn', data.clone(), {'num_layers': 2},
-        TrainConfig(epochs=2, device='cpu', seed=3, resume=True,
-                    output_dir=str(tmp_path / 'run_1'))).result
+        TrainConfig(epochs=2, device='cpu', seed=3), resume=True,
+        output_dir=tmp_path / 'run_1').result
     assert resumed.epochs_run == 2 and resumed.resumed[0]['at_epoch'] == 1

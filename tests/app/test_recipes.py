@@ -8,13 +8,13 @@ import pytest
 import torch
 from torch_geometric.data import HeteroData
 
-from pyg_brmrs import cli, recipes
+from pyg_brmrs.app import cli, recipes
 from pyg_brmrs.data import features, make_synthetic, modalities
-from pyg_brmrs.experiment import restore
+from pyg_brmrs.app.experiment import restore
 from pyg_brmrs.nn import FREEDOM
 from pyg_brmrs.nn import FUSED, RecGraph, Recommender, RecOutput
 from pyg_brmrs.objectives import BPRObjective
-from pyg_brmrs.recipes import (
+from pyg_brmrs.app.recipes import (
     Recipe,
     get_recipe,
     list_recipes,
@@ -24,7 +24,7 @@ from pyg_brmrs.recipes import (
     unregister_recipe,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 # A baseline defined here, as a contributor would: free user embeddings,
@@ -92,12 +92,13 @@ def test_split_params_routes_by_part():
     graph, model, objective = split_params('brmrs', {'k_item': 3,
                                                      'fusion': 'mean',
                                                      'theta': 0.2})
-    assert graph == {'k_item': 3}
+    assert graph == {'k_item': 3, 'topk': 'per_part',
+                     'cooccurrence': 'softmax'}
     assert model['fusion'] == 'mean' and model['id_mode'] == 'concat'
     assert objective == {'reg_weight': 1e-4, 'theta': 0.2}
     # A prefix names the part explicitly, also for unambiguous names.
     assert split_params('brmrs', {'objective.theta': 0.3})[2]['theta'] == 0.3
-    assert split_params('brmrs', {'graph.k_item': 4})[0] == {'k_item': 4}
+    assert split_params('brmrs', {'graph.k_item': 4})[0]['k_item'] == 4
 
 
 def test_freedom_names_mean_one_thing_each():

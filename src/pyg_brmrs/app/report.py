@@ -4,11 +4,11 @@ search table and one-run summaries.
 
 .. code-block:: python
 
-    from pyg_brmrs.report import collect, results_table
+    from pyg_brmrs.app.report import collect, results_table
     print(results_table(collect(['runs/*/results.json'])))
 
 A *record* is the content of a ``results.json`` written by
-:func:`pyg_brmrs.experiment.run` (or :class:`~pyg_brmrs.training.Trainer`);
+:func:`pyg_brmrs.app.experiment.run` (or :class:`~pyg_brmrs.training.Trainer`);
 its row label is ``info["run"]["label"]``, else the model's display name,
 and its dataset ``info["run"]["dataset"]``. Runs that share dataset and row
 label are aggregated as mean ± sample standard deviation (``ddof=1``) over

@@ -3,15 +3,15 @@ import json
 import pytest
 import torch
 
-from pyg_brmrs import recipes
-from pyg_brmrs.data import ITEM_SIM, USER_SIM, make_synthetic
-from pyg_brmrs.experiment import (
+from pyg_brmrs.app import recipes
+from pyg_brmrs.app.experiment import (
     DataSource,
     ensure_graphs,
     load_results,
     restore,
-    run,
+    train,
 )
+from pyg_brmrs.data import ITEM_SIM, USER_SIM, make_synthetic
 from pyg_brmrs.training import TrainConfig
 
 
@@ -25,7 +25,9 @@ def test_ensure_graphs_builds_reuses_and_rebuilds(data):
         return recipes.prepare('brmrs', make_synthetic(40, 30), **kw)
 
     built = ensure_graphs('brmrs', data, {'k_item': 3, 'k_user': 4})
-    assert built == {'k_item': 3, 'k_user': 4}
+    # the recipe's graph defaults, then the given keywords:
+    assert built == {'k_item': 3, 'k_user': 4, 'topk': 'per_part',
+                     'cooccurrence': 'softmax'}
     ref = reference(k_item=3, k_user=4)
     for edge_type in (ITEM_SIM, USER_SIM):
         assert torch.equal(data[edge_type].edge_index,
@@ -68,9 +70,10 @@ def test_data_source_validation(tmp_path):
 
 def test_run_records_spec_and_restore(data, tmp_path):
     source = DataSource('synthetic', num_users=40, num_items=30)
-    config = TrainConfig(epochs=1, device='cpu', output_dir=str(tmp_path))
-    res = run('brmrs', source.load(), {'k_item': 3}, config, source=source,
-              label='tiny', subsets=True, subsets_k=5)
+    config = TrainConfig(epochs=1, device='cpu')
+    res = train('brmrs', source.load(), {'k_item': 3}, config,
+                output_dir=tmp_path, source=source, label='tiny',
+                subsets=True, subsets_k=5)
     stored = load_results(tmp_path)
     assert stored['info']['run'] == {
         'model': 'brmrs', 'params': {'k_item': 3},
@@ -78,12 +81,13 @@ def test_run_records_spec_and_restore(data, tmp_path):
                  'seed': 0},
         'dataset': 'synthetic', 'label': 'tiny'}
     assert stored['subsets']['k'] == 5
-    assert res.subsets.k == 5 and res.graphs == {'k_item': 3}
+    assert res.subsets.k == 5 and res.graphs == {
+        'k_item': 3, 'topk': 'per_part', 'cooccurrence': 'softmax'}
     restored = restore(tmp_path / 'best.pt')
     assert restored.evaluate()['test'] == pytest.approx(stored['test'])
 
     with pytest.raises(ValueError, match="Unknown parameter 'nope'"):
-        run('brmrs', data, {'nope': 1}, TrainConfig(epochs=1))
+        train('brmrs', data, {'nope': 1}, TrainConfig(epochs=1))
 
 
 def test_restore_errors(tmp_path):
@@ -105,8 +109,8 @@ def test_restore_errors(tmp_path):
 
 
 def test_every_json_file_is_written_once(tmp_path, monkeypatch):
-    from pyg_brmrs import runs
-    from pyg_brmrs.experiment import grid
+    from pyg_brmrs.app import run_folder as runs
+    from pyg_brmrs.app.experiment import grid
     written = []
     real = runs.write_json
 
@@ -116,9 +120,8 @@ def test_every_json_file_is_written_once(tmp_path, monkeypatch):
     monkeypatch.setattr(runs, 'write_json', counted)
     source = DataSource('synthetic', num_users=40, num_items=30)
     config = TrainConfig(epochs=1, device='cpu')
-    run('bprmf', source.load(), {}, TrainConfig(
-        epochs=1, device='cpu', output_dir=str(tmp_path / 'one')),
-        source=source, subsets=True)
+    train('bprmf', source.load(), {}, config, output_dir=tmp_path / 'one',
+          source=source, subsets=True)
     res = grid('bprmf', source.load(), {}, {'embedding_dim': [4, 8]},
                config, source=source, output_dir=tmp_path / 'grid')
     files = ['one/run.json', 'one/results.json', 'grid/run_0/run.json',

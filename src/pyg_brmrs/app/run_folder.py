@@ -1,10 +1,10 @@
-r"""Run folders: which files a training run owns, the manifest ``run.json``
-that says which run a folder holds, and the decision taken when training
-into a folder (start, resume, overwrite or refuse).
-
-A run folder holds ``run.json`` (this module), ``results.json``,
-``last.pt`` and ``best.pt`` (:class:`~pyg_brmrs.training.Trainer`) and
-optionally the plots ``curves.png`` / ``subsets.png``. The manifest records
+r"""Run folders. A *run* is one training of one recipe with one setting on
+one dataset; its folder holds the manifest ``run.json`` that says which run
+it is, ``results.json``, the trainer's checkpoints ``last.pt`` and
+``best.pt`` (:class:`~pyg_brmrs.training.Checkpoints`) and optionally the
+plots ``curves.png`` / ``subsets.png``. This module decides what happens
+when a run is trained into a folder (start, resume, overwrite or refuse)
+and writes its JSON files. The manifest records
 
 * ``run``: what is trained (the recipe and its parameters, or the reprs of
   the model and the objective),
@@ -12,7 +12,8 @@ optionally the plots ``curves.png`` / ``subsets.png``. The manifest records
   features),
 * ``config``: every training setting that changes the result (seed,
   learning rate, batch size, ...) and ``settings``, those that may change
-  when a run is resumed (:obj:`RESUMABLE`: epochs, patience, ...),
+  when a run is resumed (:data:`~pyg_brmrs.training.RESUMABLE`: epochs,
+  patience, ...),
 * ``config_hash``: a hash of ``run``, the data fingerprint and ``config``,
   also stored in the checkpoints so that a checkpoint copied from another
   run is recognised,
@@ -21,7 +22,8 @@ optionally the plots ``curves.png`` / ``subsets.png``. The manifest records
 Training into a folder that holds files of a run refuses unless the run is
 resumed (same ``config_hash``; a difference is an error that lists the
 differing keys) or overwritten. Only the writer process
-(:func:`~pyg_brmrs.utils.distributed.is_writer`) creates or changes files.
+(:func:`~pyg_brmrs.utils.distributed.is_writer`) creates or changes files;
+under ``torchrun`` rank 0 decides and the other ranks take its decision.
 """
 import copy
 import hashlib
@@ -35,6 +37,9 @@ import torch
 from torch_geometric.data import HeteroData
 
 from pyg_brmrs.data.schema import ITEM, RATES, USER, feature_key, modalities
+from pyg_brmrs.training import RESUMABLE, Checkpoints
+from pyg_brmrs.training.state import BEST, LAST
+from pyg_brmrs.utils import distributed as dist_utils
 from pyg_brmrs.utils.atomic import write_json
 from pyg_brmrs.utils.checks import check_choice
 from pyg_brmrs.utils.distributed import is_writer
@@ -44,8 +49,6 @@ PathLike = Union[str, Path]
 
 MANIFEST = 'run.json'
 RESULTS = 'results.json'
-LAST = 'last.pt'
-BEST = 'best.pt'
 PLOTS = ('curves.png', 'subsets.png')
 #: The files a run folder may hold (those removed by an overwrite).
 RUN_FILES = (MANIFEST, RESULTS, LAST, BEST) + PLOTS
@@ -54,13 +57,6 @@ GRID = 'grid.json'
 KIND = 'pyg-brmrs run'
 MANIFEST_VERSION = 1
 
-#: Training settings that may change when a run is resumed: the new value
-#: is applied and recorded in ``run.json`` and ``results.json``.
-RESUMABLE = ('epochs', 'patience', 'max_time', 'device', 'eval_batch_size',
-             'num_threads', 'progress', 'distributed')
-#: Training settings that say where and how a run is stored, not what it
-#: computes.
-STORAGE = ('output_dir', 'resume', 'overwrite', 'checkpoint')
 
 
 class _Absent:
@@ -136,7 +132,7 @@ def make_manifest(run: Dict[str, Any], data: Dict[str, Any],
     settings that define the run and those that may change on resume."""
     run = _canonical(run)
     defining = {k: v for k, v in _canonical(config).items()
-                if k not in RESUMABLE + STORAGE}
+                if k not in RESUMABLE}
     settings = {k: v for k, v in _canonical(config).items()
                 if k in RESUMABLE}
     config_hash = _digest({'run': run, 'data': data['hash'],
@@ -186,15 +182,6 @@ def differences(stored: Dict[str, Any],
     if a_data.get('hash') != b_data.get('hash'):
         out.append(('data', _describe_data(a_data), _describe_data(b_data)))
     return out
-
-
-def setting_changes(stored: Dict[str, Any],
-                    requested: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
-    r"""The :obj:`RESUMABLE` settings that differ between two manifests:
-    ``{name: {'stored': old, 'requested': new}}``."""
-    a, b = stored.get('settings') or {}, requested.get('settings') or {}
-    return {k: {'stored': a.get(k), 'requested': b.get(k)}
-            for k in RESUMABLE if k in b and a.get(k) != b.get(k)}
 
 
 # ----------------------------------------------------------------------
@@ -282,24 +269,87 @@ def check_output_dir(folder: PathLike, *, resume: bool = False,
     return held
 
 
+class RunFolder:
+    r"""A run folder opened for one run (:func:`open_run`).
+
+    Attributes:
+        folder (Path): The folder.
+        manifest (dict): The manifest of the run it holds.
+        resuming (bool): Whether the run continues from the folder's
+            ``last.pt``.
+    """
+    def __init__(self, folder: PathLike, manifest: Dict[str, Any],
+                 resuming: bool):
+        self.folder = Path(folder)
+        self.manifest = manifest
+        self.resuming = resuming
+
+    def checkpoints(self, save: bool = True) -> Checkpoints:
+        r"""Where the trainer keeps the run's checkpoints (tagged with the
+        manifest's ``config_hash``, resuming when :attr:`resuming`)."""
+        return Checkpoints(self.folder, config_hash=self.manifest[
+            'config_hash'], resume=self.resuming, save=save)
+
+    def record_resume(self, requested: Dict[str, Any],
+                      entry: Dict[str, Any]) -> None:
+        r"""Writes the manifest of the resumed run: the stored one with the
+        :data:`~pyg_brmrs.training.RESUMABLE` settings of the
+        :obj:`requested` manifest and :obj:`entry` (the trainer's resume
+        record) appended to ``resumed``."""
+        out = copy.deepcopy(self.manifest)
+        out['settings'] = dict(requested.get('settings') or {})
+        out['resumed'] = list(out.get('resumed') or []) + [entry]
+        write_file(self.folder, MANIFEST, out)
+        self.manifest = out
+
+    def write_results(self, content: Dict[str, Any]) -> Optional[Path]:
+        r"""Writes ``results.json``."""
+        return write_file(self.folder, RESULTS, content)
+
+    def __repr__(self) -> str:
+        return (f"{self.__class__.__name__}('{self.folder}', "
+                f"resuming={self.resuming})")
+
+
 def open_run(folder: PathLike, manifest: Dict[str, Any], *,
-             resume: bool = False,
-             overwrite: bool = False) -> Optional[Dict[str, Any]]:
+             resume: bool = False, overwrite: bool = False) -> RunFolder:
     r"""Prepares :obj:`folder` for the run described by :obj:`manifest`
-    (:func:`make_manifest`).
+    (:func:`make_manifest`):
 
     * a folder without run files, or :obj:`overwrite`: the run files of a
-      previous run are removed, ``run.json`` is written; returns
-      :obj:`None` (a new run);
+      previous run are removed and ``run.json`` is written (a new run);
     * :obj:`resume` on a folder with a manifest: the stored manifest is
-      compared with :obj:`manifest` and returned when they describe the
-      same run (the caller then continues from ``last.pt``).
+      compared with :obj:`manifest`; the run continues from ``last.pt``
+      when they describe the same run (when the folder has no ``last.pt``,
+      the run was stopped before its first epoch ended: it starts again).
+
+    Under ``torchrun`` rank 0 decides (and writes) alone and the other
+    ranks take its decision, or raise its error.
 
     Raises:
         RunFolderError: for the cases of :func:`check_output_dir`, and when
             resuming a run that differs from the stored one; the message
             lists every differing key with both values.
     """
+    if dist_utils.world_size() == 1:
+        return _open_run(folder, manifest, resume, overwrite)
+    outcome: Dict[str, Any] = {}
+    if dist_utils.rank() == 0:
+        try:
+            opened = _open_run(folder, manifest, resume, overwrite)
+            outcome = {'manifest': opened.manifest,
+                       'resuming': opened.resuming}
+        except Exception as e:  # passed on so that no rank waits
+            dist_utils.broadcast_object({'error': e})
+            raise
+    outcome = dist_utils.broadcast_object(outcome)
+    if 'error' in outcome:
+        raise outcome['error']
+    return RunFolder(folder, outcome['manifest'], outcome['resuming'])
+
+
+def _open_run(folder: PathLike, manifest: Dict[str, Any], resume: bool,
+              overwrite: bool) -> RunFolder:
     folder = Path(folder)
     held = check_output_dir(folder, resume=resume, overwrite=overwrite)
     if resume and held:
@@ -314,23 +364,12 @@ def open_run(folder: PathLike, manifest: Dict[str, Any], *,
                 f"differs from the stored one in {listed}. Resume with the "
                 f"stored settings, or start a new run with --overwrite / "
                 f"overwrite=True or in another folder")
-        return stored
+        if (folder / LAST).exists():
+            return RunFolder(folder, stored, resuming=True)
+        held = [name for name in held if name != MANIFEST]
     if is_writer():
         folder.mkdir(parents=True, exist_ok=True)
-        for name in held:  # non-empty only with overwrite
+        for name in held:  # non-empty only with overwrite (or a dead run)
             (folder / name).unlink()
         write_file(folder, MANIFEST, manifest)
-    return None
-
-
-def record_resume(folder: PathLike, stored: Dict[str, Any],
-                  requested: Dict[str, Any],
-                  entry: Dict[str, Any]) -> Dict[str, Any]:
-    r"""Writes the manifest of a resumed run: :obj:`stored` with the
-    requested :obj:`RESUMABLE` settings and :obj:`entry` appended to
-    ``resumed``. Returns it."""
-    out = copy.deepcopy(stored)
-    out['settings'] = dict(requested.get('settings') or {})
-    out['resumed'] = list(out.get('resumed') or []) + [entry]
-    write_file(folder, MANIFEST, out)
-    return out
+    return RunFolder(folder, manifest, resuming=False)

@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from pyg_brmrs import report
+from pyg_brmrs.app import report
 
 
 def fake_result(model, dataset, seed, r20, *, label=None, params=None,

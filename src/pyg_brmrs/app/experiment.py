@@ -1,53 +1,60 @@
-r"""One experiment end to end: load a dataset, add the graphs a recipe needs,
-seed, build, train with the MMRec protocol, attach what is needed to
-reproduce the run, and (optionally) the synergy subsets of the best model.
-Shared by the ``pyg-brmrs`` command and the example scripts.
+r"""Runs end to end. A *run* trains one recipe with one setting on one
+dataset: :func:`train` loads nothing itself but adds the graphs the recipe
+needs, seeds, builds, trains with the MMRec protocol into a run folder,
+attaches what is needed to reproduce the run and (optionally) the synergy
+subsets of the best model; :func:`grid` is one run per point of a grid,
+selected on validation; :func:`restore` rebuilds the model of a stored
+run. Shared by the ``pyg-brmrs`` command and the example scripts.
 
 .. code-block:: python
 
-    from pyg_brmrs.experiment import DataSource, run
+    from pyg_brmrs.app.experiment import DataSource, train
     from pyg_brmrs.training import TrainConfig
 
     source = DataSource('mmrec', path='data/baby', name='baby')
-    res = run('brmrs', source.load(), {'fusion': 'mean'},
-              TrainConfig(output_dir='runs/baby-brmrs'), source=source,
-              subsets=True)
+    res = train('brmrs', source.load(), {'fusion': 'mean'}, TrainConfig(),
+                output_dir='runs/baby-brmrs', source=source, subsets=True)
     res.result.test['recall@20'], res.subsets.synergy
 
-Every run writes ``results.json`` (with :obj:`output_dir`) holding the
+Every run with an :obj:`output_dir` writes ``results.json`` holding the
 :class:`~pyg_brmrs.training.TrainResult` fields, the top-level key
 ``"subsets"`` (:obj:`None` unless asked for and the model has unimodal
 branches) and ``info["run"] = {"model", "params", "data", "dataset",
 "label"}``, from which :func:`restore` rebuilds the model of a checkpoint
 without any other input. The run folder and its manifest ``run.json`` are
-managed as described in :mod:`pyg_brmrs.runs`: the recipe name and its
-parameters identify the run when it is resumed.
+managed as described in :mod:`pyg_brmrs.app.run_folder`: the recipe name
+and its parameters identify the run when it is resumed.
 """
 import copy
+import itertools
 import json
+import logging
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Dict, Optional, Sequence, Tuple, Union
+from typing import Any, ClassVar, Dict, List, Optional, Sequence, Tuple, Union
 
+import torch
 from torch_geometric.data import HeteroData
 
-from pyg_brmrs import recipes, runs
 from pyg_brmrs.analysis import SynergySubsets, synergy_subsets
+from pyg_brmrs.app import recipes, run_folder
 from pyg_brmrs.data import get_reader
 from pyg_brmrs.data.schema import ITEM_SIM, RATES, USER_SIM
+from pyg_brmrs.evaluation import ShardedEvaluator
 from pyg_brmrs.nn.base import Recommender
 from pyg_brmrs.objectives import Objective
 from pyg_brmrs.training import (
-    GridResult,
-    Trainer,
     TrainConfig,
+    Trainer,
     TrainResult,
-    grid_search,
     seed_everything,
     state_dict_problem,
 )
+from pyg_brmrs.training.config import EVAL_MAX_SCORES, resolve_device
 from pyg_brmrs.utils.checkpoint import CheckpointError, load_checkpoint
+
+logger = logging.getLogger('pyg_brmrs')
 
 PathLike = Union[str, Path]
 
@@ -211,7 +218,7 @@ def compute_subsets(model: Recommender, data: HeteroData, *,
 
 @dataclass
 class RunResult:
-    r"""What :func:`run` returns.
+    r"""What :func:`train` returns.
 
     Attributes:
         result (TrainResult): The trainer's result (``info["run"]`` set).
@@ -219,7 +226,7 @@ class RunResult:
         model (Recommender): The trained model (best validation state).
         data (HeteroData): The dataset (on the training device).
         graphs (dict, optional): The graph keywords built on :obj:`data`
-            (pass as :obj:`built_graphs` to the next :func:`run` on it).
+            (pass as :obj:`built_graphs` to the next :func:`train` on it).
         output_dir (Path, optional): Where ``results.json`` was written.
     """
     result: TrainResult
@@ -278,64 +285,97 @@ def run_spec(name: str, params: Dict[str, Any],
     }
 
 
-def run(name: str, data: HeteroData,
-        params: Optional[Dict[str, Any]] = None,
-        config: Optional[TrainConfig] = None, *,
-        source: Optional[DataSource] = None, label: Optional[str] = None,
-        subsets: bool = False, subsets_k: int = 20,
-        built_graphs: Optional[Dict[str, Any]] = None) -> RunResult:
-    r"""Trains recipe :obj:`name` on :obj:`data`: adds the graphs
+def train(name: str, data: HeteroData,
+          params: Optional[Dict[str, Any]] = None,
+          config: Optional[TrainConfig] = None, *,
+          output_dir: Optional[PathLike] = None, resume: bool = False,
+          overwrite: bool = False, checkpoint: bool = True,
+          source: Optional[DataSource] = None, label: Optional[str] = None,
+          subsets: bool = False, subsets_k: int = 20,
+          built_graphs: Optional[Dict[str, Any]] = None) -> RunResult:
+    r"""Trains recipe :obj:`name` on :obj:`data` (one run): adds the graphs
     (:func:`ensure_graphs`), seeds Python, NumPy and torch with
     :obj:`config.seed` *before* building the model (so that the run is
     reproducible from its parameters alone), builds it with
-    :func:`pyg_brmrs.recipes.build`, fits it with
+    :func:`pyg_brmrs.app.recipes.build`, fits it with
     :class:`~pyg_brmrs.training.Trainer`, records :func:`run_spec` in
     ``info["run"]`` and, with :obj:`subsets=True`, the test synergy subsets
-    at cutoff :obj:`subsets_k` of the best model. With
-    :obj:`config.output_dir`, ``results.json`` is rewritten with all of it.
+    at cutoff :obj:`subsets_k` of the best model.
+
+    Args:
+        output_dir (str or Path, optional): The run folder
+            (:mod:`~pyg_brmrs.app.run_folder`): ``run.json``, the
+            checkpoints (with :obj:`checkpoint`) and ``results.json``. A
+            folder that holds another run is refused unless :obj:`resume`
+            (continue it from ``last.pt``; it must be the same run, only the
+            :data:`~pyg_brmrs.training.RESUMABLE` settings may change) or
+            :obj:`overwrite` (replace it). (default: :obj:`None`: nothing
+            is written)
     """
     params = dict(params or {})
     config = config if config is not None else TrainConfig()
     recipes.split_params(name, params)  # validates the names early
     check_params(params)
-    if config.output_dir:  # before the graphs are built
-        runs.check_output_dir(config.output_dir, resume=config.resume,
-                              overwrite=config.overwrite)
+    if output_dir is not None:  # before the graphs are built
+        run_folder.check_output_dir(output_dir, resume=resume,
+                                    overwrite=overwrite)
     graphs = ensure_graphs(name, data, params, built_graphs)
     seed_everything(config.seed)
     model, objective = recipes.build(name, data, **params)
-    found: Dict[str, Optional[SynergySubsets]] = {'subsets': None}
-
-    def record(result: TrainResult) -> Dict[str, Any]:
-        # The trainer writes what this returns as results.json, once.
-        result.info['run'] = run_spec(name, params, source, label)
-        if subsets:
-            found['subsets'] = compute_subsets(
-                trainer.model, trainer.data, k=subsets_k,
-                mask_valid=config.mask_valid_in_test)
-        return results_record(result, found['subsets'])
-
-    trainer = Trainer(model, objective, data, config,
-                      run={'model': name, 'params': params}, record=record)
+    trainer = Trainer(model, objective, data, config)
+    folder = None
+    if output_dir is not None:
+        requested = run_folder.make_manifest(
+            {'model': name, 'params': params},
+            run_folder.data_fingerprint(trainer.data), config.to_dict())
+        folder = run_folder.open_run(output_dir, requested, resume=resume,
+                                     overwrite=overwrite)
+        trainer.checkpoints = folder.checkpoints(save=checkpoint)
+        entry = trainer.start()
+        if entry is not None:
+            folder.record_resume(requested, entry)
     result = trainer.fit()
-    return RunResult(result, found['subsets'], trainer.model, trainer.data,
-                     graphs, Path(config.output_dir)
-                     if config.output_dir else None)
+    result.info['run'] = run_spec(name, params, source, label)
+    found = None
+    if subsets:
+        found = compute_subsets(trainer.model, trainer.data, k=subsets_k,
+                                mask_valid=config.mask_valid_in_test)
+    if folder is not None:
+        folder.write_results(results_record(result, found))
+    return RunResult(result, found, trainer.model, trainer.data, graphs,
+                     folder.folder if folder is not None else None)
+
+
+@dataclass
+class GridResult:
+    r"""The outcome of :func:`grid`: every run's parameters and results,
+    and the one selected on validation."""
+    runs: List[Dict[str, Any]]
+    best_params: Dict[str, Any]
+    best: Dict[str, Any]
+    select: str
+
+    def to_dict(self) -> Dict[str, Any]:
+        return asdict(self)
 
 
 def grid(name: str, data: HeteroData, params: Dict[str, Any],
          grid: Dict[str, Sequence[Any]],
          config: Optional[TrainConfig] = None, *,
          source: Optional[DataSource] = None,
-         output_dir: Optional[PathLike] = None) -> GridResult:
-    r""":func:`~pyg_brmrs.training.grid_search` over :obj:`grid` (name →
-    values) on top of the fixed :obj:`params`, selecting on **validation**
-    only. Graph keywords may be searched too: the graphs are rebuilt only
-    when they change. Every point is seeded as :func:`run` does, so the
-    point selected reproduces with ``pyg-brmrs train`` and the same
-    parameters. With :obj:`output_dir`, each ``run_<n>/results.json`` gets
-    its ``info["run"]`` (so that ``pyg-brmrs evaluate --run-dir`` works on
-    it) and ``grid.json`` the model, fixed parameters and data source."""
+         output_dir: Optional[PathLike] = None, resume: bool = False,
+         overwrite: bool = False) -> GridResult:
+    r"""One run (:func:`train`) per point of the Cartesian :obj:`grid`
+    (name → values) on top of the fixed :obj:`params`, and the point with
+    the best **validation** :obj:`config.valid_metric` (never the test
+    metrics, unlike MMRec). Graph keywords may be searched too: the graphs
+    are rebuilt only when they change. Every point is seeded as
+    :func:`train` does, so the point selected reproduces with ``pyg-brmrs
+    train`` and the same parameters. With :obj:`output_dir`, point
+    :math:`n` is the run folder ``run_<n>`` (so that ``pyg-brmrs evaluate
+    --run-dir`` and ``train --resume`` work on it) and ``grid.json`` holds
+    the summary with the model, fixed parameters and data source;
+    :obj:`resume` / :obj:`overwrite` apply to every point."""
     config = config if config is not None else TrainConfig()
     if not grid:
         raise ValueError("'grid' must name at least one parameter")
@@ -350,29 +390,35 @@ def grid(name: str, data: HeteroData, params: Dict[str, Any],
     check_params(params)
     check_params(grid, 'grid')
     if output_dir is not None:
-        runs.check_output_dir(output_dir, resume=config.resume,
-                              overwrite=config.overwrite, files=(runs.GRID,))
-    state: Dict[str, Any] = {'graphs': None}
-
-    def build(point: Dict[str, Any]) -> Tuple[Recommender, Objective]:
-        merged = {**params, **point}
-        state['graphs'] = ensure_graphs(name, data, merged, state['graphs'])
-        seed_everything(config.seed)
-        return recipes.build(name, data, **merged)
-
-    def record(point: Dict[str, Any],
-               result: TrainResult) -> Dict[str, Any]:
-        result.info['run'] = run_spec(name, {**params, **point}, source)
-        return results_record(result)
-
-    return grid_search(
-        build, grid, data, config,
-        str(output_dir) if output_dir is not None else None,
-        describe=lambda point: {'model': name, 'params': {**params, **point}},
-        record=record,
-        summary=dict(model=name, fixed_params=params,
-                     data=source.to_dict() if source else None,
-                     dataset=source.dataset if source else None))
+        run_folder.check_output_dir(output_dir, resume=resume,
+                                    overwrite=overwrite,
+                                    files=(run_folder.GRID, ))
+    names, points, graphs = list(grid), [], None
+    for n, values in enumerate(itertools.product(*(grid[k]
+                                                   for k in names))):
+        point = dict(zip(names, values))
+        res = train(name, data, {**params, **point}, copy.deepcopy(config),
+                    output_dir=None if output_dir is None else
+                    Path(output_dir) / f'run_{n}', resume=resume,
+                    overwrite=overwrite, source=source, built_graphs=graphs)
+        graphs = res.graphs
+        points.append({'params': point, 'valid': res.result.valid,
+                       'test': res.result.test,
+                       'best_epoch': res.result.best_epoch,
+                       'epochs_run': res.result.epochs_run,
+                       'train_time': res.result.train_time})
+        logger.info('grid %s -> valid %s %.4f', point, config.valid_metric,
+                    res.result.valid.get(config.valid_metric,
+                                         float('nan')))
+    best = max(points, key=lambda r: r['valid'].get(config.valid_metric,
+                                                  -float('inf')))
+    result = GridResult(points, best['params'], best, config.valid_metric)
+    if output_dir is not None:
+        run_folder.write_file(output_dir, run_folder.GRID, {
+            **result.to_dict(), 'model': name, 'fixed_params': params,
+            'data': source.to_dict() if source else None,
+            'dataset': source.dataset if source else None})
+    return result
 
 
 # ----------------------------------------------------------------------
@@ -403,12 +449,20 @@ class Restored:
     spec: Dict[str, Any]
     checkpoint: Dict[str, Any] = field(repr=False, default_factory=dict)
 
+    @torch.no_grad()
     def evaluate(self) -> Dict[str, Dict[str, float]]:
         r"""Validation and test metrics with the run's protocol (cutoffs,
         masking) on its device."""
-        trainer = Trainer(self.model, self.objective, self.data, self.config)
-        return {'valid': trainer.evaluate('valid'),
-                'test': trainer.evaluate('test')}
+        cfg = self.config
+        device = resolve_device(cfg.device)
+        self.model.to(device)
+        self.data = copy.copy(self.data).to(device)
+        out = self.model.embed(self.data)
+        return {split: ShardedEvaluator.from_data(
+            self.data, split, exclude_valid=cfg.mask_valid_in_test,
+            ks=cfg.ks, batch_size=cfg.eval_batch_size,
+            max_scores=EVAL_MAX_SCORES)(out.user_emb, out.item_emb)
+            for split in ('valid', 'test')}
 
     def subsets(self, k: int = 20) -> Optional[SynergySubsets]:
         return compute_subsets(self.model, self.data, k=k,
@@ -418,7 +472,7 @@ class Restored:
 def restore(checkpoint: PathLike, spec: Optional[Dict[str, Any]] = None, *,
             device: Optional[str] = None) -> Restored:
     r"""Rebuilds the model saved in :obj:`checkpoint` (``best.pt`` or
-    ``last.pt`` of :class:`~pyg_brmrs.training.Trainer`).
+    ``last.pt`` of a run folder).
 
     The recipe, its parameters and the data source come from :obj:`spec`
     (an ``info["run"]`` record) or, by default, from ``results.json`` next
@@ -460,9 +514,9 @@ def restore(checkpoint: PathLike, spec: Optional[Dict[str, Any]] = None, *,
     if 'model' not in state or not isinstance(state.get('config'), dict):
         raise CheckpointError(f"'{checkpoint}' is not a pyg-brmrs checkpoint "
                               f"(no 'model' and 'config' entries)")
-    cfg = dict(state['config'])
-    cfg.update(output_dir=None, resume=False, overwrite=False,
-               checkpoint=False, progress=False)
+    cfg = {k: v for k, v in state['config'].items()
+           if k in TrainConfig.__dataclass_fields__}
+    cfg['progress'] = False
     if device is not None:
         cfg['device'] = device
     config = TrainConfig(**cfg)
