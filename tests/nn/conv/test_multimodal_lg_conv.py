@@ -405,3 +405,131 @@ def test_normalize_rows_scale_folds_into_the_divisor(scale):
     assert torch.autograd.gradcheck(
         lambda t: normalize_rows(t, scale=scale),
         (torch.randn(4, 3, dtype=torch.float64, requires_grad=True), ))
+
+
+# ----------------------------------------------------------------------
+# Parity with LGConv: flow, half precision, explainers and hooks
+def stacked_lgconv(x, edge_index, **kwargs):
+    from torch_geometric.nn import LGConv
+    conv = LGConv(**kwargs)
+    return torch.stack([conv(x[:, c], edge_index)
+                        for c in range(x.size(1))], dim=1)
+
+
+def directed_case(n=7, e=18, seed=3):
+    g = torch.Generator().manual_seed(seed)
+    ei = torch.stack([torch.randint(n, (e,), generator=g),
+                      torch.randint(n, (e,), generator=g)])
+    x = torch.randn(n, 2, 3, generator=g)
+    return ei, x
+
+
+@pytest.mark.parametrize('flow', ['source_to_target', 'target_to_source'])
+@pytest.mark.parametrize('backend', ['auto', 'csr', 'edge_index',
+                                     'torch_sparse'])
+@pytest.mark.parametrize('normalize', [True, False])
+def test_flow_matches_stacked_lgconv(flow, backend, normalize):
+    if backend == 'torch_sparse' and not WITH_TORCH_SPARSE:
+        pytest.skip('torch-sparse is not installed')
+    ei, x = directed_case()
+    x = x.requires_grad_()
+    ref = stacked_lgconv(x, ei, normalize=normalize, flow=flow)
+    conv = MultiModalLGConv(normalize=normalize, flow=flow, backend=backend)
+    out = conv(x, ei)
+    assert torch.allclose(out, ref, atol=1e-6)
+    g = torch.randn_like(out)
+    got, = torch.autograd.grad((out * g).sum(), x)
+    want, = torch.autograd.grad((ref * g).sum(), x)
+    assert torch.allclose(got, want, atol=1e-6)
+
+
+def test_target_to_source_on_a_sparse_adjacency_is_refused_like_lgconv():
+    ei, x = directed_case()
+    adj = torch.sparse_coo_tensor(ei.flip(0), torch.ones(ei.size(1)), (7, 7))
+    with pytest.raises(ValueError, match='Flow direction "target_to_source"'
+                       ' is invalid'):
+        MultiModalLGConv(flow='target_to_source')(x, adj)
+
+
+@pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize('backend', ['csr', 'edge_index'])
+def test_half_precision_runs_like_lgconv(dtype, backend):
+    ei, x = directed_case()
+    xh = x.to(dtype)
+    ref = stacked_lgconv(xh, ei)
+    out = MultiModalLGConv(backend=backend)(xh, ei)
+    assert out.dtype == dtype
+    # the CSR kernel multiplies in float32 (and casts back); LGConv
+    # accumulates in the input's precision
+    assert torch.allclose(out.float(), ref.float(), atol=3e-2, rtol=3e-2)
+    exact = MultiModalLGConv()(xh.float(), ei)
+    assert torch.allclose(out.float(), exact, atol=3e-2, rtol=3e-2)
+    from pyg_brmrs.nn.conv import layer_mean
+    assert layer_mean(MultiModalLGConv(backend=backend), xh, ei, None,
+                      2).dtype == dtype
+
+
+def test_an_attached_explainer_masks_the_messages_as_in_lgconv():
+    from torch_geometric.explain.algorithm.utils import set_masks
+    from torch_geometric.nn import LGConv
+    ei, x = directed_case()
+    mask = torch.randn(ei.size(1))
+    conv, ref_conv = MultiModalLGConv(cached=True), LGConv()
+    plain = conv(x, ei)
+    for module in (conv, ref_conv):
+        set_masks(module, torch.nn.Parameter(mask.clone()), ei,
+                  apply_sigmoid=True)
+    assert conv.message_passing()
+    out = conv(x, ei)
+    ref = torch.stack([ref_conv(x[:, c], ei) for c in range(2)], dim=1)
+    assert torch.allclose(out, ref, atol=1e-6)
+    assert not torch.allclose(out, plain)
+    out.sum().backward()
+    assert conv._edge_mask.grad is not None and \
+        conv._edge_mask.grad.abs().sum() > 0
+    from torch_geometric.explain.algorithm.utils import clear_masks
+    clear_masks(conv)
+    assert not conv.message_passing()
+    assert torch.allclose(conv(x, ei), plain)
+
+
+def test_gnnexplainer_explains_a_model_built_on_the_conv():
+    from torch_geometric.explain import Explainer, GNNExplainer
+
+    class Model(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = MultiModalLGConv()
+            self.lin = torch.nn.Linear(6, 2)
+
+        def forward(self, x, edge_index):
+            return self.lin(self.conv(x.view(-1, 2, 3),
+                                      edge_index).flatten(1))
+
+    ei, x = directed_case()
+    explainer = Explainer(Model(), GNNExplainer(epochs=5), 'model',
+                          edge_mask_type='object',
+                          model_config=dict(mode='multiclass_classification',
+                                            task_level='node',
+                                            return_type='raw'))
+    explanation = explainer(x.flatten(1), ei, index=0)
+    mask = explanation.edge_mask
+    assert mask.shape == (ei.size(1), )
+    # only edges that can reach node 0 in one hop get any weight
+    assert bool((mask[ei[1] != 0] == 0).all()) and mask.sum() > 0
+
+
+def test_hooks_see_the_messages_and_leave_the_result_unchanged():
+    ei, x = directed_case()
+    conv = MultiModalLGConv()
+    plain = conv(x, ei)
+    seen = []
+    handle = conv.register_message_forward_hook(
+        lambda module, inputs, out: seen.append(out.shape))
+    assert conv.message_passing()
+    assert torch.allclose(conv(x, ei), plain, atol=1e-6)
+    assert seen == [(ei.size(1), 6)]
+    handle.remove()
+    assert not conv.message_passing()
+    conv(x, ei)
+    assert len(seen) == 1

@@ -7,15 +7,10 @@ from torch_geometric.nn.conv.gcn_conv import gcn_norm
 from torch_geometric.typing import OptTensor, SparseTensor
 from torch_geometric.utils import is_torch_sparse_tensor
 
-from pyg_brmrs.nn.graph.adjacency import check_backend
+from pyg_brmrs.nn.graph.adjacency import Adjacency, check_backend
 from pyg_brmrs.utils.cache import tensor_key
 from pyg_brmrs.utils.checks import check_edge_index, is_compiling
-from pyg_brmrs.utils.sparse import (
-    CSRAdjacency,
-    check_scale,
-    edge_spmm,
-    layer_sum,
-)
+from pyg_brmrs.utils.sparse import check_scale, layer_sum
 
 MultiChannel = Union[Tensor, Dict[str, Tensor]]
 
@@ -38,23 +33,35 @@ class MultiModalLGConv(MessagePassing):
     :class:`~pyg_brmrs.transforms.HomogeneousKNNGraph`).
 
     The channels are stacked into one ``[N, C * F]`` matrix, so a layer costs
-    one sparse-dense product whatever the number of channels. Three
-    interchangeable backends give the same result:
+    one sparse-dense product whatever the number of channels. The backends
+    give the same result:
 
-    * :obj:`"csr"` (default for an :obj:`edge_index` tensor): a
-      :obj:`torch.sparse_csr` operator built once (see :obj:`cached`), whose
-      backward pass reuses a cached transpose. The edge weights are treated
-      as constants (no gradient flows into them).
+    * :obj:`"csr"` (default for an :obj:`edge_index` tensor): the normalised
+      operator as a :class:`~pyg_brmrs.nn.graph.Adjacency`, built once (see
+      :obj:`cached`), whose backward pass reuses a cached transpose. The
+      edge weights are treated as constants (no gradient flows into them).
     * :obj:`"torch_sparse"`: a :class:`torch_sparse.SparseTensor` (used
       automatically when one is passed as :obj:`edge_index`; requires the
       optional ``torch-sparse`` package).
-    * :obj:`"edge_index"`: PyG's gather/scatter message passing (works with
-      learnable edge weights).
+    * :obj:`"edge_index"`: PyG's gather/scatter message passing
+      (:meth:`propagate`; works with learnable edge weights).
 
     :obj:`"auto"` picks :obj:`"torch_sparse"` for a
     :class:`~torch_sparse.SparseTensor` input and :obj:`"csr"` otherwise,
     except that learnable edge weights (``edge_weight.requires_grad``) fall
     back to :obj:`"edge_index"`.
+
+    **As** :class:`~torch_geometric.nn.conv.LGConv`. :obj:`flow` is honoured
+    by every backend (``"target_to_source"`` sends the messages from
+    ``edge_index[1]`` to ``edge_index[0]``, and is refused for a sparse
+    adjacency input, as LGConv refuses it). Half-precision inputs
+    (bfloat16, float16) work: on the CPU, whose sparse kernels do not
+    multiply them, the CSR product runs in float32 and the result is cast
+    back to the input's dtype. While an explainer is attached (*e.g.*
+    :class:`~torch_geometric.explain.algorithm.GNNExplainer`'s edge mask) or
+    a propagate / message / aggregate hook is registered, every backend
+    runs :meth:`propagate`, so the mask and the hooks act on the messages
+    as they do in LGConv (:meth:`message_passing`).
 
     **Compilation.** Under :func:`torch.compile` (``fullgraph=True`` works on
     the default path, an :obj:`edge_index` tensor with the :obj:`"csr"`
@@ -144,58 +151,72 @@ class MultiModalLGConv(MessagePassing):
             return 'edge_index'
         return 'csr'
 
+    #: The hook registries of :class:`MessagePassing`; with any hook
+    #: registered, the conv runs :meth:`propagate` so that it is called.
+    HOOKS = ('_propagate_forward_pre_hooks', '_propagate_forward_hooks',
+             '_message_forward_pre_hooks', '_message_forward_hooks',
+             '_aggregate_forward_pre_hooks', '_aggregate_forward_hooks',
+             '_message_and_aggregate_forward_pre_hooks',
+             '_message_and_aggregate_forward_hooks')
+
+    def message_passing(self) -> bool:
+        r"""Whether the next call runs PyG's :meth:`propagate` (messages
+        gathered and scattered edge by edge) instead of one sparse product:
+        with the :obj:`"edge_index"` backend, while an explainer is
+        attached (``explain``, *e.g.* :class:`~torch_geometric.explain.
+        algorithm.GNNExplainer`'s edge mask) or while a propagate, message,
+        aggregate or message-and-aggregate hook is registered."""
+        return bool(self.explain) or any(getattr(self, name, None)
+                                         for name in self.HOOKS)
+
     def _propagate_2d(self, x: Tensor, edge_index, edge_weight) -> Tensor:
         num_nodes = x.size(0)
+        sparse = isinstance(edge_index, SparseTensor) or (
+            isinstance(edge_index, Tensor) and
+            edge_index.layout != torch.strided)
+        if sparse and self.flow != 'source_to_target':
+            raise ValueError(f'Flow direction "{self.flow}" is invalid for '
+                             f'a sparse adjacency input (read as adj_t, '
+                             f'entry [target, source]); pass an edge_index '
+                             f'tensor or use flow="source_to_target", as '
+                             f'LGConv requires')
         backend = self._resolve_backend(edge_index, edge_weight, x)
-        if backend == 'csr' and is_compiling():
-            # torch.compile supports no sparse tensors: normalise in the
-            # graph and build + apply the CSR operator in one opaque op.
+        if backend == 'edge_index' or self.message_passing():
             ei, ew = self._normalized(edge_index, edge_weight, num_nodes,
                                       x.dtype)
-            return edge_spmm(ei, ew, x, num_nodes)
-        op = self._prepare(edge_index, edge_weight, num_nodes, backend,
-                           x.dtype)
-        if backend == 'csr':
-            return op.matmul(x)
-        if backend == 'torch_sparse':
-            return op.matmul(x)
-        ei, ew = op
-        # propagate_type: (x: Tensor, edge_weight: OptTensor)
-        return self.propagate(ei, x=x, edge_weight=ew)
+            # propagate_type: (x: Tensor, edge_weight: OptTensor)
+            return self.propagate(ei, x=x, edge_weight=ew)
+        return self._prepare(edge_index, edge_weight, num_nodes, backend,
+                             x.dtype).matmul(x)
 
     def _prepare(self, edge_index, edge_weight, num_nodes: int, backend: str,
                  dtype: torch.dtype):
+        r"""The operator of one layer: the normalised
+        :class:`~pyg_brmrs.nn.graph.Adjacency` with the messages flowing as
+        :attr:`flow` says (a :class:`torch_sparse.SparseTensor` input is
+        used as it is), cached while the same tensors are passed (not while
+        :func:`torch.compile` traces)."""
         key = (backend, tensor_key(edge_index), tensor_key(edge_weight),
-               num_nodes, dtype)
-        if self.cached and self._cache_key == key:
+               num_nodes, dtype, self.flow)
+        compiling = is_compiling()
+        if self.cached and not compiling and self._cache_key == key:
             return self._cache
-
         if isinstance(edge_index, SparseTensor):
             if backend != 'torch_sparse':
                 raise ValueError(f"A SparseTensor 'edge_index' needs backend "
                                  f"'torch_sparse' or 'auto' (got "
                                  f"'{backend}')")
-            adj_t = edge_index
+            op = edge_index
             if self.normalize:
-                adj_t = gcn_norm(adj_t, None, num_nodes, add_self_loops=False,
-                                 flow=self.flow, dtype=dtype)
-            op = adj_t
+                op = gcn_norm(op, None, num_nodes, add_self_loops=False,
+                              flow=self.flow, dtype=dtype)
         else:
             ei, ew = self._normalized(edge_index, edge_weight, num_nodes,
                                       dtype)
-            if backend == 'csr':
-                op = CSRAdjacency(ei, ew, (num_nodes, num_nodes))
-            elif backend == 'torch_sparse':
-                if ew is None:
-                    ew = torch.ones(ei.size(1), device=ei.device,
-                                    dtype=dtype)
-                # adj_t[target, source] = weight:
-                op = SparseTensor(row=ei[1], col=ei[0], value=ew.detach(),
-                                  sparse_sizes=(num_nodes, num_nodes))
-            else:
-                op = (ei, ew)
-
-        if self.cached:
+            if self.flow == 'target_to_source':
+                ei = ei.flip(0)  # messages from edge_index[1] to [0]
+            op = Adjacency(ei, ew, (num_nodes, num_nodes), backend)
+        if self.cached and not compiling:
             self._cache_key, self._cache = key, op
         return op
 
@@ -281,7 +302,7 @@ def layer_mean(conv: MultiModalLGConv, x: Tensor, edge_index,
     if num_layers == 0:
         return x if scale is None or scale == 1.0 else x * scale
     if isinstance(conv, MultiModalLGConv) and isinstance(x, Tensor) \
-            and x.dim() in (2, 3) and not is_compiling():
+            and x.dim() in (2, 3) and not conv.message_passing():
         x2d = x.reshape(x.size(0), -1)
         backend = conv._resolve_backend(edge_index, edge_weight, x2d)
         if backend == 'csr':
