@@ -24,14 +24,31 @@ CPU time is the steadier of the two).
     python benchmarks/bench_train.py --dataset baby --models lightgcn brmrs \
         --backends csr edge_index torch_sparse --out-name bench_backends
 
+**Same-run A/B against another version** (``--against DIR``, a checkout of
+another commit, *e.g.* ``git worktree add /tmp/before <commit>``): every row
+is also built by a worker process that imports the package from
+``DIR/src``, and the rounds interleave both versions' epochs (one process
+runs while the other waits), so that both see the same machine; rows of the
+other version are labelled ``<model>@<--against-name>`` and their ratios
+are to that version's LightGCN.
+
+    python benchmarks/bench_train.py --dataset baby --models lightgcn \
+        brmrs_paper --epochs 5 --against /tmp/before --out-name ab_train
+
+**Where the time goes** (``--profile N``): the top ``N`` operators of one
+extra epoch of each row under :mod:`torch.profiler` (self CPU time).
+
 Writes ``benchmarks/results/<out-name>_<dataset>.json`` and ``.md``.
 """
 import argparse
+import json
+import os
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Dict
+from typing import Dict, List
 
 import torch
 
@@ -70,11 +87,22 @@ BABY_GRAPH = dict(k_item=10, k_user=40, alpha_item=0.2, alpha_user=0.4,
 BABY_PRESET = ('brmrs', 'brmrs_paper', 'rearm')
 
 
+def recipes_module():
+    r"""The package's recipes (``pyg_brmrs.app.recipes``; ``pyg_brmrs.recipes``
+    in versions before the application had its own subpackage, for
+    ``--against``)."""
+    try:
+        from pyg_brmrs.app import recipes
+    except ImportError:
+        from pyg_brmrs import recipes
+    return recipes
+
+
 def recipe_params(name: str, dataset: str) -> Dict:
     r"""The keywords a row of recipe :obj:`name` is built with: the Baby
     preset for the BR-MRS backbone on Baby, the recipe defaults
     otherwise."""
-    from pyg_brmrs.app import recipes
+    recipes = recipes_module()
     if dataset == 'baby' and name in BABY_PRESET:
         return recipes.dataset_defaults('baby', name)
     return {}
@@ -156,8 +184,8 @@ class Bench:
     epoch (:meth:`epoch`), so that :func:`main` can interleave the rows'
     epochs."""
     def __init__(self, label, name, data, params, args, device):
-        from pyg_brmrs.app import recipes
         from pyg_brmrs.training import make_adam
+        recipes = recipes_module()
         self.label, self.params = label, params
         self.args, self.device = args, device
         data = data.clone()
@@ -218,6 +246,89 @@ class Bench:
                        // self.args.batch_size),
         }
 
+    def profile(self, top: int) -> List[Dict]:
+        r"""The :obj:`top` operators of one extra (untimed) epoch by self
+        CPU time."""
+        from torch.profiler import ProfilerActivity, profile
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            self._run(None)
+        events = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
+        total = sum(e.self_cpu_time_total for e in events) or 1.0
+        return [{'op': e.key, 'self_cpu_s': e.self_cpu_time_total / 1e6,
+                 'share': e.self_cpu_time_total / total, 'calls': e.count}
+                for e in events[:top]]
+
+
+class RemoteBenches:
+    r"""The rows of another version of the package (``DIR/src``), built and
+    timed in a worker process (this script with ``--serve``) that runs one
+    epoch per request, so that the parent can interleave them with its own
+    rows."""
+    def __init__(self, checkout: Path, name: str, specs: List[Dict], args):
+        env = dict(os.environ, PYTHONPATH=str(Path(checkout) / 'src'))
+        cmd = [sys.executable, __file__, '--serve', '--dataset',
+               args.dataset, '--threads', str(args.threads), '--device',
+               args.device, '--batch-size', str(args.batch_size)]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, env=env,
+                                     text=True)
+        self.name = name
+        self._send({'rows': specs})
+        self.version = self._receive()['version']
+        self.labels = [f"{spec['label']}@{name}" for spec in specs]
+
+    def _send(self, message):
+        self.proc.stdin.write(json.dumps(message) + '\n')
+        self.proc.stdin.flush()
+
+    def _receive(self):
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f'the --against worker ({self.name}) ended')
+        return json.loads(line)
+
+    def epoch(self, i: int):
+        self._send({'epoch': i})
+        return self._receive()
+
+    def results(self):
+        self._send({'results': True})
+        rows = self._receive()['rows']
+        self.proc.wait()
+        for row, label in zip(rows, self.labels):
+            row['model'] = label
+        return rows
+
+
+def serve(args) -> int:
+    r"""The ``--serve`` worker of :class:`RemoteBenches`: JSON requests on
+    stdin, JSON answers on stdout (everything else goes to stderr)."""
+    out, sys.stdout = sys.stdout, sys.stderr
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    spec = json.loads(sys.stdin.readline())
+    data = load_baby() if args.dataset == 'baby' else load_tiktok()
+    benches = [Bench(r['label'], r['name'], data, r['params'], args, device)
+               for r in spec['rows']]
+    import pyg_brmrs
+
+    def answer(message):
+        out.write(json.dumps(message, default=str) + '\n')
+        out.flush()
+
+    answer({'version': pyg_brmrs.__file__})
+    for line in sys.stdin:
+        request = json.loads(line)
+        if 'epoch' in request:
+            bench = benches[request['epoch']]
+            bench.epoch()
+            answer({'wall': bench.wall[-1], 'cpu': bench.cpu[-1]})
+        else:
+            answer({'rows': [b.result() for b in benches]})
+            return 0
+    return 0
+
+
 
 def round_ratios(row, ref, key):
     r"""Per round, the row's epoch over the reference row's epoch of the
@@ -243,7 +354,18 @@ def main(argv=None):
     parser.add_argument('--threads', type=int, default=2)
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--out-name', default='bench_train')
+    parser.add_argument('--against', type=Path, default=None, metavar='DIR',
+                        help='a checkout of another version: its rows are '
+                        'timed in the same rounds (see the description)')
+    parser.add_argument('--against-name', default='before')
+    parser.add_argument('--profile', type=int, default=0, metavar='N',
+                        help='the top N operators of one extra epoch per '
+                        'row (torch.profiler)')
+    parser.add_argument('--serve', action='store_true',
+                        help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.serve:
+        return serve(args)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
 
@@ -252,7 +374,7 @@ def main(argv=None):
         return skip(f'the {args.dataset} data is not available (see '
                     f'../shared/data/INDEX.md or set PYG_BRMRS_DATA)')
     info = machine_info(args.device)
-    benches = []
+    benches, specs = [], []
     for label in args.models:
         name, extra = ALIASES.get(label, (label, {}))
         params = recipe_params(name, args.dataset)
@@ -270,28 +392,51 @@ def main(argv=None):
                 p['backend'] = backend
             try:
                 benches.append(Bench(label, name, data, p, args, device))
+                specs.append({'label': label, 'name': name, 'params': p})
             except ImportError as e:
                 print(f'{label} [{backend}]: skipped ({e})')
-    # Interleaved: round r runs epoch r of every row in turn, so that the
-    # machine's speed drifting during the run reaches every row alike.
+    remote = None
+    if args.against is not None:
+        remote = RemoteBenches(args.against, args.against_name, specs, args)
+        info['against'] = {'checkout': str(args.against),
+                           'name': args.against_name,
+                           'package': remote.version}
+    # Interleaved: round r runs epoch r of every row in turn (the other
+    # version's right after this one's), so that the machine's speed
+    # drifting during the run reaches every row alike.
     for r in range(args.epochs):
-        for bench in benches:
-            bench.epoch()
-            print(f"round {r + 1}/{args.epochs} {bench.label:12s} "
-                  f"{bench.params.get('backend', 'default'):12s} epoch "
-                  f"{bench.wall[-1]:.3f}s (CPU {bench.cpu[-1]:.3f}s)",
-                  flush=True)
+        for i, bench in enumerate(benches):
+            turns = [(bench.label, None)]
+            if remote is not None:
+                turns.append((remote.labels[i], i))
+            for label, remote_row in turns:
+                if remote_row is None:
+                    bench.epoch()
+                    wall, cpu = bench.wall[-1], bench.cpu[-1]
+                else:
+                    timed = remote.epoch(remote_row)
+                    wall, cpu = timed['wall'], timed['cpu']
+                print(f"round {r + 1}/{args.epochs} {label:20s} "
+                      f"{bench.params.get('backend', 'default'):12s} epoch "
+                      f"{wall:.3f}s (CPU {cpu:.3f}s)", flush=True)
     rows = [bench.result() for bench in benches]
+    profiles = {}
+    if args.profile:
+        for bench in benches:
+            profiles[bench.label] = bench.profile(args.profile)
     del benches
+    if remote is not None:
+        rows += remote.results()
 
-    ref = {r['model']: r for r in rows
-           if r['backend'] in ('default', 'csr')}
-    lg = ref.get('lightgcn')
+    suffix = lambda r: r['model'].partition('@')[2]  # noqa: E731
+    refs = {suffix(r): r for r in rows if r['model'].partition('@')[0] ==
+            'lightgcn' and r['backend'] in ('default', 'csr')}
     for r in rows:
-        if lg:
+        ref = refs.get(suffix(r))
+        if ref:
             for key, out in (('epochs_wall_s', 'ratio_rounds'),
                              ('epochs_cpu_s', 'ratio_rounds_cpu')):
-                r[out] = round_ratios(r, lg, key)
+                r[out] = round_ratios(r, ref, key)
     header = ['model', 'backend', 'epoch s', 'propagation', 'sampling',
               'loss+backward', 'optimizer', 'sampling share',
               '/ our LightGCN', 'epoch CPU s', '/ our LightGCN (CPU)',
@@ -299,13 +444,14 @@ def main(argv=None):
     table = []
     for r in rows:
         mm = MMREC_EPOCH_S.get(r['model']) if args.dataset == 'baby' else None
+        has = 'ratio_rounds' in r
         table.append([
             r['model'], r['backend'], r['epoch_s'], r['propagation_s'],
             r['sampling_s'], r['loss_backward_s'], r['optimizer_s'],
             f"{100 * r['sampling_share']:.1f}%",
-            f"{statistics.median(r['ratio_rounds']):.2f}x" if lg else '-',
+            f"{statistics.median(r['ratio_rounds']):.2f}x" if has else '-',
             r['epoch_cpu_s'],
-            f"{statistics.median(r['ratio_rounds_cpu']):.2f}x" if lg
+            f"{statistics.median(r['ratio_rounds_cpu']):.2f}x" if has
             else '-',
             mm if mm else '-',
             f"{mm / r['epoch_s']:.1f}x" if mm else '-'
@@ -316,10 +462,30 @@ def main(argv=None):
                    "MMRec's own code (constants from another run and "
                    "machine, not measured here); compare this run's "
                    "ratios within the run.")
-    if lg and args.epochs > 1:
-        rounds += '\n\nPer-round ratios to our LightGCN (wall): ' + '; '.join(
-            f"{r['model']} " + ', '.join(f'{x:.2f}' for x in r['ratio_rounds'])
-            for r in rows if r is not lg) + '.'
+    if refs and args.epochs > 1:
+        rounds += '\n\nPer-round ratios to the LightGCN of the same ' \
+            'version (wall): ' + '; '.join(
+                f"{r['model']} " + ', '.join(f'{x:.2f}'
+                                             for x in r['ratio_rounds'])
+                for r in rows if 'ratio_rounds' in r and
+                r['model'].partition('@')[0] != 'lightgcn') + '.'
+    if remote is not None:
+        rounds += (f"\n\nRows '@{args.against_name}': the version in "
+                   f"{args.against} ({remote.version}), timed in the same "
+                   f"rounds by a worker process; '/ our LightGCN' is its own "
+                   f"LightGCN. Same model, this version over the other "
+                   f"(median of the per-round epoch ratios, wall): " +
+                   '; '.join(
+                       f"{r['model']} " + f"{statistics.median([a / b for a, b in zip(r['epochs_wall_s'], o['epochs_wall_s'])]):.3f}x"
+                       for r in rows for o in rows
+                       if o['model'] == f"{r['model']}@{args.against_name}"
+                       and r['backend'] == o['backend']) + '.')
+    if profiles:
+        for label, ops in profiles.items():
+            rounds += (f'\n\nTop operators of one epoch of {label} (self '
+                       f'CPU): ' + '; '.join(
+                           f"{o['op']} {o['self_cpu_s']:.2f}s "
+                           f"({100 * o['share']:.0f}%)" for o in ops) + '.')
     md = (f"### Seconds per training epoch, {args.dataset} "
           f"({rows[0]['steps'] if rows else '?'} steps of "
           f"{args.batch_size} pairs; {args.epochs} interleaved round(s): "
@@ -327,8 +493,8 @@ def main(argv=None):
           f"per-round ratios)\n\n" + markdown_table(header, table) + rounds)
     print('\n' + md)
     path = write_results(f'{args.out_name}_{args.dataset}',
-                         {'machine': info, 'args': vars(args), 'rows': rows},
-                         md)
+                         {'machine': info, 'args': vars(args), 'rows': rows,
+                          'profiles': profiles}, md)
     print(f'\nwritten: {path}')
     return 0
 

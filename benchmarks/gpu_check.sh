@@ -44,7 +44,7 @@ done
 #    of the same tests ran in step 1), a torchrun launch of the CLI over
 #    every GPU present, and the 1M scale benchmark on the first GPU.
 NGPU=$("$PY" -c 'import torch; print(torch.cuda.device_count())')
-PYG_BRMRS_DDP_DEVICE=cuda "$PY" -m pytest -q -rs tests/test_distributed.py \
+PYG_BRMRS_DDP_DEVICE=cuda "$PY" -m pytest -q -rs tests/utils/test_distributed.py \
   2>&1 | tail -n 8 | tee "$RESULTS_DIR/ddp_nccl_tests.txt"
 DDP_RUN="$RESULTS_DIR/ddp_run"
 rm -rf "$DDP_RUN"

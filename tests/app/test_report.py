@@ -79,7 +79,7 @@ def test_results_table_layout_mean_std_and_bold():
                        'baby N@20', 'sports R@10', 'sports R@20',
                        'sports N@10', 'sports N@20']
     # Baselines before BR-MRS; mean ± sample std over the two seeds.
-    assert [r[0] for r in rows[2:]] == ['LightGCN', 'BR-MRS']
+    assert [r[0] for r in rows[2:]] == ['LightGCN', 'BR-MRS (tuned variant)']
     std = np.std([0.20, 0.40], ddof=1)
     assert rows[3][2] == f'**0.3000 ± {std:.4f}**'
     assert rows[2][2] == '0.1000'
@@ -111,7 +111,8 @@ def test_rows_with_different_params_are_not_averaged():
     rows = rows_of(report.results_table(
         [report.to_record(r) for r in results]))
     labels = [r[0] for r in rows[2:]]
-    assert labels == ['BR-MRS (fusion="concat")', 'BR-MRS (fusion="mean")']
+    assert labels == ['BR-MRS (tuned variant) (fusion="concat")',
+                      'BR-MRS (tuned variant) (fusion="mean")']
     assert '±' not in ''.join(sum(rows, []))
 
 
@@ -211,11 +212,17 @@ def test_grid_table_marks_selected_point():
     assert rows[3][1:3] == ['0.2', '0.3000']
 
 
+def test_every_builtin_recipe_has_a_display_name():
+    from pyg_brmrs.app.recipes import list_recipes
+    assert set(list_recipes()) <= set(report.MODEL_NAMES)
+    assert report.MODEL_NAMES['brmrs_paper'] != report.MODEL_NAMES['brmrs']
+
+
 def test_summary_table_and_subsets_line():
     res = fake_result('brmrs', 'baby', 7, 0.3,
                       subsets=fake_subsets(0.1, 0.2, 0.03, 0.04))
     rows = rows_of(report.summary_table([res]))
-    assert rows[2][:3] == ['BR-MRS', 'baby', '7']
+    assert rows[2][:3] == ['BR-MRS (tuned variant)', 'baby', '7']
     assert rows[2][-3] == '0.3000'  # test R@20
     line = report.subsets_line(res['subsets'])
     assert line == ('U_image 10.00% | U_text 20.00% | U_syn 3.00% | '

@@ -29,7 +29,7 @@ registration:
                                       description='my baseline'))
 
 after which ``pyg-brmrs train --model mymodel`` and
-:func:`pyg_brmrs.app.experiment.run` build it like the built-in ones.
+:func:`pyg_brmrs.app.experiment.train` build it like the built-in ones.
 """
 import copy
 import inspect
@@ -249,7 +249,7 @@ def split_params(name: str,
 
 def register_recipe(name: str, recipe: Recipe) -> Recipe:
     r"""Registers :obj:`recipe` as :obj:`name`, after which every entry
-    point (:func:`build`, :func:`pyg_brmrs.app.experiment.run`, ``pyg-brmrs
+    point (:func:`build`, :func:`pyg_brmrs.app.experiment.train`, ``pyg-brmrs
     train --model name``) builds it. Returns :obj:`recipe`.
 
     Raises:
@@ -369,7 +369,7 @@ REARM_AMAZON: Dict[str, Dict[str, Any]] = {
 #:
 #: ``'tiktok'`` (image + audio, the DiffMM/MMSSL folder) holds the points
 #: selected on **validation** Recall@20 by the 4-point grids of
-#: ``benchmarks/run_quality.py`` (seed 999; see ``benchmarks/README.md``)
+#: ``benchmarks/quality.py run`` (seed 999; see ``benchmarks/README.md``)
 #: for every recipe, with the default graph settings of
 #: :class:`~pyg_brmrs.transforms.HomogeneousKNNGraph`.
 DATASET_DEFAULTS: Dict[str, Dict[str, Dict[str, Any]]] = {

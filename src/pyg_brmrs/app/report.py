@@ -8,7 +8,7 @@ search table and one-run summaries.
     print(results_table(collect(['runs/*/results.json'])))
 
 A *record* is the content of a ``results.json`` written by
-:func:`pyg_brmrs.app.experiment.run` (or :class:`~pyg_brmrs.training.Trainer`);
+:func:`pyg_brmrs.app.experiment.train` (or :class:`~pyg_brmrs.training.Trainer`);
 its row label is ``info["run"]["label"]``, else the model's display name,
 and its dataset ``info["run"]["dataset"]``. Runs that share dataset and row
 label are aggregated as mean ± sample standard deviation (``ddof=1``) over
@@ -24,14 +24,16 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, \
 
 PathLike = Union[str, Path]
 
-#: Display names of the recipes, in the row order of the tables.
+#: Display names of the recipes, in the row order of the tables (a recipe
+#: not listed is shown under its name, after these).
 MODEL_NAMES = {
     'bprmf': 'BPR-MF',
     'lightgcn': 'LightGCN',
     'vbpr': 'VBPR',
     'freedom': 'FREEDOM',
-    'rearm': 'REARM (objective)',
-    'brmrs': 'BR-MRS',
+    'rearm': 'REARM objective (BR-MRS backbone)',
+    'brmrs_paper': 'BR-MRS (the paper\'s model)',
+    'brmrs': 'BR-MRS (tuned variant)',
 }
 DATASET_ORDER = ('baby', 'sports', 'clothing')
 ABBREVIATIONS = {'recall': 'R', 'ndcg': 'N', 'precision': 'P', 'map': 'MAP'}
@@ -470,7 +472,7 @@ def summary_table(results: Sequence[Mapping[str, Any]],
 
 def grid_table(grid: Mapping[str, Any], digits: int = 4) -> str:
     r"""One row per grid point (the :meth:`GridResult.to_dict` of
-    :func:`~pyg_brmrs.training.grid_search`): the point's parameters, the
+    :func:`~pyg_brmrs.app.experiment.grid`): the point's parameters, the
     selection metric on validation, test R@20 / N@20 and the best epoch;
     the selected point is marked ``*``."""
     runs = grid['runs']

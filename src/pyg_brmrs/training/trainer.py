@@ -15,13 +15,9 @@ from pyg_brmrs.nn.base import Recommender
 from pyg_brmrs.objectives import Objective
 from pyg_brmrs.training import state as training_state
 from pyg_brmrs.training.batching import make_steps
-from pyg_brmrs.training.config import (
-    EVAL_MAX_SCORES,
-    TrainConfig,
-    TrainResult,
-    format_record,
-    resolve_device,
-)
+from pyg_brmrs.training.config import EVAL_MAX_SCORES, TrainConfig
+from pyg_brmrs.training.config import TrainResult, format_record
+from pyg_brmrs.training.config import resolve_device
 from pyg_brmrs.training.ddp import DistributedModel, rank_seed, rank_share
 from pyg_brmrs.training.optim import make_adam
 from pyg_brmrs.training.state import BEST, LAST, Checkpoints, LoopState
@@ -37,27 +33,20 @@ class Trainer:
     ``val_edge_index`` and ``test_edge_index`` interactions, in MMRec's
     protocol.
 
-    Every epoch: :meth:`~pyg_brmrs.nn.Recommender.on_epoch_start`, a
-    shuffled pass over the training pairs in batches of
-    :obj:`config.batch_size` (one Adam step each, :func:`make_adam`), then
-    (every :obj:`eval_every` epochs) full-ranking validation; test is ranked
-    whenever validation improves, so the reported test metrics are those of
-    the best validation epoch. Training stops after :obj:`patience`
-    evaluations without improvement, :obj:`epochs` epochs or
-    :obj:`max_time` seconds; a non-finite loss raises a
-    :class:`FloatingPointError` naming the epoch, batch and terms. All
-    randomness (shuffling, negatives, stochastic graph edits) comes from one
-    :class:`torch.Generator` seeded with :obj:`config.seed`; its state is
-    in every checkpoint (:mod:`pyg_brmrs.training.state`), so a run resumed
-    from ``last.pt`` reproduces the uninterrupted one.
-
-    **Data-parallel training** (``torchrun``, or an initialised
-    :mod:`torch.distributed` group; :obj:`TrainConfig.distributed`): every
-    process holds the data and the model
-    (:class:`~pyg_brmrs.training.ddp.DistributedModel`) and trains its share
-    of every step (:mod:`pyg_brmrs.training.ddp`); evaluation is split by
-    users (:class:`~pyg_brmrs.evaluation.ShardedEvaluator`) with the numbers
-    of one process; only rank 0 writes checkpoints.
+    Every epoch: :meth:`~pyg_brmrs.nn.Recommender.on_epoch_start`, one
+    Adam step (:func:`make_adam`) per batch of :obj:`config.batch_size`
+    shuffled training pairs, then (every :obj:`eval_every` epochs)
+    full-ranking validation; test is ranked whenever validation improves.
+    Training stops after :obj:`patience` evaluations without improvement,
+    :obj:`epochs` epochs or :obj:`max_time` seconds; a non-finite loss
+    raises a :class:`FloatingPointError` naming the epoch, batch and terms.
+    All randomness comes from one generator seeded with :obj:`config.seed`,
+    stored in every checkpoint (:mod:`pyg_brmrs.training.state`): a run
+    resumed from ``last.pt`` reproduces the uninterrupted one. Under
+    ``torchrun`` (:obj:`TrainConfig.distributed`) every process trains its
+    share of every step (:mod:`pyg_brmrs.training.ddp`), evaluation is split
+    by users (:class:`~pyg_brmrs.evaluation.ShardedEvaluator`, the numbers
+    of one process) and only rank 0 writes checkpoints.
 
     Args:
         model (Recommender): The model.

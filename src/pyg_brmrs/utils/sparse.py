@@ -68,7 +68,7 @@ def _mkl_csr(adj: Tensor, x: Tensor) -> bool:
     r"""Whether ``adj @ x`` runs on MKL's sparse kernel: a CPU CSR product
     in float32/float64 with a torch built with MKL (faster than
     ``torch.sparse.mm(reduce="sum")`` at the widths the models use, with
-    the same numbers; ``benchmarks/bench_kernels.py`` compares them)."""
+    the same numbers, measured when the kernel was chosen)."""
     return x.device.type == 'cpu' and adj.layout == torch.sparse_csr and \
         x.dtype in (torch.float32, torch.float64) and \
         torch.backends.mkl.is_available()

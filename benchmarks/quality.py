@@ -1,26 +1,224 @@
-r"""Renders the quality results written by ``run_quality.py``
-(``results/quality/<dataset>/<tag>/summary.json``) into the markdown tables
-of ``benchmarks/README.md``: the TikTok table at an equal tuning budget
-(every model: the same number of validation runs, then three seeds at the
-selected point; tags ``eq_<model>``), the fusion choice of ``brmrs_paper``,
-the ablations of both BR-MRS recipes with the synergy / unique /
-degradation fractions and per-branch hit rates (tags
-``abl_<model>_<variant>``), the earlier (unequal-budget) exploration, and
-the Amazon protocol check. Nothing is computed here but means, ratios and
-margins of numbers already recorded.
+r"""Quality runs and their tables, with the same protocol and budget for every
+model.
 
-    python benchmarks/quality_tables.py          # prints, writes results/quality/tables.md
+``run``: a small grid of the model's key hyper-parameters is trained with
+the first seed and the point with the best **validation** Recall@20 is
+selected (never test); that point is then trained with the remaining
+seeds. Every run follows MMRec's protocol
+(:class:`~pyg_brmrs.training.Trainer`: Adam, batch 2048, lr 1e-3 unless the
+grid says otherwise, early stopping on validation Recall@20 with patience
+20, at most 1000 epochs, test at the best validation epoch). Each run keeps
+its checkpoints under ``--checkpoints`` (default ``benchmarks/checkpoints``,
+not committed) and continues from them when it is started again: a long
+run that was stopped is resumed, not restarted; a run whose
+``results.json`` exists is reused (``--force`` reruns it).
+
+    python benchmarks/quality.py run --dataset tiktok --model lightgcn \
+        --grid '{"num_layers": [1, 2, 3, 4]}' --seeds 999 1000 1001
+
+    # one point only (no selection), e.g. an ablation variant:
+    python benchmarks/quality.py run --dataset tiktok --model brmrs_paper \
+        --params '{"lambda_s": 0, "bpr_weight": 1}' --tag abl_brmrs_paper_no_syn \
+        --seeds 999 1000 1001 --subsets
+
+    # neighbour-sampled training (needs torch-sparse or pyg-lib):
+    python benchmarks/quality.py run --dataset tiktok --model brmrs_paper \
+        --params '{"num_layers": 2, "fusion": "mean"}' --batching neighbor \
+        --num-neighbors 10 10 --tag neighbor_brmrs_paper --seeds 999
+
+Each run writes ``<out>/<dataset>/<tag>/<grid-point or seed>/results.json``;
+the summary (grid, selected point, per-seed test metrics, mean and std) goes
+to ``<out>/<dataset>/<tag>/summary.json``. ``--subsets`` adds the
+synergy / unique / degradation fractions of every final run.
+
+``tables``: renders the summaries (``results/quality/<dataset>/<tag>/
+summary.json``) into markdown tables (``results/quality/tables.md``): the
+TikTok table at an equal tuning budget (every model: the same number of
+validation runs, then three seeds at the selected point; tags
+``eq_<model>``), the fusion choice of ``brmrs_paper``, the ablations of both
+BR-MRS recipes with the synergy / unique / degradation fractions and
+per-branch hit rates (tags ``abl_<model>_<variant>``), the earlier
+(unequal-budget) exploration, and the Amazon protocol check. Nothing is
+computed there but means, ratios and margins of numbers already recorded.
+
+    python benchmarks/quality.py tables
 """
 import argparse
+import itertools
 import json
+import statistics
 import sys
+import time
 from pathlib import Path
 from typing import Dict, List, Optional
 
+import torch
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS  # noqa: E402
+from _common import (  # noqa: E402
+    RESULTS,
+    ROOT,
+    data_dir,
+    load_baby,
+    load_tiktok,
+    load_tsv,
+    machine_info,
+    skip,
+)
 
 METRICS = ('recall@10', 'recall@20', 'ndcg@10', 'ndcg@20')
+
+
+def load(name):
+    if name == 'tiktok':
+        return load_tiktok()
+    if name == 'baby':
+        return load_baby(with_features=False)
+    if name == 'sports':
+        return load_tsv(data_dir() / 'amazon-sports-jclaf' /
+                        'sports_jclaf_derived.tsv', with_features=False)
+    raise ValueError(f'unknown dataset {name}')
+
+
+def train_one(model_name, data, params, seed, args, out_dir):
+    from pyg_brmrs.app import recipes
+    from pyg_brmrs.training import (
+        Checkpoints,
+        TrainConfig,
+        Trainer,
+        seed_everything,
+    )
+    result_file = out_dir / 'results.json'
+    if result_file.exists() and not args.force:
+        print(f'  reuse {result_file}', flush=True)
+        return json.loads(result_file.read_text())
+    params = dict(params)
+    train_kw = {k: params.pop(k) for k in ('lr', 'batch_size')
+                if k in params}
+    seed_everything(seed)
+    model, objective = recipes.build(model_name, data, **params)
+    neighbor = args.batching == 'neighbor'
+    cfg = TrainConfig(epochs=args.epochs, patience=args.patience, seed=seed,
+                      device=args.device, num_threads=args.threads,
+                      batching=args.batching,
+                      num_neighbors=args.num_neighbors if neighbor else None,
+                      **train_kw)
+    folder = args.checkpoints / out_dir.relative_to(args.out)
+    checkpoints = Checkpoints(folder, resume=not args.force)
+    start = time.time()
+    res = Trainer(model, objective, data, cfg, checkpoints=checkpoints).fit()
+    out = res.to_dict()
+    # keep the committed files small: loss and validation R/N@20 per epoch
+    out['history'] = [{
+        'epoch': h['epoch'],
+        'loss': round(h['loss'], 5),
+        **({'val_recall@20': round(v['recall@20'], 5),
+            'val_ndcg@20': round(v['ndcg@20'], 5)}
+           if v is not None else {})
+    } for h in out['history'] for v in [h.get('valid', h.get('val'))]]
+    out['params'] = {**params, **train_kw}
+    out['model_name'] = model_name
+    out['wall_time'] = time.time() - start
+    emb = model.embed(data)
+    if args.subsets and len(emb.branches) > 1:
+        from pyg_brmrs.analysis import synergy_subsets
+        store = data['user', 'rates', 'item']
+        out['subsets'] = synergy_subsets(emb.user, emb.item,
+                                         store.edge_index,
+                                         store.test_edge_index,
+                                         k=20).to_dict()
+    result_file.write_text(json.dumps(out, indent=1, default=str))
+    print(f"  seed {seed} {params}: best epoch {res.best_epoch}/"
+          f"{res.epochs_run}, valid R@20 {res.valid['recall@20']:.4f}, test "
+          f"R@20 {res.test['recall@20']:.4f} N@20 "
+          f"{res.test['ndcg@20']:.4f} ({out['wall_time']:.0f}s)",
+          flush=True)
+    return out
+
+
+def point_name(point):
+    if not point:
+        return 'default'
+    return ','.join(f'{k}={json.dumps(v, separators=(",", ":"))}'
+                    for k, v in sorted(point.items())).replace('/', '_')
+
+
+def run(args) -> int:
+    torch.set_num_threads(args.threads)
+
+    data = load(args.dataset)
+    if data is None:
+        return skip(f'the {args.dataset} data is not available')
+    from pyg_brmrs.app import recipes
+    fixed = json.loads(args.params)
+    grid = json.loads(args.grid)
+    tag = args.tag or args.model
+    root = args.out / args.dataset / tag
+
+    graph_keys = set(recipes.parameter_names(args.model)['graph'])
+    if graph_keys & set(grid):
+        raise SystemExit('grid over graph parameters is not supported: run '
+                         'one --params per graph setting')
+    data = recipes.prepare(args.model, data, **fixed)
+
+    names = list(grid)
+    points = [dict(zip(names, v))
+              for v in itertools.product(*(grid[k] for k in names))]
+    if args.points is not None:
+        if grid:
+            raise SystemExit('--grid and --points are exclusive')
+        points = json.loads(args.points)
+        grid = {'points': points}
+    points = points or [{}]
+    print(f'{args.dataset} / {tag}: {len(points)} grid point(s), seeds '
+          f'{args.seeds}', flush=True)
+    runs = []
+    for point in points:
+        out = train_one(args.model, data, {**fixed, **point}, args.seeds[0],
+                        args, root / 'grid' / point_name(point))
+        runs.append({'point': point, 'valid': out['valid'],
+                     'test': out['test'], 'best_epoch': out['best_epoch']})
+    best = max(runs, key=lambda r: r['valid']['recall@20'])
+    finals = []
+    for seed in args.seeds:
+        if seed == args.seeds[0]:
+            out_dir = root / 'grid' / point_name(best['point'])
+        else:
+            out_dir = root / f'seed_{seed}'
+        finals.append(train_one(args.model, data,
+                                {**fixed, **best['point']}, seed, args,
+                                out_dir))
+    summary = {
+        'dataset': args.dataset,
+        'model': args.model,
+        'tag': tag,
+        'fixed': fixed,
+        'grid': grid,
+        'runs': runs,
+        'selected': best['point'],
+        'seeds': args.seeds,
+        'test': {m: [f['test'][m] for f in finals] for m in METRICS},
+        'valid': {m: [f['valid'][m] for f in finals] for m in METRICS},
+        'mean': {m: statistics.mean(f['test'][m] for f in finals)
+                 for m in METRICS},
+        'std': {m: (statistics.stdev(f['test'][m] for f in finals)
+                    if len(finals) > 1 else 0.0) for m in METRICS},
+        'epochs': [f['epochs_run'] for f in finals],
+        'epoch_time': [f['info']['epoch_time_mean'] for f in finals],
+        'machine': machine_info(args.device),
+    }
+    if args.subsets:
+        summary['subsets'] = [f.get('subsets') for f in finals]
+    (root / 'summary.json').write_text(json.dumps(summary, indent=1,
+                                                  default=str))
+    print(f"{tag}: selected {best['point']} -> test " + ', '.join(
+        f"{m} {summary['mean'][m]:.4f}±{summary['std'][m]:.4f}"
+        for m in METRICS), flush=True)
+    return 0
+
+
+# ----------------------------------------------------------------------
+# Tables
 SHORT = {'recall@10': 'R@10', 'recall@20': 'R@20', 'ndcg@10': 'N@10',
          'ndcg@20': 'N@20'}
 
@@ -72,7 +270,7 @@ PUBLISHED = {('baby', 'lightgcn'): 0.0754, ('sports', 'lightgcn'): 0.0864,
              ('baby', 'bprmf'): 0.0575, ('sports', 'bprmf'): 0.0653}
 
 
-def load(root: Path, dataset: str, tag: str) -> Optional[Dict]:
+def load_summary(root: Path, dataset: str, tag: str) -> Optional[Dict]:
     f = root / dataset / tag / 'summary.json'
     return json.loads(f.read_text()) if f.exists() else None
 
@@ -97,8 +295,8 @@ def verified_earlier(root: Path, model: str) -> Optional[Dict]:
     equal-budget table only when a rerun of its selected point with today's
     code (tag ``verify_<model>``, seed 999) reproduced the earlier run's
     validation and test metrics (R/N@10/20) to :data:`TOLERANCE`."""
-    earlier = load(root, 'tiktok', model)
-    check = load(root, 'tiktok', f'verify_{model}')
+    earlier = load_summary(root, 'tiktok', model)
+    check = load_summary(root, 'tiktok', f'verify_{model}')
     if earlier is None or check is None:
         return None
     old = next((r for r in earlier['runs']
@@ -114,7 +312,7 @@ def verified_earlier(root: Path, model: str) -> Optional[Dict]:
 
 
 def equal_budget_table(root: Path) -> List[str]:
-    found = {m: load(root, 'tiktok', f'eq_{m}') for m, _ in EQUAL}
+    found = {m: load_summary(root, 'tiktok', f'eq_{m}') for m, _ in EQUAL}
     for m in EQUAL_BASELINES:
         if found[m] is None:
             found[m] = verified_earlier(root, m)
@@ -168,7 +366,7 @@ def equal_budget_table(root: Path) -> List[str]:
 
 
 def grid_runs_table(root: Path, model: str) -> List[str]:
-    s = load(root, 'tiktok', f'eq_{model}')
+    s = load_summary(root, 'tiktok', f'eq_{model}')
     if s is None:
         return ['(not run yet)']
     rows = ['| point (seed 999) | valid R@20 | valid N@20 | best epoch |',
@@ -204,7 +402,7 @@ def ablation_equal_table(root: Path, model: str) -> List[str]:
     entries = []
     for variant, label in ABLATION_VARIANTS:
         tag = f'eq_{model}' if variant == 'full' else f'abl_{model}_{variant}'
-        s = load(root, 'tiktok', tag)
+        s = load_summary(root, 'tiktok', tag)
         if s is not None:
             entries.append((variant, label, s, seed_subsets(s)))
     if not entries:
@@ -298,7 +496,7 @@ def main_table(root: Path) -> List[str]:
             '|---|---|---|' + '---|' * len(METRICS) + '---|---|']
     found = {}
     for tag, label in MAIN:
-        s = load(root, 'tiktok', tag)
+        s = load_summary(root, 'tiktok', tag)
         if s is None:
             continue
         found[tag] = s
@@ -337,15 +535,15 @@ def explore_table(root: Path) -> List[str]:
             'valid R@20 | valid N@20 | test R@20 | test N@20 | best epoch |',
             '|---|---|---|---|---|---|']
     entries = []
-    s = load(root, 'tiktok', 'brmrs')
+    s = load_summary(root, 'tiktok', 'brmrs')
     if s:
         for r in s['runs']:
             entries.append((f"L=2, {fmt_point(r['point'])}", r))
-    s = load(root, 'tiktok', 'brmrs_layers')
+    s = load_summary(root, 'tiktok', 'brmrs_layers')
     if s:
         for r in s['runs']:
             entries.append((f"{fmt_point(r['point'])}, id_mode=add", r))
-    s = load(root, 'tiktok', FINAL)
+    s = load_summary(root, 'tiktok', FINAL)
     if s:
         for r in s['runs']:
             if r['point'].get('id_mode') == 'concat':
@@ -372,7 +570,7 @@ def explore_table(root: Path) -> List[str]:
 def ablation_table(root: Path) -> List[str]:
     rows = []
     for tag, label in ABLATION:
-        s = load(root, 'tiktok', tag)
+        s = load_summary(root, 'tiktok', tag)
         if s is None:
             continue
         sub = (s.get('subsets') or [None])[0]
@@ -401,9 +599,9 @@ def ablation_seeds_table(root: Path) -> List[str]:
         return (f"| {label} | {'/'.join(map(str, s['seeds']))} | "
                 f"{pm(s, 'recall@20')} | {pm(s, 'ndcg@20')} |")
 
-    runs = [(label, load(root, 'tiktok', tag)) for tag, label in ABLATION]
+    runs = [(label, load_summary(root, 'tiktok', tag)) for tag, label in ABLATION]
     runs = [(label, s) for label, s in runs if s and len(s['seeds']) > 1]
-    final = load(root, 'tiktok', FINAL)
+    final = load_summary(root, 'tiktok', FINAL)
     if final:
         runs.insert(0, ('full (the final BR-MRS)', final))
     if not runs:
@@ -418,7 +616,7 @@ def amazon_table(root: Path) -> List[str]:
             '|---|---|---|---|---|---|---|---|']
     for dataset in ('baby', 'sports'):
         for model in ('lightgcn', 'bprmf'):
-            s = load(root, dataset, model)
+            s = load_summary(root, dataset, model)
             if s is None:
                 continue
             pub = PUBLISHED[(dataset, model)]
@@ -451,10 +649,7 @@ def commands(root: Path) -> List[str]:
     return rows
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--root', type=Path, default=RESULTS / 'quality')
-    args = parser.parse_args(argv)
+def tables(args) -> int:
     out = ['# Quality results', '',
            '## TikTok at an equal tuning budget', '',
            *equal_budget_table(args.root), '',
@@ -487,6 +682,44 @@ def main(argv=None) -> int:
     print(text)
     (args.root / 'tables.md').write_text(text)
     return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    sub = parser.add_subparsers(dest='command', required=True)
+    p = sub.add_parser('run', help='train a grid on one seed, select on '
+                       'validation, then the other seeds')
+    p.add_argument('--dataset', choices=['tiktok', 'baby', 'sports'],
+                   required=True)
+    p.add_argument('--model', required=True)
+    p.add_argument('--params', default='{}',
+                   help='JSON dict of fixed parameters')
+    p.add_argument('--grid', default='{}',
+                   help='JSON dict parameter -> list of values')
+    p.add_argument('--points', default=None,
+                   help='JSON list of points (dicts) to select from, '
+                   'instead of --grid')
+    p.add_argument('--seeds', type=int, nargs='+', default=[999])
+    p.add_argument('--tag', default=None)
+    p.add_argument('--epochs', type=int, default=1000)
+    p.add_argument('--patience', type=int, default=20)
+    p.add_argument('--threads', type=int, default=1)
+    p.add_argument('--device', default='cpu')
+    p.add_argument('--batching', choices=['full', 'neighbor'],
+                   default='full')
+    p.add_argument('--num-neighbors', type=int, nargs='+', default=[10, 10])
+    p.add_argument('--subsets', action='store_true')
+    p.add_argument('--force', action='store_true',
+                   help='rerun (and restart) runs that have results')
+    p.add_argument('--out', type=Path, default=RESULTS / 'quality')
+    p.add_argument('--checkpoints', type=Path,
+                   default=ROOT / 'benchmarks' / 'checkpoints')
+    p.set_defaults(func=run)
+    t = sub.add_parser('tables', help='render the recorded summaries')
+    t.add_argument('--root', type=Path, default=RESULTS / 'quality')
+    t.set_defaults(func=tables)
+    args = parser.parse_args(argv)
+    return args.func(args)
 
 
 if __name__ == '__main__':
