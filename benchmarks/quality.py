@@ -127,6 +127,7 @@ def train_one(model_name, data, params, seed, args, out_dir):
                                          store.edge_index,
                                          store.test_edge_index,
                                          k=20).to_dict()
+    out_dir.mkdir(parents=True, exist_ok=True)
     result_file.write_text(json.dumps(out, indent=1, default=str))
     print(f"  seed {seed} {params}: best epoch {res.best_epoch}/"
           f"{res.epochs_run}, valid R@20 {res.valid['recall@20']:.4f}, test "
