@@ -39,6 +39,23 @@ def cpu_model() -> str:
     return platform.processor() or 'unknown'
 
 
+def git_commit() -> Optional[str]:
+    r"""The commit of the checkout these scripts run from (with ``+dirty``
+    when its sources have uncommitted changes), :obj:`None` outside git."""
+    import subprocess
+    try:
+        head = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=ROOT,
+                              capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(['git', 'status', '--porcelain', '--', 'src',
+                                'benchmarks/*.py'], cwd=ROOT,
+                               capture_output=True, text=True,
+                               check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ('+dirty' if dirty else '')
+
+
 def machine_info(device: str = 'cpu',
                  threads: Optional[int] = None) -> Dict[str, object]:
     r"""Machine, versions and command of a benchmark run; ``threads`` is the
@@ -62,6 +79,7 @@ def machine_info(device: str = 'cpu',
         'pyg_brmrs': pyg_brmrs.__version__,
         'python': platform.python_version(),
         'device': device,
+        'commit': git_commit(),
     }
     if device.startswith('cuda') and torch.cuda.is_available():
         info['gpu'] = torch.cuda.get_device_name(0)

@@ -59,6 +59,7 @@ from _common import (  # noqa: E402
     RESULTS,
     ROOT,
     data_dir,
+    git_commit,
     load_baby,
     load_tiktok,
     load_tsv,
@@ -119,6 +120,7 @@ def train_one(model_name, data, params, seed, args, out_dir):
     out['params'] = {**params, **train_kw}
     out['model_name'] = model_name
     out['wall_time'] = time.time() - start
+    out['commit'] = git_commit()
     emb = model.embed(data)
     if args.subsets and len(emb.branches) > 1:
         from pyg_brmrs.analysis import synergy_subsets
