@@ -26,7 +26,8 @@ from pyg_brmrs.training import TrainConfig
 #: Where MMRec's preprocessed datasets (interactions + features) live.
 MMREC_DATA_URL = ('https://drive.google.com/drive/folders/'
                   '13cBy1EA_saTUuXxVllKgtfci2A09jyaG')
-ALL_MODELS = ['bprmf', 'lightgcn', 'vbpr', 'freedom', 'rearm', 'brmrs_paper',
+ALL_MODELS = ['bprmf', 'lightgcn', 'vbpr', 'freedom', 'lgmrec', 'mgcn',
+              'dragon', 'bm3', 'rearm_objective_on_brmrs', 'brmrs_paper',
               'brmrs']
 
 

@@ -87,7 +87,7 @@ VARIANTS: Dict[str, Tuple[str, str, Dict[str, Any]]] = {
                {'detach_reference': True}),
     'mean': ('fusion = mean', 'brmrs', {'fusion': 'mean'}),
     'gated': ('fusion = gated', 'brmrs', {'fusion': 'gated'}),
-    'rearm': ('REARM objective', 'rearm', {}),
+    'rearm': ('REARM objective', 'rearm_objective_on_brmrs', {}),
 }
 
 

@@ -340,6 +340,39 @@ def check_seeded_determinism(name: str, data, build_fn,
         f"{histories[1]}")
 
 
+def check_refuses_subgraphs(name: str, data, model) -> None:
+    r"""A model that computes on the whole graph only
+    (``supports_subgraph = False``) refuses a mini-batch subgraph with an
+    error naming itself and the full graph, and so does neighbour batching
+    (instead of training silently on wrong representations)."""
+    from pyg_brmrs.training import TrainConfig
+    from pyg_brmrs.training.batching import make_steps
+    users = torch.randperm(int(data['user'].num_nodes))
+    items = torch.randperm(int(data['item'].num_nodes))
+    cls = model.__class__.__name__
+    for what, run in (
+            ('a subgraph', lambda: model(subgraph_batch(data, users,
+                                                        items))),
+            ('neighbour batching', lambda: make_steps(
+                TrainConfig(batching='neighbor'), data, model,
+                torch.device('cpu')))):
+        try:
+            run()
+        except ValueError as e:
+            assert cls in str(e) and 'full' in str(e), (
+                f"{name}: the refusal of {what} does not name the model and "
+                f"the full graph: {e}")
+        else:
+            raise AssertionError(f"{name}: supports_subgraph is False but "
+                                 f"{what} was accepted")
+
+
+#: The checks that run the model on mini-batch subgraphs; a model with
+#: ``supports_subgraph = False`` gets :func:`check_refuses_subgraphs`
+#: instead.
+SUBGRAPH_CHECKS = ('shuffled_whole_graph', 'complete_neighbourhoods',
+                   'gradients')
+
 CHECKS: Dict[str, Callable] = {
     'shuffled_whole_graph': check_shuffled_whole_graph,
     'complete_neighbourhoods': check_complete_neighbourhoods,
@@ -359,7 +392,9 @@ def check_recipe(name: str, data: Optional[HeteroData] = None,
     check_blocks(name, prepared, model)
     every = list(CHECKS) + ['gradients', 'state_dict', 'determinism']
     for check in (every if checks is None else checks):
-        if check in CHECKS:
+        if check in SUBGRAPH_CHECKS and not model.supports_subgraph:
+            check_refuses_subgraphs(name, prepared, model)
+        elif check in CHECKS:
             CHECKS[check](name, prepared, model)
         elif check == 'gradients':
             check_gradients_map_to_global_ids(name, prepared, model,

@@ -89,3 +89,31 @@ def test_the_data_keeps_blocks_apart(data):
     ei = prepared['user', 'rates', 'item'].edge_index
     assert torch.equal(conformance.block_of(ei[0], conformance.BLOCK_USERS),
                        conformance.block_of(ei[1], conformance.BLOCK_ITEMS))
+
+
+class WholeGraphOnly(BPRMF):
+    r"""Declares that it computes on the whole graph only."""
+    supports_subgraph = False
+
+
+class RefusesUnhelpfully(WholeGraphOnly):
+    r"""Refuses a subgraph with an error that names nothing."""
+    def graph(self, data, users=None):
+        if 'n_id' in data['user']:
+            raise ValueError('nope')
+        return super().graph(data, users)
+
+
+def test_a_full_graph_model_is_checked_for_its_refusal(data):
+    for model, ok in ((WholeGraphOnly, True), (RefusesUnhelpfully, False)):
+        recipe = Recipe(model, BPRObjective, False, dict(reg_weight=1e-4),
+                        'runs on the full graph only')
+        with recipes.registered_recipe('whole', recipe):
+            for check in conformance.SUBGRAPH_CHECKS:
+                if ok:
+                    conformance.check_recipe('whole', data, checks=[check])
+                else:
+                    with pytest.raises(AssertionError,
+                                       match='does not name the model'):
+                        conformance.check_recipe('whole', data,
+                                                 checks=[check])

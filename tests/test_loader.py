@@ -31,7 +31,8 @@ def data():
 
 
 @pytest.mark.parametrize('name', ['lightgcn', 'brmrs_paper', 'brmrs',
-                                  'rearm', 'freedom'])
+                                  'rearm_objective_on_brmrs', 'freedom',
+                                  'lgmrec', 'mgcn', 'dragon', 'bm3'])
 def test_draw_then_pass_is_the_same_step(data, name):
     torch.manual_seed(0)
     model, objective = recipes.build(name, data, embedding_dim=8)

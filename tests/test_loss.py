@@ -3,7 +3,13 @@ import math
 import pytest
 import torch
 
-from pyg_brmrs.loss import CrossModalBPRLoss, SynergyBPRLoss, bpr_loss
+from pyg_brmrs.loss import (
+    CrossModalBPRLoss,
+    SynergyBPRLoss,
+    bpr_loss,
+    cosine_info_nce,
+    product_logsumexp,
+)
 
 
 def naive_log_sigmoid(x: float) -> float:
@@ -136,3 +142,67 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match='at least one'):
         CrossModalBPRLoss()([], [])
     assert 'theta=0.1' in repr(loss)
+
+
+@pytest.mark.parametrize('scale', [1.0, 100.0])  # large: exp would overflow
+def test_product_logsumexp_matches_torch(scale):
+    g = torch.Generator().manual_seed(0)
+    q = (scale * torch.randn(5, 3, generator=g, dtype=torch.float64)
+         ).requires_grad_()
+    k = torch.randn(7, 3, generator=g, dtype=torch.float64,
+                    requires_grad=True)
+    w = torch.randn(5, generator=g, dtype=torch.float64)
+    got = product_logsumexp(q, k)
+    want = torch.logsumexp(q @ k.t(), dim=1)
+    assert torch.isfinite(got).all()
+    assert torch.allclose(got, want)
+    dq, dk = torch.autograd.grad((got * w).sum(), (q, k))
+    eq, ek = torch.autograd.grad((want * w).sum(), (q, k))
+    assert torch.allclose(dq, eq) and torch.allclose(dk, ek)
+    assert torch.autograd.gradcheck(product_logsumexp, (q.detach().div(
+        scale).requires_grad_(), k))
+    # one candidate: the score itself
+    one = product_logsumexp(q.detach(), k.detach()[:1])
+    assert torch.allclose(one, (q.detach() @ k.detach()[:1].t())[:, 0])
+
+
+def test_product_logsumexp_bad_input():
+    with pytest.raises(ValueError, match='no candidate'):
+        product_logsumexp(torch.randn(2, 3), torch.randn(0, 3))
+    with pytest.raises(ValueError, match=r"\[B, D\] and \[N, D\]"):
+        product_logsumexp(torch.randn(2, 3), torch.randn(4, 2))
+
+
+def test_cosine_info_nce_against_a_loop():
+    g = torch.Generator().manual_seed(3)
+    a, p = torch.randn(4, 5, generator=g), torch.randn(4, 5, generator=g)
+    c = torch.randn(6, 5, generator=g)
+    terms = []
+    for b in range(4):
+        cos = torch.nn.functional.cosine_similarity
+        pos = math.exp(cos(a[b], p[b], dim=0).item() / 0.5)
+        ttl = sum(math.exp(cos(a[b], c[j], dim=0).item() / 0.5)
+                  for j in range(6))
+        terms.append(-math.log(pos / ttl))
+    assert cosine_info_nce(a, p, c, 0.5).item() == pytest.approx(
+        sum(terms) / 4, rel=1e-5)
+    assert cosine_info_nce(a, p, c, 0.5, 'sum').item() == pytest.approx(
+        sum(terms), rel=1e-5)
+    none = cosine_info_nce(a, p, c, 0.5, 'none')
+    assert none.shape == (4, ) and none[2].item() == pytest.approx(
+        terms[2], rel=1e-5)
+    # a tiny temperature stays finite (the ratio of exponentials overflows)
+    assert torch.isfinite(cosine_info_nce(a, p, c, 1e-3))
+    with pytest.raises(ValueError, match='reduction'):
+        cosine_info_nce(a, p, c, 0.5, 'max')
+
+
+def test_product_logsumexp_bound_skips_the_shift_only_when_safe():
+    g = torch.Generator().manual_seed(5)
+    q = torch.nn.functional.normalize(torch.randn(4, 3, generator=g)) / 0.2
+    k = torch.nn.functional.normalize(torch.randn(6, 3, generator=g))
+    want = torch.logsumexp(q @ k.t(), dim=1)
+    for bound in (None, 5.0, 1e4):  # 1e4: too large, the shift is kept
+        assert torch.allclose(product_logsumexp(q, k, bound), want)
+    big = q * 100  # scores up to 500: exp overflows without the shift
+    assert torch.isfinite(product_logsumexp(big, k, bound=500.0)).all()

@@ -233,7 +233,7 @@ def test_rearm_terms_equal_naive_formulas():
 
 def test_rearm_objective_total(data):
     torch.manual_seed(0)
-    model, objective = recipes.build('rearm', data, embedding_dim=6,
+    model, objective = recipes.build('rearm_objective_on_brmrs', data, embedding_dim=6,
                                      num_layers=1, cl_weight=0.3,
                                      orth_weight=0.2, temperature=0.4,
                                      reg_weight=REG)

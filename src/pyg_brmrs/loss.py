@@ -1,8 +1,9 @@
 r"""The losses of BR-MRS: the cross-modal BPR loss of its hard negatives and
-the synergy-aware BPR loss. All are computed with
+the synergy-aware BPR loss, computed with
 :func:`torch.nn.functional.logsigmoid`, which is finite for any score
-magnitude."""
-from typing import Sequence, Union
+magnitude; and the contrastive loss of the baselines
+(:func:`cosine_info_nce`) over a memory-light log-sum-exp."""
+from typing import Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -157,3 +158,86 @@ class SynergyBPRLoss(torch.nn.Module):
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}(theta={self.theta}, '
                 f'detach_reference={self.detach_reference})')
+
+
+class _ProductLogSumExp(torch.autograd.Function):
+    r""":math:`\log\sum_j \exp(\mathbf{q}_b^{\top}\mathbf{k}_j)` with one
+    ``[B, N]`` buffer: the forward pass exponentiates the scores in place
+    (shifted by the row maxima unless :obj:`bound` guarantees they cannot
+    overflow) and keeps them with their row sums :math:`Z_b`; the backward
+    pass reads them twice, with the softmax's normalisation and the
+    incoming gradient folded into the ``[B, D]`` factors:
+    :math:`\partial\mathbf{q} = \mathrm{diag}(g/Z)\,\mathbf{E}\mathbf{K}`,
+    :math:`\partial\mathbf{K} = \mathbf{E}^{\top}\mathrm{diag}(g/Z)
+    \mathbf{q}`."""
+    @staticmethod
+    def forward(ctx, q: Tensor, k: Tensor, bound: Optional[float]) -> Tensor:
+        e = q @ k.t()
+        if bound is None or bound > EXP_SAFE:
+            top = e.amax(dim=1, keepdim=True)
+            e.sub_(top)
+        else:
+            top = None
+        e.exp_()
+        total = e.sum(dim=1)
+        ctx.save_for_backward(q, k, e, total)
+        out = total.log()
+        return out if top is None else out + top.squeeze(1)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        q, k, e, total = ctx.saved_tensors
+        w = (grad / total).unsqueeze(1)
+        dq = w * (e @ k) if ctx.needs_input_grad[0] else None
+        # (q' E)^T, not E^T q': torch's kernels read E row-major then
+        dk = ((w * q).t() @ e).t() if ctx.needs_input_grad[1] else None
+        return dq, dk, None
+
+
+#: The largest score magnitude :func:`product_logsumexp` exponentiates
+#: without the row-maximum shift (float32's exp overflows above 88.7).
+EXP_SAFE = 60.0
+
+
+def product_logsumexp(q: Tensor, k: Tensor,
+                      bound: Optional[float] = None) -> Tensor:
+    r"""``torch.logsumexp(q @ k.T, dim=1)`` for ``q`` ``[B, D]`` and
+    ``k`` ``[N, D]`` (the same values up to float rounding), computed in
+    one ``[B, N]`` buffer that the backward pass reuses: the denominator of
+    a contrastive loss over many candidates at the memory of one score
+    matrix and three passes over it forward, two backward. :obj:`bound`, a
+    known bound on :math:`|\mathbf{q}_b^{\top}\mathbf{k}_j|` (*e.g.*
+    :math:`1/\tau` for cosines at temperature :math:`\tau`), lets it skip
+    the row-maximum shift when the exponentials cannot overflow.
+
+    Raises:
+        ValueError: if there is no candidate (``N = 0``) or the shapes do
+            not match.
+    """
+    if q.dim() != 2 or k.dim() != 2 or q.size(1) != k.size(1):
+        raise ValueError(f"'q' and 'k' must be [B, D] and [N, D] (got "
+                         f"{tuple(q.shape)} and {tuple(k.shape)})")
+    if k.size(0) == 0:
+        raise ValueError("'k' holds no candidate row")
+    return _ProductLogSumExp.apply(q, k, bound)
+
+
+def cosine_info_nce(anchor: Tensor, positive: Tensor, candidates: Tensor,
+                    temperature: float, reduction: str = 'mean') -> Tensor:
+    r"""The InfoNCE loss of cosine similarities,
+
+    .. math::
+        \ell_b = -\log \frac{\exp(\cos(\mathbf{a}_b, \mathbf{p}_b) / \tau)}
+        {\sum_j \exp(\cos(\mathbf{a}_b, \mathbf{c}_j) / \tau)},
+
+    for :obj:`anchor` and :obj:`positive` ``[B, d]`` and the candidate
+    rows :obj:`candidates` ``[N, d]`` (MGCN's ``InfoNCE``: the positive
+    view's batch rows, mean over the batch; LGMRec's
+    ``ssl_triple_loss``: all rows of the other view, summed), computed as
+    a log-sum-exp (:func:`product_logsumexp`: finite for any
+    :math:`\tau`, where the reference's ratio of exponentials overflows)."""
+    a = F.normalize(anchor, dim=1) / temperature
+    pos = (a * F.normalize(positive, dim=1)).sum(-1)
+    lse = product_logsumexp(a, F.normalize(candidates, dim=1),
+                            bound=1.0 / temperature)
+    return _reduce(lse - pos, _check_reduction(reduction))

@@ -104,16 +104,23 @@ class BPRObjective(Objective):
     modality BPR):
 
     .. math::
-        \mathcal{L} = \frac{1}{B}\sum_b -\log\sigma\left(s(u_b, i^+_b) -
-        s(u_b, i^-_b)\right) + \lambda \, \mathcal{R} + \mathcal{L}_{aux}.
+        \mathcal{L} = \frac{\lambda_b}{B}\sum_b -\log\sigma\left(
+        s(u_b, i^+_b) - s(u_b, i^-_b)\right) + \lambda \, \mathcal{R} +
+        \mathcal{L}_{aux}.
 
     Args:
         sampler (UniformNegativeSampler): The negative sampler.
         reg_weight (float, optional): :math:`\lambda`. (default: :obj:`1e-4`)
+        bpr_weight (float, optional): :math:`\lambda_b`; DRAGON's
+            :math:`-\log_2\sigma` is :math:`\lambda_b = 1/\ln 2`.
+            (default: :obj:`1.0`)
     """
     def __init__(self, sampler: UniformNegativeSampler,
-                 reg_weight: float = 1e-4):
+                 reg_weight: float = 1e-4, bpr_weight: float = 1.0):
         super().__init__(sampler, reg_weight)
+        if not bpr_weight > 0:
+            raise ValueError(f"'bpr_weight' must be > 0 (got {bpr_weight})")
+        self.bpr_weight = float(bpr_weight)
 
     @classmethod
     def from_data(cls, data: HeteroData, generator=None,
@@ -139,10 +146,77 @@ class BPRObjective(Objective):
             'reg': model.regularization(users, pos_items, neg_items, out),
         }
         aux = model.auxiliary_loss(out, users, pos_items, neg_items)
-        loss = terms['bpr'] + self.reg_weight * terms['reg']
+        loss = self.bpr_weight * terms['bpr'] + self.reg_weight * terms['reg']
         for name, value in aux.items():
             terms[name] = value
             loss = loss + value
+        terms['loss'] = loss
+        return terms
+
+    def __repr__(self) -> str:
+        extra = '' if self.bpr_weight == 1.0 else \
+            f', bpr_weight={self.bpr_weight}'
+        return (f'{self.__class__.__name__}(reg_weight={self.reg_weight}'
+                f'{extra})')
+
+
+class NegativeFreeObjective(Objective):
+    r"""The model's own loss of the positive pairs, with no negatives
+    drawn (*e.g.* BM3's bootstrapped alignment), plus its regularisation:
+
+    .. math::
+        \mathcal{L} = \sum_t \mathcal{L}_t(\{(u_b, i^+_b)\}_b) +
+        \lambda \, \mathcal{R},
+
+    with the terms :math:`\mathcal{L}_t` of
+    :meth:`~pyg_brmrs.nn.Recommender.positive_loss` (already weighted) and
+    :math:`\mathcal{R}` = :meth:`~pyg_brmrs.nn.Recommender.regularization`
+    called with ``neg_items=None``. :meth:`draw` draws nothing, so a
+    mini-batch subgraph holds the pairs' nodes only.
+
+    Args:
+        reg_weight (float, optional): :math:`\lambda`. (default: :obj:`0.0`)
+    """
+    def __init__(self, reg_weight: float = 0.0):
+        super().__init__(None, reg_weight)
+        self._generator: Optional[torch.Generator] = None
+
+    @classmethod
+    def from_data(cls, data: HeteroData, generator=None,
+                  schema: Optional[Schema] = None,
+                  **kwargs) -> 'NegativeFreeObjective':
+        r"""The objective (it needs nothing of :obj:`data`; the
+        signature is that of every objective's)."""
+        out = cls(**kwargs)
+        out.generator = generator
+        return out
+
+    def draw(self, users: Tensor) -> Dict[str, Tensor]:
+        r"""Nothing: ``{}``."""
+        return {}
+
+    def to(self, device) -> 'NegativeFreeObjective':
+        return self
+
+    @property
+    def generator(self) -> Optional[torch.Generator]:
+        return self._generator
+
+    @generator.setter
+    def generator(self, value: Optional[torch.Generator]) -> None:
+        self._generator = value
+
+    def __call__(self, model: Recommender, data: HeteroData, users: Tensor,
+                 pos_items: Tensor,
+                 negatives: Optional[Dict[str, Tensor]] = None
+                 ) -> Dict[str, Tensor]:
+        out = model(data)
+        terms = dict(model.positive_loss(out, users, pos_items))
+        terms['reg'] = model.regularization(users, pos_items, None, out)
+        loss = self.reg_weight * terms['reg']
+        for name, value in terms.items():
+            if name != 'reg':
+                loss = loss + value
         terms['loss'] = loss
         return terms
 

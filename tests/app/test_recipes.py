@@ -194,7 +194,70 @@ def test_presets_and_recorded_runs_still_route():
             split_params(model, params)
     seen = 0
     for path, model, params in recorded_params():
-        split_params(model, params)
+        split_params(recipes.RENAMED_RECIPES.get(model, model), params)
         seen += 1
     if seen == 0:
         pytest.skip('no recorded quality results in this checkout')
+
+
+def test_renamed_recipe_says_its_new_name():
+    with pytest.raises(ValueError, match="'rearm' was renamed "
+                       "'rearm_objective_on_brmrs'"):
+        get_recipe('rearm')
+    assert get_recipe('rearm_objective_on_brmrs').description.startswith(
+        "REARM's objective")
+
+
+def test_training_settings_of_recipes_presets_and_options(content_mf):
+    # the defaults, then the recipe's own settings, then train.* keys,
+    # then explicit settings
+    assert recipes.train_config('content_mf') == recipes.TrainConfig()
+    tuned = Recipe(ContentMF, BPRObjective, False, description='decays',
+                   training=dict(lr_decay=(0.5, 10), lr=5e-3))
+    with registered_recipe('decaying', tuned):
+        cfg = recipes.train_config('decaying')
+        assert cfg.lr_decay == (0.5, 10) and cfg.lr == 5e-3
+        cfg = recipes.train_config('decaying', {'train.lr': 1e-4,
+                                                'embedding_dim': 8})
+        assert cfg.lr == 1e-4 and cfg.lr_decay == (0.5, 10)
+        cfg = recipes.train_config('decaying', {'train.lr': 1e-4}, lr=0.1,
+                                   seed=4)
+        assert cfg.lr == 0.1 and cfg.seed == 4
+        # train.* keys are checked and left out of the model's parameters
+        assert split_params('decaying', {'train.lr': 1e-4,
+                                         'embedding_dim': 8})[1] == {
+            'embedding_dim': 8}
+        with pytest.raises(ValueError, match="Unknown training setting "
+                           "'train.lrate'"):
+            split_params('decaying', {'train.lrate': 1e-4})
+        with pytest.raises(ValueError, match='TrainConfig.lr_decay'):
+            recipes.train_config('decaying', {'train.lr_decay': 0.9})
+    with pytest.raises(ValueError, match='not a valid TrainConfig'):
+        register_recipe('x', Recipe(ContentMF, BPRObjective, False,
+                                    training={'lr_decay': (2.0, 1)}))
+    with pytest.raises(ValueError, match='not a valid TrainConfig'):
+        register_recipe('x', Recipe(ContentMF, BPRObjective, False,
+                                    training={'lrate': 1e-3}))
+    assert 'x' not in list_recipes()
+
+
+def test_cli_training_options_fall_back_to_recipe_and_preset(content_mf):
+    tuned = Recipe(ContentMF, BPRObjective, False, description='decays',
+                   training=dict(lr_decay=(0.5, 10)))
+    with registered_recipe('decaying', tuned):
+        parser = cli.build_parser()  # after the registration (choices)
+        args = parser.parse_args(['train', '--model', 'decaying',
+                                  '--synthetic'])
+        cfg = cli.train_config(args, {})
+        assert cfg.lr_decay == (0.5, 10) and cfg.lr == 1e-3
+        cfg = cli.train_config(args, {'train.lr': 2e-3})
+        assert cfg.lr == 2e-3
+        args = parser.parse_args(['train', '--model', 'decaying',
+                                  '--synthetic', '--lr', '0.01',
+                                  '--lr-decay', '0.9', '5'])
+        cfg = cli.train_config(args, {'train.lr': 2e-3})
+        assert cfg.lr == 0.01 and cfg.lr_decay == (0.9, 5)
+        args = parser.parse_args(['train', '--model', 'decaying',
+                                  '--synthetic', '--lr-decay', '0.9', '2.5'])
+        with pytest.raises(cli.CLIError, match='TrainConfig.lr_decay'):
+            cli.train_config(args, {})

@@ -78,11 +78,15 @@ benchmarks/README.md holds the quality tables."""
 def epilog() -> str:
     r"""The main help's epilog: examples and the recipes and data formats
     registered now."""
+    def entry(name, text):
+        head = f'  {name:12s}' if len(name) < 12 else f'  {name}\n' + ' ' * 14
+        first, _, rest = head.rpartition('\n')
+        body = textwrap.fill(text or '', width=79, initial_indent=rest,
+                             subsequent_indent=' ' * 14)
+        return f'{first}\n{body}' if first else body
+
     def entries(names, describe):
-        return '\n'.join(
-            textwrap.fill(describe(n) or '', width=79,
-                          initial_indent=f'  {n:12s}',
-                          subsequent_indent=' ' * 14) for n in names)
+        return '\n'.join(entry(n, describe(n)) for n in names)
 
     return (EXAMPLES + '\nmodels (--model):\n' +
             entries(recipes.list_recipes(),
@@ -302,19 +306,26 @@ def _model_options(parser: argparse.ArgumentParser,
 
 def _training_options(parser: argparse.ArgumentParser) -> None:
     d = TrainConfig()
-    group = parser.add_argument_group('training (defaults: MMRec\'s)')
-    group.add_argument('--epochs', type=_positive_int, default=d.epochs,
+    group = parser.add_argument_group(
+        'training (defaults: MMRec\'s, with the recipe\'s own settings, '
+        'e.g. MGCN\'s learning-rate decay, and the preset\'s train.* '
+        'parameters; an option given here wins)')
+    group.add_argument('--epochs', type=_positive_int,
                        help=f'maximum epochs (default: {d.epochs})')
     group.add_argument('--batch-size', type=_positive_int,
-                       default=d.batch_size,
                        help=f'training pairs per step (default: '
                        f'{d.batch_size})')
-    group.add_argument('--lr', type=_positive_float, default=d.lr,
+    group.add_argument('--lr', type=_positive_float,
                        help=f'Adam learning rate (default: {d.lr})')
+    group.add_argument('--lr-decay', type=float, nargs=2,
+                       metavar=('FACTOR', 'STEP'),
+                       help='learning-rate schedule: epoch e trains with '
+                       'lr * FACTOR^(e / STEP) (MMRec\'s '
+                       'learning_rate_scheduler; default: constant, or the '
+                       'recipe\'s, e.g. 0.96 50 for mgcn)')
     group.add_argument('--weight-decay', type=_nonnegative_float,
-                       default=d.weight_decay,
                        help=f'Adam weight decay (default: {d.weight_decay})')
-    group.add_argument('--patience', type=_positive_int, default=d.patience,
+    group.add_argument('--patience', type=_positive_int,
                        help='early stopping: evaluations without a better '
                        f'validation Recall@20 (default: {d.patience})')
     group.add_argument('--eval-every', type=_positive_int,
@@ -522,20 +533,32 @@ def model_params(args) -> Dict[str, Any]:
     return params
 
 
-def train_config(args) -> TrainConfig:
+#: The training options that fall back to the recipe's and the preset's
+#: settings when they are not given (option attribute = TrainConfig field).
+FALLBACK_OPTIONS = ('epochs', 'batch_size', 'lr', 'lr_decay', 'weight_decay',
+                    'patience')
+
+
+def train_config(args, params: Dict[str, Any]) -> TrainConfig:
+    r"""The run's :class:`~pyg_brmrs.training.TrainConfig`:
+    :func:`~pyg_brmrs.app.recipes.train_config` of the model with the
+    ``train.*`` keys of :obj:`params`, under the options given."""
     if getattr(args, 'batching', 'full') == 'neighbor':  # before any data
         try:
             require_sampling_backend('--batching neighbor')
         except ImportError as e:
             raise CLIError(str(e)) from None
-    return TrainConfig(epochs=args.epochs, batch_size=args.batch_size,
-                       lr=args.lr, weight_decay=args.weight_decay,
-                       patience=args.patience, eval_every=args.eval_every,
-                       seed=args.seed, device=args.device,
-                       progress=args.progress, max_time=args.max_time,
-                       num_threads=args.threads,
-                       batching=getattr(args, 'batching', 'full'),
-                       num_neighbors=getattr(args, 'num_neighbors', None))
+    given = {k: getattr(args, k) for k in FALLBACK_OPTIONS
+             if getattr(args, k, None) is not None}
+    try:
+        return recipes.train_config(
+            args.model, params, **given, eval_every=args.eval_every,
+            seed=args.seed, device=args.device, progress=args.progress,
+            max_time=args.max_time, num_threads=args.threads,
+            batching=getattr(args, 'batching', 'full'),
+            num_neighbors=getattr(args, 'num_neighbors', None))
+    except ValueError as e:
+        raise CLIError(str(e)) from None
 
 
 def describe(source: experiment.DataSource, data) -> str:
@@ -579,7 +602,7 @@ def _train(args) -> int:
     source = data_source(args)
     out = args.output_dir or str(
         Path('runs') / f'{source.dataset}-{args.model}-seed{args.seed}')
-    config = train_config(args)
+    config = train_config(args, params)
     run_folder.check_output_dir(out, resume=args.resume,
                                 overwrite=args.overwrite)
     if args.threads:  # before the graphs are built, not only for training
@@ -690,7 +713,7 @@ def cmd_grid(args) -> int:
     source = data_source(args)
     out = args.output_dir or str(Path('runs') /
                                  f'grid-{source.dataset}-{args.model}')
-    config = train_config(args)
+    config = train_config(args, params)
     run_folder.check_output_dir(out, resume=args.resume,
                                 overwrite=args.overwrite,
                                 files=(run_folder.GRID, ))

@@ -26,6 +26,7 @@ managed as described in :mod:`pyg_brmrs.app.run_folder`: the recipe name
 and its parameters identify the run when it is resumed.
 """
 import copy
+import dataclasses
 import itertools
 import json
 import logging
@@ -285,6 +286,17 @@ def run_spec(name: str, params: Dict[str, Any],
     }
 
 
+def with_training_params(name: str, params: Dict[str, Any],
+                         config: Optional[TrainConfig]) -> TrainConfig:
+    r""":obj:`config` with the ``train.*`` settings of :obj:`params`
+    applied, or :func:`~pyg_brmrs.app.recipes.train_config` for
+    :obj:`None`."""
+    if config is None:
+        return recipes.train_config(name, params)
+    overrides = recipes.training_params(params)
+    return dataclasses.replace(config, **overrides) if overrides else config
+
+
 def train(name: str, data: HeteroData,
           params: Optional[Dict[str, Any]] = None,
           config: Optional[TrainConfig] = None, *,
@@ -303,6 +315,11 @@ def train(name: str, data: HeteroData,
     at cutoff :obj:`subsets_k` of the best model.
 
     Args:
+        config (TrainConfig, optional): The training settings; the
+            ``train.*`` keys of :obj:`params` override them. (default:
+            :obj:`None`: :func:`~pyg_brmrs.app.recipes.train_config`, the
+            defaults with the recipe's own training settings, *e.g.*
+            MGCN's learning-rate decay)
         output_dir (str or Path, optional): The run folder
             (:mod:`~pyg_brmrs.app.run_folder`): ``run.json``, the
             checkpoints (with :obj:`checkpoint`) and ``results.json``. A
@@ -313,8 +330,8 @@ def train(name: str, data: HeteroData,
             is written)
     """
     params = dict(params or {})
-    config = config if config is not None else TrainConfig()
     recipes.split_params(name, params)  # validates the names early
+    config = with_training_params(name, params, config)
     check_params(params)
     if output_dir is not None:  # before the graphs are built
         run_folder.check_output_dir(output_dir, resume=resume,
@@ -375,8 +392,8 @@ def grid(name: str, data: HeteroData, params: Dict[str, Any],
     :math:`n` is the run folder ``run_<n>`` (so that ``pyg-brmrs evaluate
     --run-dir`` and ``train --resume`` work on it) and ``grid.json`` holds
     the summary with the model, fixed parameters and data source;
-    :obj:`resume` / :obj:`overwrite` apply to every point."""
-    config = config if config is not None else TrainConfig()
+    :obj:`resume` / :obj:`overwrite` apply to every point; :obj:`config`
+    as in :func:`train`."""
     if not grid:
         raise ValueError("'grid' must name at least one parameter")
     for key, values in grid.items():
@@ -389,6 +406,7 @@ def grid(name: str, data: HeteroData, params: Dict[str, Any],
                                              for k, v in grid.items()}})
     check_params(params)
     check_params(grid, 'grid')
+    metric = with_training_params(name, params, config).valid_metric
     if output_dir is not None:
         run_folder.check_output_dir(output_dir, resume=resume,
                                     overwrite=overwrite,
@@ -407,12 +425,10 @@ def grid(name: str, data: HeteroData, params: Dict[str, Any],
                        'best_epoch': res.result.best_epoch,
                        'epochs_run': res.result.epochs_run,
                        'train_time': res.result.train_time})
-        logger.info('grid %s -> valid %s %.4f', point, config.valid_metric,
-                    res.result.valid.get(config.valid_metric,
-                                         float('nan')))
-    best = max(points, key=lambda r: r['valid'].get(config.valid_metric,
-                                                  -float('inf')))
-    result = GridResult(points, best['params'], best, config.valid_metric)
+        logger.info('grid %s -> valid %s %.4f', point, metric,
+                    res.result.valid.get(metric, float('nan')))
+    best = max(points, key=lambda r: r['valid'].get(metric, -float('inf')))
+    result = GridResult(points, best['params'], best, metric)
     if output_dir is not None:
         run_folder.write_file(output_dir, run_folder.GRID, {
             **result.to_dict(), 'model': name, 'fixed_params': params,

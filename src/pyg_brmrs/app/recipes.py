@@ -32,7 +32,9 @@ after which ``pyg-brmrs train --model mymodel`` and
 :func:`pyg_brmrs.app.experiment.train` build it like the built-in ones.
 """
 import copy
+import dataclasses
 import inspect
+import math
 from dataclasses import dataclass, field
 from typing import (
     Any,
@@ -49,19 +51,25 @@ from torch_geometric.data import HeteroData
 
 from pyg_brmrs.data.schema import ITEM_SIM, USER_SIM, Schema, canonical
 from pyg_brmrs.nn import (
+    BM3,
     BPRMF,
     BRMRS,
+    DRAGON,
     FREEDOM,
+    MGCN,
     VBPR,
+    LGMRec,
     LightGCNRecommender,
     Recommender,
 )
 from pyg_brmrs.objectives import (
     BPRObjective,
     BRMRSObjective,
+    NegativeFreeObjective,
     Objective,
     REARMObjective,
 )
+from pyg_brmrs.training import TrainConfig
 from pyg_brmrs.transforms import HomogeneousKNNGraph
 from pyg_brmrs.utils.registry import Registry
 
@@ -78,12 +86,17 @@ class Recipe:
         graphs (bool): Whether the model uses the homogeneous kNN graphs.
         defaults (dict): Recommended values of any routed keyword.
         description (str): One line for the CLI's help.
+        training (dict): The :class:`~pyg_brmrs.training.TrainConfig`
+            settings the method's reference trains with where they differ
+            from the defaults (*e.g.* MGCN's ``lr_decay=(0.96, 50)``),
+            applied by :func:`train_config`.
     """
     model: type
     objective: type
     graphs: bool
     defaults: Dict[str, Any] = field(default_factory=dict)
     description: str = ''
+    training: Dict[str, Any] = field(default_factory=dict)
 
 
 #: REARM's published Baby graph settings (item k=10, user k=40,
@@ -136,12 +149,21 @@ def list_recipes() -> List[str]:
     return sorted(RECIPES)
 
 
+#: Recipes that were renamed: old name -> new name (results and run
+#: folders written before keep the old one).
+RENAMED_RECIPES = {'rearm': 'rearm_objective_on_brmrs'}
+
+
 def get_recipe(name: str) -> Recipe:
     r"""The :class:`Recipe` registered as :obj:`name`.
 
     Raises:
-        ValueError: if none is (the message lists the registered names).
+        ValueError: if none is (the message lists the registered names, or
+            gives the new name of a renamed recipe).
     """
+    if name in RENAMED_RECIPES and name not in RECIPES:
+        raise ValueError(f"Model '{name}' was renamed "
+                         f"'{RENAMED_RECIPES[name]}'")
     return _REGISTRY.get(name)
 
 
@@ -184,6 +206,58 @@ def merge_params(*layers: Dict[str, Any]) -> Dict[str, Any]:
     return out
 
 
+#: The prefix of the training settings among a recipe's parameters
+#: (``train.lr``, ``train.lr_decay``): :class:`~pyg_brmrs.training.
+#: TrainConfig` fields, which presets and grids set like any other
+#: parameter (:func:`train_config` reads them; :func:`split_params` and
+#: :func:`build` pass over them).
+TRAIN_PREFIX = 'train.'
+
+
+def _train_fields() -> List[str]:
+    return [f.name for f in dataclasses.fields(TrainConfig)]
+
+
+def training_params(params: Dict[str, Any]) -> Dict[str, Any]:
+    r"""The training settings among :obj:`params` (keys
+    ``train.<field>``), as :class:`~pyg_brmrs.training.TrainConfig`
+    keywords.
+
+    Raises:
+        ValueError: for a ``train.`` key that is not a field of
+            :class:`~pyg_brmrs.training.TrainConfig` (the message lists
+            them).
+    """
+    out = {}
+    for key, value in params.items():
+        if isinstance(key, str) and key.startswith(TRAIN_PREFIX):
+            bare = key[len(TRAIN_PREFIX):]
+            if bare not in _train_fields():
+                raise ValueError(f"Unknown training setting '{key}' (the "
+                                 f"'{TRAIN_PREFIX}' keys are TrainConfig "
+                                 f"fields: {_train_fields()})")
+            out[bare] = value
+    return out
+
+
+def train_config(name: str, params: Optional[Dict[str, Any]] = None,
+                 **settings: Any) -> TrainConfig:
+    r"""The :class:`~pyg_brmrs.training.TrainConfig` of recipe
+    :obj:`name`: the defaults, overridden by the recipe's
+    :attr:`Recipe.training`, then by the ``train.*`` keys of :obj:`params`
+    (:func:`training_params`: a preset's or a grid point's), then by
+    :obj:`settings` (*e.g.* ``epochs=50, seed=1``).
+
+    .. code-block:: python
+
+        config = recipes.train_config('mgcn', {'train.lr': 1e-4}, seed=1)
+        # TrainConfig(lr=1e-4, lr_decay=(0.96, 50), seed=1, ...)
+    """
+    recipe = get_recipe(name)
+    return TrainConfig(**{**recipe.training,
+                          **training_params(params or {}), **settings})
+
+
 def _route(name: str, recipe: Recipe, names: Dict[str, List[str]],
            key: str) -> Tuple[str, str]:
     r"""The ``(part, keyword)`` of parameter :obj:`key` of a recipe."""
@@ -220,6 +294,9 @@ def _split(name: str, recipe: Recipe,
     for where in (recipe.defaults, params):
         given: Dict[Tuple[str, str], str] = {}
         for key, value in where.items():
+            if isinstance(key, str) and key.startswith(TRAIN_PREFIX):
+                training_params({key: value})  # a TrainConfig field
+                continue
             part, bare = _route(name, recipe, names, key)
             if (part, bare) in given:
                 raise ValueError(
@@ -237,7 +314,8 @@ def split_params(name: str,
 
     A key is a keyword of one part (``fusion``), or ``<part>.<keyword>``
     (``model.embedding_dim``) to name the part explicitly, which a keyword
-    that several parts accept needs.
+    that several parts accept needs. ``train.<field>`` keys are training
+    settings (:func:`train_config`): checked, and left out here.
 
     Raises:
         ValueError: for an unknown keyword (the message lists each part's),
@@ -276,6 +354,11 @@ def _checked(name: str, recipe: Recipe) -> Recipe:
             raise TypeError(f"register_recipe: Recipe.{part} must be a class "
                             f"with a from_data() constructor (got {cls!r})")
     _split(name, recipe, {})  # the defaults route
+    try:
+        TrainConfig(**recipe.training)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"register_recipe: Recipe.training of '{name}' is "
+                         f"not a valid TrainConfig: {e}") from None
     return recipe
 
 
@@ -304,12 +387,35 @@ _BUILTIN: Dict[str, Recipe] = {
     # `modality_bpr_weight` (MMRec's `reg_weight`).
     'freedom': Recipe(FREEDOM, BPRObjective, False, dict(reg_weight=0.0),
                       'FREEDOM: frozen modality kNN graph + edge pruning'),
-    # The REARM-objective variant keeps the backbone it was measured with
+    # MMRec's defaults of the four below (its model configs; the grids of
+    # their searched settings are in benchmarks/quality.py).
+    'lgmrec': Recipe(LGMRec, BPRObjective, False, dict(reg_weight=1e-6),
+                     'LGMRec: LightGCN on IDs + per-modality graph '
+                     'embeddings + a Gumbel-softmax hypergraph, its '
+                     'hypergraph contrast (full graph only)'),
+    'mgcn': Recipe(MGCN, BPRObjective, False, dict(reg_weight=1e-4),
+                   'MGCN: ID-gated purifier, cosine kNN item views, '
+                   'behaviour-aware fuser, view contrast; lr decay '
+                   '0.96^(epoch/50)',
+                   training=dict(lr_decay=(0.96, 50))),
+    # DRAGON's loss is -log2(sigmoid): BPR over ln 2; its published
+    # learning rate (1e-4 on Baby, Sports and Clothing).
+    'dragon': Recipe(DRAGON, BPRObjective, False,
+                     dict(reg_weight=1e-3, bpr_weight=1 / math.log(2)),
+                     'DRAGON: per-modality user-item GCNs, weighted '
+                     'concatenation, user co-occurrence graph (padding '
+                     'resampled every epoch) + binary item kNN graph',
+                     training=dict(lr=1e-4)),
+    'bm3': Recipe(BM3, NegativeFreeObjective, False, dict(reg_weight=0.1),
+                  'BM3: negative-free bootstrap with dropout targets and '
+                  'cross-modal alignment'),
+    # REARM's objective (not REARM) on the backbone it was measured with
     # (ID channel added, BRMRS's default before id_mode='concat' won).
-    'rearm': Recipe(BRMRS, REARMObjective, True,
-                    dict(TUNED_MODEL, reg_weight=1e-4, id_mode='add'),
-                    'the BR-MRS backbone trained with REARM\'s objective '
-                    '(BPR + InfoNCE + orthogonality)'),
+    'rearm_objective_on_brmrs': Recipe(
+        BRMRS, REARMObjective, True,
+        dict(TUNED_MODEL, reg_weight=1e-4, id_mode='add'),
+        'REARM\'s objective (BPR + InfoNCE + orthogonality) on the BR-MRS '
+        'backbone; not REARM\'s model'),
     'brmrs': Recipe(BRMRS, BRMRSObjective, True,
                     dict(TUNED_MODEL, reg_weight=1e-4),
                     'BR-MRS, tuned variant (not the paper\'s model): a '
@@ -376,7 +482,7 @@ DATASET_DEFAULTS: Dict[str, Dict[str, Dict[str, Any]]] = {
     'tiktok': {
         'brmrs_paper': dict(num_layers=2, fusion='mean'),
         'brmrs': dict(num_layers=3),
-        'rearm': dict(cl_weight=0.1, orth_weight=0.01),
+        'rearm_objective_on_brmrs': dict(cl_weight=0.1, orth_weight=0.01),
         'lightgcn': dict(num_layers=2),
         'freedom': dict(edge_dropout=0.8, modality_bpr_weight=1e-4),
         'vbpr': dict(reg_weight=1.0),
@@ -384,20 +490,51 @@ DATASET_DEFAULTS: Dict[str, Dict[str, Dict[str, Any]]] = {
     },
     'baby': {
         'brmrs': dict(REARM_AMAZON['baby']),
-        'rearm': dict(REARM_AMAZON['baby'], cl_weight=5e-6, orth_weight=5e-5,
-                      temperature=0.6),
+        'rearm_objective_on_brmrs': dict(
+            REARM_AMAZON['baby'], cl_weight=5e-6, orth_weight=5e-5,
+            temperature=0.6),
     },
     'sports': {
         'brmrs': dict(REARM_AMAZON['sports']),
-        'rearm': dict(REARM_AMAZON['sports'], cl_weight=1e-3,
-                      orth_weight=5e-4, temperature=1.5),
+        'rearm_objective_on_brmrs': dict(
+            REARM_AMAZON['sports'], cl_weight=1e-3, orth_weight=5e-4,
+            temperature=1.5),
     },
     'clothing': {
         'brmrs': dict(REARM_AMAZON['clothing']),
-        'rearm': dict(REARM_AMAZON['clothing'], cl_weight=1e-6,
-                      orth_weight=1e-5, temperature=0.03),
+        'rearm_objective_on_brmrs': dict(
+            REARM_AMAZON['clothing'], cl_weight=1e-6, orth_weight=1e-5,
+            temperature=0.03),
     },
 }
+
+#: The published Amazon points of the MMRec baselines, from their authors:
+#: LGMRec's per-dataset settings in MMRec's ``configs/model/LGMRec.yaml``,
+#: DRAGON's and BM3's tables of "parameters to reproduce the results" in
+#: their repositories' READMEs (BM3 publishes Baby and Sports, not
+#: Clothing). MGCN publishes no per-dataset point: its recipe defaults
+#: (MMRec's config) apply.
+PUBLISHED_AMAZON: Dict[str, Dict[str, Dict[str, Any]]] = {
+    'baby': {
+        'lgmrec': dict(num_hyper_layers=1, num_hyperedges=4, keep_rate=0.5,
+                       alpha=0.3),
+        'dragon': {'reg_weight': 1e-3, 'train.lr': 1e-4},
+        'bm3': dict(num_layers=1, dropout=0.5, reg_weight=0.1),
+    },
+    'sports': {
+        'lgmrec': dict(num_hyper_layers=1, num_hyperedges=4, keep_rate=0.4,
+                       alpha=0.6),
+        'dragon': {'reg_weight': 1e-3, 'train.lr': 1e-4},
+        'bm3': dict(num_layers=1, dropout=0.5, reg_weight=0.01),
+    },
+    'clothing': {
+        'lgmrec': dict(num_hyper_layers=2, num_hyperedges=64, keep_rate=0.2,
+                       alpha=0.2),
+        'dragon': {'reg_weight': 0.1, 'train.lr': 1e-4},
+    },
+}
+for _dataset, _points in PUBLISHED_AMAZON.items():
+    DATASET_DEFAULTS[_dataset].update(copy.deepcopy(_points))
 
 # The paper's model on Amazon takes the same graph and layer settings as the
 # tuned variant (REARM's published ones); its own choices (pure branches,
@@ -405,7 +542,7 @@ DATASET_DEFAULTS: Dict[str, Dict[str, Dict[str, Any]]] = {
 for _dataset in ('baby', 'sports', 'clothing'):
     DATASET_DEFAULTS[_dataset]['brmrs_paper'] = dict(
         DATASET_DEFAULTS[_dataset]['brmrs'])
-del _dataset
+del _dataset, _points
 
 
 def dataset_defaults(dataset: str, model: str) -> Dict[str, Any]:
@@ -423,7 +560,7 @@ def dataset_defaults(dataset: str, model: str) -> Dict[str, Any]:
 def prepare(name: str, data: HeteroData, schema: Optional[Schema] = None,
             **params) -> HeteroData:
     r"""Adds what recipe :obj:`name` needs to :obj:`data` (the homogeneous
-    kNN graphs for :obj:`"brmrs"` and :obj:`"rearm"`), using the graph
+    kNN graphs for the recipes that read them), using the graph
     keywords among :obj:`params` and ignoring the others. Returns the
     transformed data (PyG transforms work on a shallow copy: use the returned
     object). :obj:`schema` (a :class:`~pyg_brmrs.data.Schema`) names the

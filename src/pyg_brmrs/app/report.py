@@ -31,7 +31,11 @@ MODEL_NAMES = {
     'lightgcn': 'LightGCN',
     'vbpr': 'VBPR',
     'freedom': 'FREEDOM',
-    'rearm': 'REARM objective (BR-MRS backbone)',
+    'lgmrec': 'LGMRec',
+    'mgcn': 'MGCN',
+    'dragon': 'DRAGON',
+    'bm3': 'BM3',
+    'rearm_objective_on_brmrs': 'REARM objective (BR-MRS backbone)',
     'brmrs_paper': 'BR-MRS (the paper\'s model)',
     'brmrs': 'BR-MRS (tuned variant)',
 }

@@ -3,7 +3,17 @@ from .base import FUSED, Recommender, RecOutput
 from .conv import MultiModalLGConv
 from .fusion import ConcatFusion, Fusion, GatedFusion, MeanFusion
 from .graph import RecGraph
-from .models import BPRMF, BRMRS, FREEDOM, VBPR, LightGCNRecommender
+from .models import (
+    BM3,
+    BPRMF,
+    BRMRS,
+    DRAGON,
+    FREEDOM,
+    MGCN,
+    VBPR,
+    LGMRec,
+    LightGCNRecommender,
+)
 
 __all__ = [
     'FUSED',

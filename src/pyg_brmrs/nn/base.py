@@ -139,6 +139,12 @@ class Recommender(torch.nn.Module):
     #: those rows). Objectives pass a training batch's users when it is
     #: :obj:`True`.
     supports_user_subset: bool = False
+    #: Whether :meth:`forward` runs on a mini-batch subgraph (a node's
+    #: representation depends on its neighbourhood in the graphs it reads
+    #: only). A model that couples every node (*e.g.* LGMRec's global
+    #: hypergraph) sets it to :obj:`False`: a subgraph is then refused with
+    #: an error that says so, and it trains on the full graph.
+    supports_subgraph: bool = True
     #: The kernel of the graph operators (see
     #: :class:`~pyg_brmrs.nn.graph.Adjacency`).
     backend: str = 'auto'
@@ -184,8 +190,9 @@ class Recommender(torch.nn.Module):
 
         Raises:
             ValueError: for data of another size than the model's, a batch
-                without the recorded full-graph degrees, ids out of range,
-                or :obj:`users` where it is not supported.
+                without the recorded full-graph degrees or for a model
+                without :attr:`supports_subgraph`, ids out of range, or
+                :obj:`users` where it is not supported.
         """
         data = self.schema.canonical(data)
         ids = subgraph_ids(data)
@@ -208,6 +215,12 @@ class Recommender(torch.nn.Module):
                             own=self.own_graphs(),
                             cache=self._graph_cache if self.cached else None,
                             backend=backend)
+        if not self.supports_subgraph:
+            raise ValueError(
+                f"'{self.__class__.__name__}' computes every representation "
+                f"from the whole graph, which a mini-batch subgraph (node "
+                f"stores with 'n_id') does not hold: run it on the full "
+                f"graph (TrainConfig(batching='full'))")
         user_n_id, item_n_id = ids
         return RecGraph(data, num_users=user_n_id.numel(),
                         num_items=item_n_id.numel(), user_n_id=user_n_id,
@@ -332,16 +345,30 @@ class Recommender(torch.nn.Module):
         self._graph_cache.clear()
 
     def regularization(self, users: Tensor, pos_items: Tensor,
-                       neg_items: Tensor,
+                       neg_items: Optional[Tensor],
                        out: Optional[RecOutput] = None) -> Tensor:
         r"""The squared :math:`L_2` norm of the free (ego) embeddings of a
         mini-batch, averaged over the batch:
         :math:`\frac{1}{2B}\sum_b (\lVert \mathbf{e}_{u_b} \rVert^2 +
         \lVert \mathbf{e}_{i^+_b} \rVert^2 + \lVert \mathbf{e}_{i^-_b}
         \rVert^2)`. :obj:`out` is the forward output of the same step (for
-        models that regularise computed representations, *e.g.* VBPR). The
-        default has no free embeddings and returns 0."""
+        models that regularise computed representations, *e.g.* VBPR);
+        :obj:`neg_items` is :obj:`None` for a model trained without
+        negatives (:meth:`positive_loss`). The default has no free
+        embeddings and returns 0."""
         return users.new_zeros((), dtype=torch.float)
+
+    def positive_loss(self, out: RecOutput, users: Tensor,
+                      pos_items: Tensor) -> Dict[str, Tensor]:
+        r"""The model's own loss terms on the positive pairs ``(users[b],
+        pos_items[b])`` of a mini-batch (rows of :obj:`out`), already
+        weighted, for models trained without negatives (*e.g.* BM3's
+        bootstrap; :class:`~pyg_brmrs.objectives.NegativeFreeObjective`
+        sums them). Such a model's :meth:`regularization` is called with
+        ``neg_items=None``. Not implemented by default."""
+        raise NotImplementedError(
+            f"'{self.__class__.__name__}' defines no positive_loss(): it "
+            f"trains with negatives (use BPRObjective)")
 
     def auxiliary_loss(self, out: RecOutput, users: Tensor, pos_items: Tensor,
                        neg_items: Tensor) -> Dict[str, Tensor]:

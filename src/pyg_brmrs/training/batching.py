@@ -53,7 +53,10 @@ class NeighborSteps(FullGraphSteps):
 
     def __call__(self, model, objective, data, index, users, pos_items):
         draws = objective.draw(users)
-        flat, layout = flatten_draws(draws)
+        if draws:
+            flat, layout = flatten_draws(draws)
+        else:  # an objective without negatives: the pairs' nodes only
+            flat, layout = None, []
         batch = self.loader(index, flat).to(self.device)
         negatives = unflatten_draws(batch.items, layout)
         return objective(model, batch.data, batch.users, batch.pos_items,
@@ -68,10 +71,17 @@ def make_steps(config, data: HeteroData, model: torch.nn.Module,
 
     Raises:
         ValueError: for neighbour batching with several processes (not
-            supported yet).
+            supported yet), or of a model that runs on the full graph only
+            (:attr:`~pyg_brmrs.nn.Recommender.supports_subgraph`).
     """
     if config.batching != 'neighbor':
         return FullGraphSteps()
+    if not getattr(model, 'supports_subgraph', True):
+        raise ValueError(f"TrainConfig(batching='neighbor') runs the model on "
+                         f"sampled subgraphs, but "
+                         f"'{model.__class__.__name__}' computes every "
+                         f"representation from the whole graph: train it "
+                         f"with batching='full'")
     if distributed:
         raise ValueError("TrainConfig(batching='neighbor') trains in one "
                          "process; it is not supported with distributed "

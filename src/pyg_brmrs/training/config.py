@@ -7,7 +7,7 @@ import platform
 import sys
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -42,6 +42,24 @@ def _check_number(name: str, value: Any, minimum: float,
                          f"{bound} (got {value!r})")
 
 
+def _check_lr_decay(value: Any) -> Tuple[float, int]:
+    r"""``TrainConfig.lr_decay`` as ``(factor, step)``: a factor in
+    :math:`(0, 1]` and a positive integer step (MMRec writes it
+    ``[0.96, 50]``)."""
+    ok = isinstance(value, (list, tuple)) and len(value) == 2
+    if ok:
+        factor, step = value
+        ok = isinstance(factor, numbers.Real) and \
+            not isinstance(factor, bool) and 0 < factor <= 1 and \
+            isinstance(step, numbers.Real) and not isinstance(step, bool) \
+            and float(step).is_integer() and step >= 1
+    if not ok:
+        raise ValueError(f"TrainConfig.lr_decay must be (factor, step) with "
+                         f"0 < factor <= 1 and an integer step >= 1, e.g. "
+                         f"(0.96, 50) (got {value!r})")
+    return float(value[0]), int(value[1])
+
+
 @dataclass
 class TrainConfig:
     r"""The training hyper-parameters (defaults: MMRec's).
@@ -50,6 +68,14 @@ class TrainConfig:
         epochs (int): The maximum number of epochs. (default: :obj:`1000`)
         batch_size (int): Training pairs per step. (default: :obj:`2048`)
         lr (float): Adam learning rate. (default: :obj:`1e-3`)
+        lr_decay (Sequence[float], optional): A learning-rate schedule
+            ``(factor, step)``: epoch :math:`e` (from 0) trains with
+            :math:`\mathrm{lr} \cdot \mathrm{factor}^{e / \mathrm{step}}`
+            (MMRec's ``learning_rate_scheduler``, a
+            :class:`~torch.optim.lr_scheduler.LambdaLR` stepped after every
+            epoch and stored in the checkpoints; MGCN uses
+            ``(0.96, 50)``). :obj:`None`: a constant rate.
+            (default: :obj:`None`)
         weight_decay (float): Adam weight decay. (default: :obj:`0.0`)
         patience (int): Evaluations without improvement of
             :obj:`valid_metric` before stopping. (default: :obj:`20`)
@@ -113,6 +139,7 @@ class TrainConfig:
     distributed: Optional[bool] = None
     batching: str = 'full'
     num_neighbors: Optional[Sequence[int]] = None
+    lr_decay: Optional[Sequence[float]] = None
 
     def __post_init__(self):
         for name in ('epochs', 'batch_size', 'patience', 'eval_every',
@@ -123,6 +150,8 @@ class TrainConfig:
                                  f"(got {value!r})")
         _check_number('lr', self.lr, minimum=0.0, strict=True)
         _check_number('weight_decay', self.weight_decay, minimum=0.0)
+        if self.lr_decay is not None:
+            self.lr_decay = _check_lr_decay(self.lr_decay)
         if self.max_time is not None:
             _check_number('max_time', self.max_time, minimum=0.0,
                           strict=True)
@@ -156,9 +185,22 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.valid_metric '{self.valid_metric}' "
                              f"must be '<metric>@K' with K in ks={self.ks}")
 
+    def lr_factor(self, epoch: int) -> float:
+        r"""The learning rate of epoch :obj:`epoch` over :obj:`lr`:
+        :math:`\mathrm{factor}^{e / \mathrm{step}}` (1 without
+        :obj:`lr_decay`)."""
+        if self.lr_decay is None:
+            return 1.0
+        factor, step = self.lr_decay
+        return factor ** (epoch / step)
+
     def to_dict(self) -> Dict[str, Any]:
         out = asdict(self)
         out['ks'] = list(self.ks)
+        if self.lr_decay is None:  # as before the option existed
+            del out['lr_decay']
+        else:
+            out['lr_decay'] = list(self.lr_decay)
         if self.batching == 'full' and self.num_neighbors is None:
             # as before the option existed: same manifests, same hashes
             del out['batching'], out['num_neighbors']

@@ -11,6 +11,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
+from torch.optim.lr_scheduler import LRScheduler
 
 from pyg_brmrs.training.config import (
     RESUMABLE,
@@ -103,14 +104,20 @@ class LoopState:
 
 def checkpoint(loop: LoopState, model: torch.nn.Module,
                optimizer: torch.optim.Optimizer, generator: torch.Generator,
-               config: Dict[str, Any],
-               config_hash: Optional[str] = None) -> Dict[str, Any]:
+               config: Dict[str, Any], config_hash: Optional[str] = None,
+               scheduler: Optional[LRScheduler] = None) -> Dict[str, Any]:
     r"""Everything needed to continue training, as tensors and plain
-    Python values only. :obj:`config_hash` identifies the run that wrote
-    it (*e.g.* the hash of its run folder's manifest; :obj:`None`: any)."""
-    return {'version': CHECKPOINT_VERSION, 'config_hash': config_hash,
-            'model': model.state_dict(), 'optimizer': optimizer.state_dict(),
-            **asdict(loop), **rng_state(generator), 'config': config}
+    Python values only: the loop, model, optimizer, learning-rate
+    :obj:`scheduler` (when there is one) and random generators.
+    :obj:`config_hash` identifies the run that wrote it (*e.g.* the hash of
+    its run folder's manifest; :obj:`None`: any)."""
+    state = {'version': CHECKPOINT_VERSION, 'config_hash': config_hash,
+             'model': model.state_dict(),
+             'optimizer': optimizer.state_dict(), **asdict(loop),
+             **rng_state(generator), 'config': config}
+    if scheduler is not None:
+        state['scheduler'] = scheduler.state_dict()
+    return state
 
 
 def best_checkpoint(loop: LoopState, model: torch.nn.Module,
@@ -125,20 +132,29 @@ def best_checkpoint(loop: LoopState, model: torch.nn.Module,
 
 def restore(state: Dict[str, Any], model: torch.nn.Module,
             optimizer: torch.optim.Optimizer, generator: torch.Generator,
-            where: str = 'the state') -> LoopState:
+            where: str = 'the state',
+            scheduler: Optional[LRScheduler] = None) -> LoopState:
     r"""Loads a :func:`checkpoint` into :obj:`model`, :obj:`optimizer` and
     the random generators and returns its :class:`LoopState`. The
     optimizer keeps its own kernel choice (fused or not; the same update up
     to float rounding).
 
     Raises:
-        CheckpointError: if :obj:`state` is of another version or does not
-            fit the model or optimizer (:obj:`where` names it).
+        CheckpointError: if :obj:`state` is of another version, does not
+            fit the model or optimizer, or holds a learning-rate schedule
+            where :obj:`scheduler` is :obj:`None` or the reverse
+            (:obj:`where` names it).
     """
     if state.get('version') != CHECKPOINT_VERSION:
         raise CheckpointError(
             f"{where} has version {state.get('version')!r}; resuming needs "
             f"version {CHECKPOINT_VERSION} (written by this pyg-brmrs)")
+    if ('scheduler' in state) != (scheduler is not None):
+        has = 'holds a' if 'scheduler' in state else 'holds no'
+        raise CheckpointError(
+            f"{where} {has} learning-rate schedule but the run "
+            f"{'has' if scheduler is not None else 'has none'} "
+            f"(TrainConfig.lr_decay must be the one it was written with)")
     try:
         model.load_state_dict(state['model'])
         fused = [g.get('fused') for g in optimizer.param_groups]
@@ -149,6 +165,8 @@ def restore(state: Dict[str, Any], model: torch.nn.Module,
                             if k != 'resumed'},
                          resumed=list(state.get('resumed') or []))
         set_rng_state(state, generator)
+        if scheduler is not None:
+            scheduler.load_state_dict(state['scheduler'])
     except (RuntimeError, ValueError, KeyError, TypeError,
             AttributeError) as e:
         raise CheckpointError(f"{where} does not fit this model and "
@@ -195,8 +213,8 @@ def resume_entry(loop: LoopState, stored: Dict[str, Any],
 
 def resume(checkpoints: 'Checkpoints', model: torch.nn.Module,
            optimizer: torch.optim.Optimizer, generator: torch.Generator,
-           config: TrainConfig) -> Optional[Tuple[LoopState,
-                                                  Dict[str, Any]]]:
+           config: TrainConfig, scheduler: Optional[LRScheduler] = None
+           ) -> Optional[Tuple[LoopState, Dict[str, Any]]]:
     r"""Continues from the ``last.pt`` of :obj:`checkpoints` (when it asks
     to resume and one exists): restores it (:func:`restore`) and returns
     the loop state with the resumption recorded in it, and that record
@@ -205,7 +223,7 @@ def resume(checkpoints: 'Checkpoints', model: torch.nn.Module,
     if stored is None:
         return None
     loop = restore(stored, model, optimizer, generator,
-                   f"checkpoint '{checkpoints.folder / LAST}'")
+                   f"checkpoint '{checkpoints.folder / LAST}'", scheduler)
     entry = resume_entry(loop, stored['config'], config.to_dict())
     loop.resumed.append(entry)
     return loop, entry

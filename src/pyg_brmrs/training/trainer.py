@@ -7,6 +7,7 @@ import time
 from typing import Any, Dict, Optional
 
 import torch
+from torch.optim.lr_scheduler import LambdaLR
 from torch_geometric.data import HeteroData
 
 from pyg_brmrs.data.schema import RATES, Schema, canonical
@@ -35,7 +36,8 @@ class Trainer:
 
     Every epoch: :meth:`~pyg_brmrs.nn.Recommender.on_epoch_start`, one
     Adam step (:func:`make_adam`) per batch of :obj:`config.batch_size`
-    shuffled training pairs, then (every :obj:`eval_every` epochs)
+    shuffled training pairs, a step of the learning-rate schedule
+    (:obj:`config.lr_decay`, when set), then (every :obj:`eval_every` epochs)
     full-ranking validation; test is ranked whenever validation improves.
     Training stops after :obj:`patience` evaluations without improvement,
     :obj:`epochs` epochs or :obj:`max_time` seconds; a non-finite loss
@@ -93,6 +95,12 @@ class Trainer:
             self.objective.generator = self.sample_generator
         self.optimizer = make_adam(self.model.parameters(), lr=cfg.lr,
                                    weight_decay=cfg.weight_decay)
+        #: The learning-rate schedule of :obj:`config.lr_decay`
+        #: (:obj:`None`: a constant rate), stepped after every epoch.
+        self.scheduler: Optional[LambdaLR] = None
+        if cfg.lr_decay is not None:
+            self.scheduler = LambdaLR(self.optimizer,
+                                      lambda epoch: cfg.lr_factor(epoch))
         self.steps = make_steps(cfg, data, self.model, self.device,
                                 self.dist.enabled)
         self.evaluators = {split: ShardedEvaluator.from_data(
@@ -118,7 +126,7 @@ class Trainer:
             return None
         resumed = training_state.resume(self.checkpoints, self.model,
                                         self.optimizer, self.generator,
-                                        self.config)
+                                        self.config, self.scheduler)
         if resumed is None:
             return None
         self.loop, entry = resumed
@@ -144,6 +152,9 @@ class Trainer:
             t0 = time.perf_counter()
             record: Dict[str, Any] = {'epoch': loop.epoch,
                                       **self.train_epoch()}
+            if self.scheduler is not None:
+                record['lr'] = self.optimizer.param_groups[0]['lr']
+                self.scheduler.step()
             t1 = time.perf_counter()
             record['train_time'] = t1 - t0
             if (loop.epoch + 1) % cfg.eval_every == 0 or \
@@ -240,7 +251,8 @@ class Trainer:
         make = training_state.best_checkpoint if name == BEST else \
             functools.partial(training_state.checkpoint,
                               optimizer=self.optimizer,
-                              generator=self.generator)
+                              generator=self.generator,
+                              scheduler=self.scheduler)
         self.checkpoints.write(name, make(
             self.loop, self.model, config=self.config.to_dict(),
             config_hash=self.checkpoints.config_hash))

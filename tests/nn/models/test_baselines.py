@@ -4,59 +4,21 @@ import pytest
 import torch
 from torch_geometric.typing import WITH_TORCH_SPARSE
 
-from torch_geometric.data import HeteroData
 from torch_geometric.nn.models import LightGCN as PyGLightGCN
 
 from pyg_brmrs.nn import BPRMF, FREEDOM, VBPR, LightGCNRecommender, RecOutput
-from pyg_brmrs.nn.models.freedom import (
-    default_modality_weights,
-    freedom_knn_graph,
-)
+from pyg_brmrs.transforms import mixed_cosine_knn_graph
 from pyg_brmrs.objectives import BPRObjective
 from pyg_brmrs.nn.graph import degree_sensitive_edge_pruning
 from pyg_brmrs.utils.sparse import bipartite_to_homogeneous
 
+from dense_reference import (  # noqa: E402  (tests/nn/models)
+    dense_lightgcn,
+    dense_norm_adj,
+    toy_data,
+)
+
 RATES = ('user', 'rates', 'item')
-
-
-def toy_data(U=12, I=10, dims=(('image', 6), ('text', 4)), E=40, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    data = HeteroData()
-    data['user'].num_nodes = U
-    data['item'].num_nodes = I
-    for m, f in dims:
-        data['item'][f'x_{m}'] = torch.randn(I, f, generator=g)
-    ei = torch.stack([torch.randint(0, U, (E, ), generator=g),
-                      torch.randint(0, I, (E, ), generator=g)])
-    ei = torch.unique(ei, dim=1)
-    ei = ei[:, (ei[0] != U - 1) & (ei[1] != I - 1)]  # isolated user and item
-    data[RATES].edge_index = ei
-    return data
-
-
-# ---------------------------------------------------------------------------
-# Dense references (float64, loops)
-# ---------------------------------------------------------------------------
-def dense_norm_adj(ei, U, I):
-    """D^-1/2 A D^-1/2 of the (U+I) x (U+I) user-item graph, 0 for isolated
-    nodes."""
-    N = U + I
-    A = torch.zeros(N, N, dtype=torch.float64)
-    for k in range(ei.size(1)):
-        u, i = int(ei[0, k]), int(ei[1, k])
-        A[u, U + i] = 1.0
-        A[U + i, u] = 1.0
-    deg = A.sum(1)
-    inv = torch.where(deg > 0, deg.pow(-0.5), torch.zeros_like(deg))
-    return inv[:, None] * A * inv[None, :]
-
-
-def dense_lightgcn(x0, norm_adj, L):
-    x, out = x0.double(), x0.double()
-    for _ in range(L):
-        x = norm_adj @ x
-        out = out + x
-    return out / (L + 1)
 
 
 def dense_knn(xs, k, weights):
@@ -73,13 +35,6 @@ def dense_knn(xs, k, weights):
             A[i, cos[i].topk(k).indices] = 1.0
         deg = A.sum(1)
         S += weights[m] * (deg.pow(-0.5)[:, None] * A * deg.pow(-0.5)[None])
-    return S
-
-
-def sparse_to_dense(ei, ew, n):
-    S = torch.zeros(n, n, dtype=torch.float64)
-    for k in range(ei.size(1)):
-        S[ei[1, k], ei[0, k]] += float(ew[k])  # row = target (centre)
     return S
 
 
@@ -269,60 +224,16 @@ def test_vbpr_init_dropout_and_single_modality():
 
 
 # ---------------------------------------------------------------------------
-# FREEDOM: the item-item graph
+# FREEDOM (its item-item graph form: tests/transforms/test_knn_graph.py)
 # ---------------------------------------------------------------------------
-@pytest.mark.parametrize('dims,weights', [
-    ((('image', 6), ('text', 4)), None),
-    ((('image', 6), ('text', 4)), {'image': 0.3, 'text': 0.7}),
-    ((('audio', 5), ('image', 6), ('text', 4)), None),
-    ((('text', 7), ), None),
-])
-def test_freedom_knn_graph_matches_dense(dims, weights):
-    data = toy_data(I=13, dims=dims, seed=3)
-    xs = {m: data['item'][f'x_{m}'] for m, _ in dims}
-    k = 4
-    ei, ew = freedom_knn_graph(xs, k, weights, chunk_size=5)
-    w = weights or default_modality_weights(list(xs))
-    ref = dense_knn(xs, k, w)
-    assert torch.allclose(sparse_to_dense(ei, ew, 13), ref, atol=1e-6)
-    if len(dims) == 2 and weights is None:
-        assert w == {'image': 0.1, 'text': 0.9}  # MMRec mm_image_weight
-    if len(dims) == 3:
-        assert all(math.isclose(v, 1 / 3) for v in w.values())
-    # no duplicate pairs, sorted by (target, source):
-    key = ei[1] * 13 + ei[0]
-    assert torch.equal(key, torch.unique(key))
-    # chunking changes nothing:
-    ei2, ew2 = freedom_knn_graph(xs, k, weights, chunk_size=1000)
-    assert torch.equal(ei, ei2) and torch.allclose(ew, ew2)
-
-
-def test_freedom_knn_graph_zero_rows_and_zero_weights():
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(8, 3, generator=g)
-    x[2] = 0.0  # no direction: no neighbours, nobody's neighbour
-    ei, ew = freedom_knn_graph({'image': x}, k=3)
-    assert not (ei == 2).any()
-    assert torch.equal(torch.bincount(ei[1], minlength=8),
-                       torch.tensor([3, 3, 0, 3, 3, 3, 3, 3]))
-    assert torch.allclose(ew, torch.full_like(ew, 1 / 3))
-    # a modality with weight 0 adds no edges:
-    y = torch.randn(8, 5, generator=g)
-    ei0, ew0 = freedom_knn_graph({'image': x, 'text': y}, 3,
-                                 {'image': 1.0, 'text': 0.0})
-    assert torch.equal(ei0, ei) and torch.allclose(ew0, ew)
-    with pytest.raises(ValueError, match='same number of rows'):
-        freedom_knn_graph({'image': x, 'text': y[:7]}, 3)
-
-
 def test_freedom_item_graph_is_built_once_and_used():
     data = toy_data()
     model = FREEDOM.from_data(data, embedding_dim=4, knn_k=3,
                               edge_dropout=0.0)
     model.eval()
     ei, ew = model.knn_graph  # recorded by from_data (set_graph)
-    want = freedom_knn_graph({m: data['item'][f'x_{m}']
-                              for m in ('image', 'text')}, 3)
+    want = mixed_cosine_knn_graph({m: data['item'][f'x_{m}']
+                                   for m in ('image', 'text')}, 3)
     assert torch.equal(ei, want[0]) and torch.equal(ew, want[1])
     op = model.graph(data).own('knn')
     assert model.graph(data).own('knn') is op  # cached operator

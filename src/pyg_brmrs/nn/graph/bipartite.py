@@ -245,6 +245,7 @@ class BipartiteAdjacency:
         self.user_rows = user_rows
         self._blocks: Optional[Tuple[Tensor, Tensor, Tensor, Tensor]] = None
         self._homogeneous: Optional[Adjacency] = None
+        self._user_block: Optional[Adjacency] = None
 
     def __deepcopy__(self, memo) -> 'BipartiteAdjacency':
         return self  # a constant operator, shared by copies of a model
@@ -280,6 +281,19 @@ class BipartiteAdjacency:
             w = torch.cat([self.weight_item, self.weight_user])
             self._homogeneous = Adjacency(ei, w, (n, n), self.backend)
         return self._homogeneous
+
+    def user_block(self) -> Adjacency:
+        r"""The user rows of one layer on their own: :math:`\mathbf{R}`
+        ``[U, I]`` as an :class:`~pyg_brmrs.nn.graph.Adjacency`, so that
+        ``op.matmul(x_item)`` is :math:`\mathbf{R}\mathbf{X}_I`, the users'
+        symmetric-normalised sum over their items (*e.g.* MGCN's user view
+        of its item–item views). Built on first use."""
+        if self._user_block is None:
+            self._user_block = Adjacency(self.edge_index.flip(0),
+                                         self.weight_user,
+                                         (self.num_users, self.num_items),
+                                         self.backend)
+        return self._user_block
 
     def with_user_rows(self, user_rows: Optional[Tensor]
                        ) -> 'BipartiteAdjacency':

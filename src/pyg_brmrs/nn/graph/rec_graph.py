@@ -282,6 +282,26 @@ class RecGraph:
 
         return self.cached('user_mean', key, build)
 
+    def user_sum(self) -> Adjacency:
+        r"""The ``[U, I]`` operator of the users' sum over their training
+        items, :math:`\sum_{i \in \mathcal{N}_u}` (the raw interaction
+        matrix :math:`\mathbf{R}`); for a batch, the sum over the items
+        present scaled by :math:`\deg(u)/\deg_b(u)`."""
+        ei = self.edge_index
+        key = (tensor_key(ei), self.backend)
+
+        def build():
+            ones = torch.ones(ei.size(1), device=ei.device)
+            weight = ones
+            if self.is_batch:
+                weight = horvitz_thompson(ei[0], self.stats.user_degree[
+                    self.user_n_id])
+            return Adjacency(ei.flip(0), weight,
+                             (self.num_users, self.num_items), self.backend,
+                             cache_key=None if self.is_batch else key)
+
+        return self.cached('user_sum', key, build)
+
     def own(self, name: str) -> Adjacency:
         r"""The operator of the model's own graph :obj:`name` (recorded by
         :meth:`~pyg_brmrs.nn.Recommender.register_graph`) on the rows of

@@ -3,6 +3,10 @@ from .mf import BPRMF
 from .lightgcn import LightGCNRecommender
 from .vbpr import VBPR
 from .freedom import FREEDOM
+from .bm3 import BM3
+from .lgmrec import LGMRec
+from .mgcn import MGCN
+from .dragon import DRAGON
 
 __all__ = [
     'BRMRS',
@@ -10,4 +14,8 @@ __all__ = [
     'LightGCNRecommender',
     'VBPR',
     'FREEDOM',
+    'BM3',
+    'LGMRec',
+    'MGCN',
+    'DRAGON',
 ]

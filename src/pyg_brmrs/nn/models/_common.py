@@ -7,7 +7,7 @@ it sums the (unsquared) Frobenius norms of the batch matrices and divides by
 the batch size. The baselines default to MMRec's form so that MMRec's
 ``reg_weight`` values mean the same here.
 """
-from typing import Mapping, Optional, Tuple
+from typing import Dict, List, Mapping, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -64,6 +64,16 @@ def check_feature_dims(feature_dims) -> dict:
     return {m: int(feature_dims[m]) for m in sorted(feature_dims)}
 
 
+def mmrec_modality_order(names) -> List[str]:
+    r"""The modalities in MMRec's order: ``"image"`` first (its
+    ``v_feat``), then the others by name (``"text"``, its ``t_feat``, or
+    any other in that slot), for the models whose math is not symmetric in
+    the modalities."""
+    names = sorted(names)
+    return (['image'] if 'image' in names else []) + \
+        [m for m in names if m != 'image']
+
+
 def trainable_features(item_features: Optional[Mapping[str, Tensor]],
                        feature_dims: Mapping[str, int], num_items: int,
                        model: str) -> torch.nn.ParameterDict:
@@ -81,3 +91,13 @@ def trainable_features(item_features: Optional[Mapping[str, Tensor]],
                              f"[{num_items}, {dim}] (got {tuple(x.shape)})")
         out[m] = torch.nn.Parameter(x.detach().clone().float())
     return out
+
+
+def feature_rows(graph, model) -> Dict[str, Tensor]:
+    r"""The item features of the rows of :obj:`graph` for :obj:`model`:
+    its fine-tuned copies (``model.item_features``, when
+    ``model.finetune_features``) or the data's frozen ones."""
+    if model.finetune_features:
+        return {m: graph.item_rows(model.item_features[m])
+                for m in model.modalities}
+    return graph.features(model.feature_dims)

@@ -13,7 +13,7 @@ from pyg_brmrs.nn.base import FUSED, Recommender, RecOutput, \
 from pyg_brmrs.nn.fusion import Fusion, resolve_fusion
 from pyg_brmrs.nn.graph import Affine, EdgePruning, RecGraph
 from pyg_brmrs.nn.graph.adjacency import check_backend
-from pyg_brmrs.nn.models._common import trainable_features
+from pyg_brmrs.nn.models._common import feature_rows, trainable_features
 from pyg_brmrs.utils.sparse import normalize_rows
 
 ID_MODES = ('add', 'concat', 'none')
@@ -326,11 +326,7 @@ class BRMRS(Recommender):
         r"""The propagated channels ``([U, C, d], [I, C, d])`` of the
         graph's rows (the user rows of its user–item operator's output)."""
         d = self.embedding_dim
-        if self.finetune_features:
-            feats = {m: graph.item_rows(self.item_features[m])
-                     for m in self.modalities}
-        else:
-            feats = graph.features(self.feature_dims)
+        feats = feature_rows(graph, self)
         dtype = self.projection_dtype
         item_ch: List = []
         user_ch: List = []

@@ -3,7 +3,6 @@ from typing import Dict, List, Mapping, Optional, Tuple
 import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
-from torch_geometric.utils import coalesce
 
 from pyg_brmrs.data.schema import (
     ITEM,
@@ -14,113 +13,16 @@ from pyg_brmrs.nn.base import FUSED, Recommender, RecOutput
 from pyg_brmrs.nn.graph import EdgePruning, RecGraph
 from pyg_brmrs.nn.graph.rec_graph import check_features
 from pyg_brmrs.nn.models._common import (
+    feature_rows,
     check_feature_dims,
     trainable_features,
 )
-from pyg_brmrs.transforms.similarity import cosine_topk, normalize_similarity
-from pyg_brmrs.utils.checks import (
-    check_float,
-    check_int,
-    check_modality_weights,
+from pyg_brmrs.transforms.knn_graph import (
+    mixed_cosine_knn_graph,
+    resolve_modality_weights,
 )
+from pyg_brmrs.utils.checks import check_float, check_int
 from pyg_brmrs.utils.rows import take_rows
-
-#: MMRec's default ``mm_image_weight`` for the modalities {image, text}.
-MMREC_MODALITY_WEIGHTS = {'image': 0.1, 'text': 0.9}
-
-
-def freedom_knn_graph(
-    xs: Mapping[str, Tensor],
-    k: int = 10,
-    modality_weights: Optional[Mapping[str, float]] = None,
-    chunk_size: int = 1024,
-) -> Tuple[Tensor, Tensor]:
-    r"""FREEDOM's frozen item–item graph (MMRec ``get_knn_adj_mat``):
-
-    .. math::
-        \mathbf{S} = \sum_m \beta_m \, \mathbf{D}_m^{-1/2} \mathbf{A}_m
-        \mathbf{D}_m^{-1/2},
-
-    where :math:`(\mathbf{A}_m)_{ij} = 1` iff :math:`j` is among the
-    :math:`k` items of largest :math:`\cos(\mathbf{x}^{(m)}_i,
-    \mathbf{x}^{(m)}_j)` (the item itself included, as MMRec's
-    :func:`torch.topk` over the full similarity row) and :math:`\mathbf{D}_m`
-    holds the row sums of :math:`\mathbf{A}_m` (:math:`k` for every item).
-    Computed :obj:`chunk_size` rows at a time with
-    :func:`pyg_brmrs.transforms.similarity.cosine_topk`, so no
-    :math:`n \times n` matrix is formed. Ties are broken by the smaller index
-    (MMRec: unspecified); an all-zero feature row has no neighbours in that
-    modality and is nobody's neighbour (MMRec: NaN similarities); a row keeps
-    :math:`\min(k, n')` neighbours among the :math:`n'` non-zero rows.
-
-    Args:
-        xs (Mapping[str, torch.Tensor]): modality → features
-            :math:`(n, F_m)`.
-        k (int): Neighbours per item and modality. (default: :obj:`10`)
-        modality_weights (Mapping[str, float], optional): :math:`\beta_m`
-            (default: :func:`default_modality_weights`).
-        chunk_size (int): Rows per similarity block. (default: :obj:`1024`)
-
-    Returns:
-        ``(edge_index, edge_weight)``: ``edge_index[1]`` is the centre item
-        :math:`i` and ``edge_index[0]`` the neighbour :math:`j`
-        (``flow="source_to_target"``, so :math:`\mathbf{h}_i = \sum_j S_{ij}
-        \mathbf{e}_j`), sorted by (target, source); a pair kept by several
-        modalities carries the sum of its weighted entries.
-    """
-    names = sorted(xs)
-    if not names:
-        raise ValueError("'xs' must hold the features of at least one "
-                         "modality")
-    weights = resolve_modality_weights(names, modality_weights)
-    sizes = {m: int(xs[m].size(0)) for m in names}
-    if len(set(sizes.values())) != 1:
-        raise ValueError(f"All modalities must have the same number of rows "
-                         f"(got {sizes})")
-    n = sizes[names[0]]
-    rows, cols, vals = [], [], []
-    for m in names:
-        if weights[m] == 0:
-            continue
-        x = xs[m].detach().float()
-        row, col, _ = cosine_topk(x, k, loop=True, chunk_size=chunk_size)
-        one = torch.ones(row.numel(), device=x.device)
-        value = normalize_similarity(row, col, one, n, 'sym')
-        rows.append(row)
-        cols.append(col)
-        vals.append(weights[m] * value)
-    device = next(iter(xs.values())).device
-    if not rows:
-        return (torch.empty(2, 0, dtype=torch.long, device=device),
-                torch.empty(0, device=device))
-    # (source = neighbour j, target = centre i):
-    edge_index = torch.stack([torch.cat(cols), torch.cat(rows)])
-    edge_index, edge_weight = coalesce(edge_index, torch.cat(vals), n,
-                                       reduce='sum', sort_by_row=False)
-    return edge_index, edge_weight
-
-
-def default_modality_weights(names: List[str]) -> Dict[str, float]:
-    r"""MMRec's :math:`\beta_{image} = 0.1, \beta_{text} = 0.9`
-    (``mm_image_weight=0.1``) for exactly the modalities
-    :obj:`{"image", "text"}`, equal weights :math:`1/M` otherwise."""
-    if sorted(names) == sorted(MMREC_MODALITY_WEIGHTS):
-        return dict(MMREC_MODALITY_WEIGHTS)
-    return {m: 1.0 / len(names) for m in names}
-
-
-def resolve_modality_weights(
-        names: List[str],
-        modality_weights: Optional[Mapping[str, float]]) -> Dict[str, float]:
-    r"""The checked :obj:`modality_weights` (one non-negative weight per
-    modality, summing to one: the rule of
-    :class:`~pyg_brmrs.transforms.HomogeneousKNNGraph` too), or
-    :func:`default_modality_weights` for :obj:`None`."""
-    if modality_weights is None:
-        return default_modality_weights(names)
-    return check_modality_weights(modality_weights, 'modality_weights',
-                                  modalities=names)
-
 
 class FREEDOM(Recommender):
     r"""The FREEDOM model from `"A Tale of Two Graphs: Freezing and Denoising
@@ -129,7 +31,8 @@ class FREEDOM(Recommender):
     ``src/models/freedom.py``.
 
     1. **Frozen item–item graph** :math:`\mathbf{S}` from the raw features
-       (:func:`freedom_knn_graph`: per-modality cosine :math:`k`-NN, binary,
+       (:func:`~pyg_brmrs.transforms.mixed_cosine_knn_graph`: per-modality
+       cosine :math:`k`-NN, binary,
        :math:`\mathbf{D}^{-1/2}\mathbf{A}\mathbf{D}^{-1/2}`, mixed with the
        :obj:`modality_weights` :math:`\beta_m`), built once on the first
        :meth:`forward` and cached while the same feature tensors are passed.
@@ -297,13 +200,15 @@ class FREEDOM(Recommender):
                   schema: Optional[Schema] = None) -> 'FREEDOM':
         r"""Records the degrees (see
         :meth:`~pyg_brmrs.nn.Recommender.set_graph`) and the frozen
-        item–item graph :func:`freedom_knn_graph` of the features of
+        item–item graph (:func:`~pyg_brmrs.transforms.mixed_cosine_knn_graph`,
+        binary) of the features of
         :obj:`data` (the model's graph ``"knn"``)."""
         super().set_graph(data, schema)
         xs = check_features(self.schema.canonical(data), self.feature_dims,
                             self.num_items)
-        ei, ew = freedom_knn_graph(xs, self.knn_k, self.modality_weights,
-                                   self.chunk_size)
+        ei, ew = mixed_cosine_knn_graph(xs, self.knn_k,
+                                        self.modality_weights, 'binary',
+                                        self.chunk_size)
         device = self.item_embedding.weight.device
         self.register_graph('knn', ITEM, ei.to(device), ew.to(device))
         return self
@@ -319,7 +224,8 @@ class FREEDOM(Recommender):
     @property
     def knn_graph(self) -> Tuple[Tensor, Tensor]:
         r"""The frozen item–item graph ``(edge_index, edge_weight)`` of
-        :func:`freedom_knn_graph` recorded by :meth:`set_graph`."""
+        :func:`~pyg_brmrs.transforms.mixed_cosine_knn_graph` recorded by
+        :meth:`set_graph`."""
         graph = self.own_graphs().get('knn')
         if graph is None:
             raise ValueError("FREEDOM has no item graph yet: build it with "
@@ -349,11 +255,7 @@ class FREEDOM(Recommender):
         user, item = ui.layer_mean(
             graph.user_rows(self.user_embedding.weight),
             graph.item_rows(self.item_embedding.weight), self.num_layers)
-        if self.finetune_features:
-            feats = {m: graph.item_rows(self.item_features[m])
-                     for m in self.modalities}
-        else:
-            feats = graph.features(self.feature_dims)
+        feats = feature_rows(graph, self)
         return graph.output({FUSED: user}, {FUSED: item + h},
                             extras={f'x_{m}': feats[m]
                                     for m in self.modalities})
