@@ -14,7 +14,7 @@ reads its log:
 
     # 2. the reference, one model at the parity point, three seeds
     python benchmarks/parity_mmrec.py reference --mmrec /work/mmrec_run \
-        --model lgmrec
+        --model lgmrec --python /path/to/mmrec-env/bin/python
 
     # 3. ours at the same point: a quality run with tag parity_<model>
     #    (quality.py run --dataset tiktok --model lgmrec --tag parity_lgmrec
@@ -177,7 +177,7 @@ def reference(args) -> int:
     code = ('import json, sys; from utils.quick_start import quick_start; '
             f"quick_start(model={point['mmrec']!r}, dataset='tiktok', "
             f'config_dict=json.loads(sys.argv[1]), save_model=False)')
-    cmd = [sys.executable, '-c', code, json.dumps(config)]
+    cmd = [str(args.python), '-c', code, json.dumps(config)]
     log = args.logs / f'{args.model}_reference.log'
     args.logs.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads),
@@ -289,6 +289,9 @@ def main(argv=None) -> int:
     r.add_argument('--mmrec', type=Path, required=True)
     r.add_argument('--model', choices=sorted(POINTS), required=True)
     r.add_argument('--threads', type=int, default=1)
+    r.add_argument('--python', type=Path, default=Path(sys.executable),
+                   help="the interpreter of MMRec's environment (its "
+                   'pins differ from this package\'s; default: this one)')
     r.add_argument('--logs', type=Path, default=Path('/tmp/mmrec_logs'),
                    help='where the full MMRec log goes (not committed)')
     o = sub.add_parser('ours', help='ours at the point (a quality run, tag '
