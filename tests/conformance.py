@@ -389,7 +389,8 @@ def check_recipe(name: str, data: Optional[HeteroData] = None,
     ``'gradients'``, ``'state_dict'`` and ``'determinism'``)."""
     data = block_data() if data is None else data
     prepared, model, objective = build(name, data)
-    check_blocks(name, prepared, model)
+    if model.supports_subgraph:  # the batch checks rely on the blocks
+        check_blocks(name, prepared, model)
     every = list(CHECKS) + ['gradients', 'state_dict', 'determinism']
     for check in (every if checks is None else checks):
         if check in SUBGRAPH_CHECKS and not model.supports_subgraph:

@@ -241,3 +241,26 @@ def cosine_info_nce(anchor: Tensor, positive: Tensor, candidates: Tensor,
     lse = product_logsumexp(a, F.normalize(candidates, dim=1),
                             bound=1.0 / temperature)
     return _reduce(lse - pos, _check_reduction(reduction))
+
+
+def info_nce(a: Tensor, b: Tensor, temperature: float = 0.2) -> Tensor:
+    r"""InfoNCE between row-aligned views ``[N, d]``:
+    :math:`-\frac{1}{N}\sum_n \log \frac{\exp(\cos(a_n, b_n)/\tau)}
+    {\sum_{n'} \exp(\cos(a_n, b_{n'})/\tau)}`."""
+    a, b = F.normalize(a, dim=-1), F.normalize(b, dim=-1)
+    logits = a @ b.t() / temperature
+    target = torch.arange(a.size(0), device=a.device)
+    return F.cross_entropy(logits, target)
+
+
+def orthogonality(a: Tensor, b: Tensor) -> Tensor:
+    r"""REARM's orthogonality ("difference") loss between two views
+    ``[N, d]``: the mean squared entry of
+    :math:`\tilde{\mathbf{A}}^{\top}\tilde{\mathbf{B}}`, where
+    :math:`\tilde{\cdot}` centres the columns and :math:`L_2`-normalises the
+    rows (norms detached, as REARM)."""
+    a = a - a.mean(dim=0, keepdim=True)
+    b = b - b.mean(dim=0, keepdim=True)
+    a = a / (a.norm(dim=1, keepdim=True).detach() + 1e-6)
+    b = b / (b.norm(dim=1, keepdim=True).detach() + 1e-6)
+    return (a.t() @ b).pow(2).mean()

@@ -16,12 +16,17 @@ every score is computed from the batch's representations.
 from typing import Dict, List, Optional
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from pyg_brmrs.data.schema import RATES, Schema, canonical
-from pyg_brmrs.loss import CrossModalBPRLoss, SynergyBPRLoss, bpr_loss
+from pyg_brmrs.loss import (
+    CrossModalBPRLoss,
+    SynergyBPRLoss,
+    bpr_loss,
+    info_nce,
+    orthogonality,
+)
 from pyg_brmrs.nn.base import FUSED, Recommender, RecOutput
 from pyg_brmrs.nn.graph import subgraph_ids
 from pyg_brmrs.sampling import (
@@ -405,29 +410,6 @@ class BRMRSObjective(Objective):
                 f'reg_weight={self.reg_weight}, '
                 f'bpr_weight={self.bpr_weight}, '
                 f'syn_negative={self.syn_negative!r}, sampler={self.sampler})')
-
-
-def info_nce(a: Tensor, b: Tensor, temperature: float = 0.2) -> Tensor:
-    r"""InfoNCE between row-aligned views ``[N, d]``:
-    :math:`-\frac{1}{N}\sum_n \log \frac{\exp(\cos(a_n, b_n)/\tau)}
-    {\sum_{n'} \exp(\cos(a_n, b_{n'})/\tau)}`."""
-    a, b = F.normalize(a, dim=-1), F.normalize(b, dim=-1)
-    logits = a @ b.t() / temperature
-    target = torch.arange(a.size(0), device=a.device)
-    return F.cross_entropy(logits, target)
-
-
-def orthogonality(a: Tensor, b: Tensor) -> Tensor:
-    r"""REARM's orthogonality ("difference") loss between two views
-    ``[N, d]``: the mean squared entry of
-    :math:`\tilde{\mathbf{A}}^{\top}\tilde{\mathbf{B}}`, where
-    :math:`\tilde{\cdot}` centres the columns and :math:`L_2`-normalises the
-    rows (norms detached, as REARM)."""
-    a = a - a.mean(dim=0, keepdim=True)
-    b = b - b.mean(dim=0, keepdim=True)
-    a = a / (a.norm(dim=1, keepdim=True).detach() + 1e-6)
-    b = b / (b.norm(dim=1, keepdim=True).detach() + 1e-6)
-    return (a.t() @ b).pow(2).mean()
 
 
 class REARMObjective(BPRObjective):

@@ -197,3 +197,41 @@ def test_negative_free_objective(small):
         obj(BPRMF.from_data(small, embedding_dim=8), small, users, items)
     with pytest.raises(ValueError, match="'reg_weight'"):
         NegativeFreeObjective(reg_weight=-1.0)
+
+
+# ---------------------------------------------------------------------------
+# optimiser: Adam (L2 in the gradient) or AdamW (decoupled decay)
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize('name', ['adam', 'adamw'])
+def test_one_step_with_zero_gradient_follows_each_rule(name):
+    from pyg_brmrs.training import make_adam
+    p = torch.nn.Parameter(torch.full((3,), 2.0))
+    lr, wd = 0.1, 0.5
+    opt = make_adam([p], lr=lr, weight_decay=wd,
+                    decoupled=name == 'adamw')
+    assert type(opt) is (torch.optim.AdamW if name == 'adamw'
+                         else torch.optim.Adam)
+    (0.0 * p.sum()).backward()  # a zero loss gradient
+    opt.step()
+    if name == 'adamw':  # theta <- theta (1 - lr wd); Adam's step is 0
+        want = 2.0 * (1 - lr * wd)
+    else:  # g = wd theta, first step m/sqrt(v) = 1: theta - lr
+        want = 2.0 - lr
+    assert torch.allclose(p.detach(), torch.full((3,), want), atol=1e-6)
+
+
+def test_trainer_uses_the_configured_optimizer(small):
+    cfg = config(epochs=1, optimizer='adamw', weight_decay=1e-3)
+    trainer = Trainer(*mf(small), small, cfg)
+    assert type(trainer.optimizer) is torch.optim.AdamW
+    assert trainer.optimizer.param_groups[0]['weight_decay'] == 1e-3
+    assert cfg.to_dict()['optimizer'] == 'adamw'
+    assert 'optimizer' not in config().to_dict()  # old run hashes kept
+    assert type(Trainer(*mf(small), small, config(epochs=1)).optimizer) \
+        is torch.optim.Adam
+
+
+@pytest.mark.parametrize('bad', ['sgd', 'AdamW', None, 1])
+def test_bad_optimizer_names_the_setting(bad):
+    with pytest.raises(ValueError, match='TrainConfig.optimizer'):
+        config(optimizer=bad)

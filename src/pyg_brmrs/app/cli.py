@@ -43,7 +43,11 @@ from pyg_brmrs.data import (
 )
 from pyg_brmrs.loader import require_sampling_backend
 from pyg_brmrs.training import TrainConfig
-from pyg_brmrs.training.config import BATCHING, DEFAULT_NUM_NEIGHBORS
+from pyg_brmrs.training.config import (
+    BATCHING,
+    DEFAULT_NUM_NEIGHBORS,
+    OPTIMIZERS,
+)
 from pyg_brmrs.utils import distributed
 from pyg_brmrs.utils.atomic import write_json, write_text
 from pyg_brmrs.utils.distributed import is_writer
@@ -324,7 +328,12 @@ def _training_options(parser: argparse.ArgumentParser) -> None:
                        'learning_rate_scheduler; default: constant, or the '
                        'recipe\'s, e.g. 0.96 50 for mgcn)')
     group.add_argument('--weight-decay', type=_nonnegative_float,
-                       help=f'Adam weight decay (default: {d.weight_decay})')
+                       help=f'weight decay (default: {d.weight_decay}, or '
+                       'the recipe\'s)')
+    group.add_argument('--optimizer', choices=OPTIMIZERS,
+                       help='adam (L2 penalty in the gradients) or adamw '
+                       '(decoupled weight decay) (default: adam, or the '
+                       'recipe\'s, e.g. adamw for rearm)')
     group.add_argument('--patience', type=_positive_int,
                        help='early stopping: evaluations without a better '
                        f'validation Recall@20 (default: {d.patience})')
@@ -536,7 +545,7 @@ def model_params(args) -> Dict[str, Any]:
 #: The training options that fall back to the recipe's and the preset's
 #: settings when they are not given (option attribute = TrainConfig field).
 FALLBACK_OPTIONS = ('epochs', 'batch_size', 'lr', 'lr_decay', 'weight_decay',
-                    'patience')
+                    'optimizer', 'patience')
 
 
 def train_config(args, params: Dict[str, Any]) -> TrainConfig:

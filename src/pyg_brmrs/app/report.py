@@ -35,6 +35,7 @@ MODEL_NAMES = {
     'mgcn': 'MGCN',
     'dragon': 'DRAGON',
     'bm3': 'BM3',
+    'rearm': 'REARM',
     'rearm_objective_on_brmrs': 'REARM objective (BR-MRS backbone)',
     'brmrs_paper': 'BR-MRS (the paper\'s model)',
     'brmrs': 'BR-MRS (tuned variant)',

@@ -10,6 +10,7 @@ from .models import (
     DRAGON,
     FREEDOM,
     MGCN,
+    REARM,
     VBPR,
     LGMRec,
     LightGCNRecommender,

@@ -60,6 +60,10 @@ def _check_lr_decay(value: Any) -> Tuple[float, int]:
     return float(value[0]), int(value[1])
 
 
+#: The optimisers of :attr:`TrainConfig.optimizer`.
+OPTIMIZERS = ('adam', 'adamw')
+
+
 @dataclass
 class TrainConfig:
     r"""The training hyper-parameters (defaults: MMRec's).
@@ -76,7 +80,16 @@ class TrainConfig:
             epoch and stored in the checkpoints; MGCN uses
             ``(0.96, 50)``). :obj:`None`: a constant rate.
             (default: :obj:`None`)
-        weight_decay (float): Adam weight decay. (default: :obj:`0.0`)
+        weight_decay (float): The optimiser's weight decay: an
+            :math:`L_2` penalty added to the gradients for
+            :obj:`optimizer="adam"`, decoupled
+            (:math:`\theta \leftarrow \theta - \mathrm{lr} \cdot
+            \mathrm{wd} \cdot \theta` each step) for :obj:`"adamw"`.
+            (default: :obj:`0.0`)
+        optimizer (str): :obj:`"adam"` (:class:`torch.optim.Adam`, MMRec's)
+            or :obj:`"adamw"` (:class:`torch.optim.AdamW`, *e.g.* REARM's,
+            whose regulariser is its weight decay). (default:
+            :obj:`"adam"`)
         patience (int): Evaluations without improvement of
             :obj:`valid_metric` before stopping. (default: :obj:`20`)
         eval_every (int): Evaluate every this many epochs.
@@ -140,6 +153,7 @@ class TrainConfig:
     batching: str = 'full'
     num_neighbors: Optional[Sequence[int]] = None
     lr_decay: Optional[Sequence[float]] = None
+    optimizer: str = 'adam'
 
     def __post_init__(self):
         for name in ('epochs', 'batch_size', 'patience', 'eval_every',
@@ -152,6 +166,9 @@ class TrainConfig:
         _check_number('weight_decay', self.weight_decay, minimum=0.0)
         if self.lr_decay is not None:
             self.lr_decay = _check_lr_decay(self.lr_decay)
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"TrainConfig.optimizer must be one of "
+                             f"{list(OPTIMIZERS)} (got {self.optimizer!r})")
         if self.max_time is not None:
             _check_number('max_time', self.max_time, minimum=0.0,
                           strict=True)
@@ -201,6 +218,8 @@ class TrainConfig:
             del out['lr_decay']
         else:
             out['lr_decay'] = list(self.lr_decay)
+        if self.optimizer == 'adam':  # the same
+            del out['optimizer']
         if self.batching == 'full' and self.num_neighbors is None:
             # as before the option existed: same manifests, same hashes
             del out['batching'], out['num_neighbors']

@@ -5,8 +5,11 @@ import torch
 
 
 def make_adam(params, lr: float = 1e-3, weight_decay: float = 0.0,
-              fused: Optional[bool] = None) -> torch.optim.Adam:
-    r"""The trainer's optimiser: :class:`torch.optim.Adam` over
+              fused: Optional[bool] = None,
+              decoupled: bool = False) -> torch.optim.Adam:
+    r"""The trainer's optimiser: :class:`torch.optim.Adam` (or, with
+    :obj:`decoupled=True`, :class:`torch.optim.AdamW`: the weight decay
+    applied to the parameters rather than added to the gradients) over
     :obj:`params`, with torch's fused kernel (one pass over each parameter
     instead of a chain of element-wise operations with full-size
     temporaries; the same update up to float rounding) when every parameter
@@ -23,5 +26,5 @@ def make_adam(params, lr: float = 1e-3, weight_decay: float = 0.0,
         fused = bool(tensors) and all(
             torch.is_floating_point(p) and not p.is_sparse and
             p.device.type in devices for p in tensors)
-    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay,
-                            fused=fused or None)
+    cls = torch.optim.AdamW if decoupled else torch.optim.Adam
+    return cls(params, lr=lr, weight_decay=weight_decay, fused=fused or None)

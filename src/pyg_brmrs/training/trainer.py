@@ -94,7 +94,8 @@ class Trainer:
             self.sample_generator = torch.Generator(device=self.device)
             self.objective.generator = self.sample_generator
         self.optimizer = make_adam(self.model.parameters(), lr=cfg.lr,
-                                   weight_decay=cfg.weight_decay)
+                                   weight_decay=cfg.weight_decay,
+                                   decoupled=cfg.optimizer == 'adamw')
         #: The learning-rate schedule of :obj:`config.lr_decay`
         #: (:obj:`None`: a constant rate), stepped after every epoch.
         self.scheduler: Optional[LambdaLR] = None

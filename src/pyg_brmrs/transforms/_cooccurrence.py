@@ -10,7 +10,7 @@ top-:math:`k` with :func:`row_topk`. Blocks and sub-blocks are sized to hold
 at most :math:`\text{chunk} \cdot n / 4` entries, so memory stays
 :math:`O(\text{chunk} \cdot n + n \cdot k)` with few, large operations.
 """
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -192,3 +192,75 @@ def _padded_topk(crow: Tensor, col: Tensor, count: Tensor, offset: int,
         keep = torch.isfinite(val)
         yield (node.unsqueeze(1).expand_as(idx)[keep], idx[keep],
                w[keep].float())
+
+
+def rearm_padding(row: Tensor, col: Tensor, weight: Tensor, num_nodes: int,
+                  k: int, degree: Tensor,
+                  generator: Optional[torch.Generator] = None
+                  ) -> Tuple[Tensor, Tensor, Tensor]:
+    r"""REARM's padding of softmax co-occurrence lists to :math:`k` entries
+    (its ``topk_sample``), applied to the output of
+    :func:`cooccurrence_topk` (mode :obj:`"softmax"`).
+
+    * A node with :math:`0 < n_i < k` neighbours appends :math:`k - n_i`
+      entries drawn uniformly, independently and with replacement from its
+      own :math:`n_i` neighbours; the softmax then runs over the padded
+      list, so a neighbour drawn :math:`r_{ij}` times weighs
+      :math:`(1 + r_{ij})\,e^{c_{ij}} / \sum_l (1 + r_{il})\,e^{c_{il}}`
+      (duplicates are summed into one edge).
+    * A node with no co-occurring node takes the :math:`k` nodes with the
+      most training interactions (degree descending, then index
+      ascending; only nodes with at least one), with weights
+      :math:`\mathrm{softmax}_j(\deg_j / \sum_{l} \deg_l)` over them.
+    * Nodes with :math:`n_i \ge k` are unchanged.
+
+    Args:
+        row (torch.Tensor): The node whose list each entry belongs to
+            ``[E]``.
+        col (torch.Tensor): The neighbour ``[E]``.
+        weight (torch.Tensor): The softmax weights ``[E]``.
+        num_nodes (int): The number of nodes.
+        k (int): The list length.
+        degree (torch.Tensor): Training interactions per node ``[n]``.
+        generator (torch.Generator, optional): The random generator of the
+            draws (on the device of :obj:`row`). (default: :obj:`None`,
+            torch's global one)
+
+    Returns:
+        ``(row, col, weight)`` with every node's entries contiguous (nodes
+        ascending; within a node, the input's order), weights summing to 1
+        per node that has any.
+    """
+    device = row.device
+    order = torch.sort(row, stable=True).indices
+    row, col, weight = row[order], col[order], weight[order].double()
+    n = torch.bincount(row, minlength=num_nodes)
+    start = torch.cumsum(n, 0) - n
+    mult = torch.ones(row.numel(), dtype=torch.float64, device=device)
+    short = ((n > 0) & (n < k)).nonzero().view(-1)
+    if short.numel() > 0:
+        owner = torch.repeat_interleave(short, k - n[short])
+        size = n[owner]
+        draw = (torch.rand(owner.numel(), generator=generator, device=device,
+                           dtype=torch.float64) * size).long()
+        draw = torch.minimum(draw, size - 1)
+        mult += torch.bincount(start[owner] + draw,
+                               minlength=row.numel()).double()
+    weight = mult * weight
+    total = torch.zeros(num_nodes, dtype=torch.float64,
+                        device=device).index_add_(0, row, weight)
+    weight = weight / total[row].clamp(min=1e-300)
+    empty = (n == 0).nonzero().view(-1)
+    degree = degree.to(device)
+    active = int((degree > 0).sum())
+    if empty.numel() > 0 and active > 0:
+        by_degree = torch.sort(-degree.double(), stable=True).indices
+        popular = by_degree[:min(k, active)]
+        share = degree[popular].double()
+        w_pop = torch.softmax(share / share.sum(), dim=0)
+        row = torch.cat([row, empty.repeat_interleave(popular.numel())])
+        col = torch.cat([col, popular.repeat(empty.numel())])
+        weight = torch.cat([weight, w_pop.repeat(empty.numel())])
+        order = torch.sort(row, stable=True).indices
+        row, col, weight = row[order], col[order], weight[order]
+    return row, col, weight.float()

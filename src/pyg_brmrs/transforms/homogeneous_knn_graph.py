@@ -1,6 +1,6 @@
 r"""The user–user and item–item graphs of BR-MRS (Eq. 1), built exactly,
 without dense :math:`n \times n` matrices."""
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -23,7 +23,12 @@ from ._ann import (
     modality_candidates,
 )
 from ._combined import combined_topk, overlap_block, similarity_blocks
-from ._cooccurrence import COOCCURRENCE_MODES, binary_csr, cooccurrence_topk
+from ._cooccurrence import (
+    COOCCURRENCE_MODES,
+    binary_csr,
+    cooccurrence_topk,
+    rearm_padding,
+)
 from .similarity import (
     NORMALIZATIONS,
     cosine_topk,
@@ -35,6 +40,8 @@ from .similarity import (
 Part = Tuple[Tensor, Tensor, Tensor]  # (centre i, neighbour j, weight)
 
 TOPK_MODES = ('per_part', 'combined')
+#: Paddings of short co-occurrence lists (:obj:`None`: none).
+PADDINGS = ('rearm',)
 
 
 @functional_transform('homogeneous_knn_graph')
@@ -76,11 +83,11 @@ class HomogeneousKNNGraph(BaseTransform):
     * :obj:`"count"`: :math:`c_{ij} = n_{ij} / \sum_{l \in K_i} n_{il}`,
     * :obj:`"jaccard"`: :math:`c_{ij} = J_{ij} / \sum_{l \in K_i} J_{il}`.
 
-    Co-occurrence is never invented: a node with fewer than :math:`k`
-    co-occurring nodes keeps only those, and a node with none (e.g. an item
-    without training users) gets no co-occurrence edge, only its similarity
-    edges. (REARM pads such rows with random repeats or with the most popular
-    nodes.)
+    By default co-occurrence is never invented: a node with fewer than
+    :math:`k` co-occurring nodes keeps only those, and a node with none
+    (e.g. an item without training users) gets no co-occurrence edge, only
+    its similarity edges; :obj:`padding="rearm"` pads them as REARM does
+    (below).
 
     **Similarity.** Item :math:`i` has the feature
     :math:`\mathbf{x}^{(m)}_i = ` ``data['item'][f'x_{m}'][i]``; user
@@ -166,12 +173,18 @@ class HomogeneousKNNGraph(BaseTransform):
     float32 ``[E]``. The graph is directed (:math:`e_{ij} \ne e_{ji}` in
     general). Everything runs on the device of the training edges.
 
-    Differences from REARM: REARM keeps the node itself in its similarity
-    top-:math:`k` (here: :obj:`loop=True`) but not in its co-occurrence
-    top-:math:`k` (here: :obj:`loop=False`); it pads short co-occurrence rows
-    (see above); its ties are broken by :func:`torch.topk`'s unspecified
-    order; and it stores zero-weight edges of a modality with
-    :math:`\beta_m = 0`.
+    **REARM's construction** is :obj:`topk="per_part"`,
+    :obj:`cooccurrence="softmax"`, :obj:`normalization="sym"`,
+    :obj:`loop="similarity"` (the node itself is in its similarity
+    top-:math:`k`, as the top cosine, but not in its co-occurrence list)
+    and :obj:`padding="rearm"` (short co-occurrence lists padded with
+    random repeats, empty ones with the most popular nodes:
+    :func:`~pyg_brmrs.transforms.rearm_padding`, drawn with
+    :obj:`seed`). What still differs: REARM's ties are broken by
+    :func:`torch.topk`'s unspecified order (here: the smaller index), it
+    stores zero-weight edges of a modality with :math:`\beta_m = 0`, and
+    a user without training items has a NaN profile there (here: no
+    similarity edges).
 
     .. code-block:: python
 
@@ -206,8 +219,10 @@ class HomogeneousKNNGraph(BaseTransform):
             :obj:`"jaccard"`, see above. (default: :obj:`"softmax"`)
         normalization (str): :obj:`"sym"` or :obj:`"none"`, see above.
             (default: :obj:`"sym"`)
-        loop (bool): Whether a node may be its own neighbour in every part.
-            (default: :obj:`False`)
+        loop (bool or str): Whether a node may be its own neighbour in
+            every part (:obj:`True`), in none (:obj:`False`), or only in
+            its similarity lists (:obj:`"similarity"`, REARM; not with
+            :obj:`topk="combined"`). (default: :obj:`False`)
         chunk_size (int, optional): Rows per block of the similarity and
             co-occurrence products; :obj:`None` processes all rows at once
             (:math:`O(n^2)` memory). (default: :obj:`1024`)
@@ -224,6 +239,13 @@ class HomogeneousKNNGraph(BaseTransform):
             as ``(item_type, 'similar', item_type)`` and ``(user_type,
             'similar', user_type)``. (default: :obj:`None`, the canonical
             names)
+        padding (str, optional): :obj:`"rearm"` pads the co-occurrence
+            lists shorter than :math:`k` as REARM does (see above; needs
+            :obj:`cooccurrence="softmax"` and :obj:`topk="per_part"`).
+            (default: :obj:`None`: co-occurrence is never invented)
+        seed (int, optional): Seed of the padding's draws (a generator of
+            its own, so the graphs are a function of the data and the
+            seed). (default: :obj:`None`: torch's global generator)
     """
     def __init__(
         self,
@@ -235,12 +257,14 @@ class HomogeneousKNNGraph(BaseTransform):
         modality_weights_user: Optional[Mapping[str, float]] = None,
         cooccurrence: str = 'softmax',
         normalization: str = 'sym',
-        loop: bool = False,
+        loop: Union[bool, str] = False,
         chunk_size: Optional[int] = 1024,
         topk: str = 'per_part',
         knn: str = 'exact',
         knn_kwargs: Optional[Mapping[str, Any]] = None,
         schema: Optional[Schema] = None,
+        padding: Optional[str] = None,
+        seed: Optional[int] = None,
     ) -> None:
         self.schema = resolve_schema(schema)
         self.k_item = check_int(k_item, 'k_item', 0)
@@ -253,11 +277,28 @@ class HomogeneousKNNGraph(BaseTransform):
             modality_weights_user, 'modality_weights_user')
         check_choice(cooccurrence, 'cooccurrence', COOCCURRENCE_MODES)
         check_choice(normalization, 'normalization', NORMALIZATIONS)
-        if not isinstance(loop, bool):
-            raise TypeError(f"'loop' must be a bool (got {loop!r})")
+        if not isinstance(loop, bool) and loop != 'similarity':
+            raise TypeError(f"'loop' must be a bool or 'similarity' (got "
+                            f"{loop!r})")
+        if padding is not None:
+            check_choice(padding, 'padding', PADDINGS)
+            if cooccurrence != 'softmax':
+                raise ValueError(f"padding='rearm' pads softmax lists: it "
+                                 f"needs cooccurrence='softmax' (got "
+                                 f"{cooccurrence!r})")
+        if seed is not None and (isinstance(seed, bool) or
+                                 not isinstance(seed, int)):
+            raise TypeError(f"'seed' must be an int or None (got {seed!r})")
         if chunk_size is not None:
             chunk_size = check_int(chunk_size, 'chunk_size', 1)
         self.topk = check_choice(topk, 'topk', TOPK_MODES)
+        if self.topk == 'combined' and (loop == 'similarity' or
+                                        padding is not None):
+            raise ValueError("loop='similarity' and padding are options of "
+                             "the per-part lists (topk='per_part'); the "
+                             "combined top-k has one list per node")
+        self.padding = padding
+        self.seed = seed
         self.knn = knn
         self.knn_params = check_knn_kwargs(knn, knn_kwargs)
         self.knn_kwargs = None if knn_kwargs is None else dict(knn_kwargs)
@@ -312,22 +353,30 @@ class HomogeneousKNNGraph(BaseTransform):
         ann = self.knn == 'faiss'
         if self.k_item > 0:
             k, chunk = self.k_item, self._chunk(num_items)
+            loop = self._loop(similarity=True)
             parts = self._parts(
                 A_t, A, num_items, k, self.alpha_item, betas_item, feats_item,
-                (lambda x: ann_cosine_topk(x, k, self.loop, self.knn_params))
-                if ann else (lambda x: cosine_topk(x, k, self.loop, chunk)))
+                (lambda x: ann_cosine_topk(x, k, loop, self.knn_params))
+                if ann else (lambda x: cosine_topk(x, k, loop, chunk)))
             _store(data, ITEM_SIM, parts, num_items, device)
 
         if self.k_user > 0:
             k, chunk = self.k_user, self._chunk(num_users)
+            loop = self._loop(similarity=True)
             parts = self._parts(
                 A, A_t, num_users, k, self.alpha_user, betas_user, feats_user,
                 (lambda x: ann_cosine_topk(user_profile(A, x, chunk), k,
-                                           self.loop, self.knn_params))
+                                           loop, self.knn_params))
                 if ann else
-                (lambda x: profile_cosine_topk(A, x, k, self.loop, chunk)))
+                (lambda x: profile_cosine_topk(A, x, k, loop, chunk)))
             _store(data, USER_SIM, parts, num_users, device)
         return data
+
+    def _loop(self, similarity: bool) -> bool:
+        r"""Whether a node is a candidate of its own list in a part."""
+        if self.loop == 'similarity':
+            return similarity
+        return bool(self.loop)
 
     def _chunk(self, num_nodes: int) -> int:
         return max(1, num_nodes if self.chunk_size is None else
@@ -366,7 +415,16 @@ class HomogeneousKNNGraph(BaseTransform):
         parts: List[Part] = []
         if alpha > 0.0:
             row, col, w = cooccurrence_topk(mat, mat_t, k, self.cooccurrence,
-                                            self.loop, self._chunk(num_nodes))
+                                            self._loop(similarity=False),
+                                            self._chunk(num_nodes))
+            if self.padding == 'rearm':
+                generator = None
+                if self.seed is not None:
+                    generator = torch.Generator(device=mat.device)
+                    generator.manual_seed(self.seed)
+                row, col, w = rearm_padding(
+                    row, col, w, num_nodes, k,
+                    mat.crow_indices().diff(), generator)
             parts.append((row, col, alpha * w))
         for m, x in feats.items():
             row, col, cos = similarity(
@@ -412,10 +470,12 @@ class HomogeneousKNNGraph(BaseTransform):
                 f'modality_weights_item={self.modality_weights_item}, '
                 f'modality_weights_user={self.modality_weights_user}, '
                 f'cooccurrence={self.cooccurrence!r}, '
-                f'normalization={self.normalization!r}, loop={self.loop}, '
+                f'normalization={self.normalization!r}, loop={self.loop!r}, '
                 f'chunk_size={self.chunk_size}, topk={self.topk!r}'
                 + (f', knn={self.knn!r}, knn_kwargs={self.knn_kwargs}'
-                   if self.knn != 'exact' else '') + ')')
+                   if self.knn != 'exact' else '')
+                + (f', padding={self.padding!r}, seed={self.seed}'
+                   if self.padding is not None else '') + ')')
 
 
 def _resolve_weights(name: str, weights: Optional[Dict[str, float]],

@@ -7,6 +7,7 @@ from .bm3 import BM3
 from .lgmrec import LGMRec
 from .mgcn import MGCN
 from .dragon import DRAGON
+from .rearm import REARM
 
 __all__ = [
     'BRMRS',
@@ -18,4 +19,5 @@ __all__ = [
     'LGMRec',
     'MGCN',
     'DRAGON',
+    'REARM',
 ]
