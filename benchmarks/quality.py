@@ -381,6 +381,8 @@ def equal_budget_table(root: Path, prefix: str = EQUAL_PREFIX,
             rel = ours[o]['mean'][metric] / base[b]['mean'][metric] - 1
             target = ('met' if rel >= TARGET else 'missed') \
                 if metric in ('recall@20', 'ndcg@20') else '—'
+            if missing and target != '—':
+                target += ' so far (rows missing)'
             rows.append(f"| {SHORT[metric]} | {b} {pm(base[b], metric)} | "
                         f"{o} {pm(ours[o], metric)} | {100 * rel:+.1f} % | "
                         f"{target} |")
