@@ -79,6 +79,21 @@ POINTS: Dict[str, Dict] = {
         ours={'train.lr': 1e-4, 'reg_weight': 1e-3, 'knn_k': 10,
               'num_item_layers': 1,
               'modality_weights': {'image': 0.1, 'audio': 0.9}}),
+    # LATTICE: MMRec searches lr x reg_weight; the middle of both grids
+    'lattice': dict(
+        mmrec='LATTICE',
+        reference={'learning_rate': [0.001], 'reg_weight': [0.0001],
+                   'knn_k': 10, 'lambda_coeff': 0.9, 'n_layers': 1,
+                   'learning_rate_scheduler': [0.96, 50]},
+        ours={'train.lr': 0.001, 'reg_weight': 0.0001, 'knn_k': 10,
+              'lambda_coeff': 0.9, 'num_item_layers': 1,
+              'train.lr_decay': [0.96, 50]}),
+    # DualGNN: MMRec searches lr x reg_weight over 1e-1 .. 1e-5 each
+    'dualgnn': dict(
+        mmrec='DualGNN',
+        reference={'learning_rate': [0.001], 'reg_weight': [0.001],
+                   'aggr_mode': ['add']},
+        ours={'train.lr': 0.001, 'reg_weight': 0.001}),
     'bm3': dict(
         mmrec='BM3',
         reference={'n_layers': [1], 'dropout': [0.5], 'reg_weight': [0.1],
@@ -97,11 +112,12 @@ repository with these edits and nothing else:
   `np.float`), scipy < 1.12 (its preprocessing calls
   `dok_matrix._update`), pandas 2.1; no torchvision, so the import in
   `utils/data_utils.py` (used only for raw images) is guarded.
-- **Device**: `mgcn.py` moves two tensors with `.cuda()`; they are moved
-  to the configured device instead (`.to(self.device)`). `dragon.py`
-  registers its result embedding as an `nn.Parameter` that it then
-  overwrites with a plain tensor, which fails on the CPU in current
-  torch; it is kept a plain tensor, which is what the GPU run trains.
+- **Device**: `mgcn.py` and `lattice.py` move two tensors each with
+  `.cuda()`; they are moved to the configured device instead
+  (`.to(self.device)`). `dragon.py` and `dualgnn.py` register their
+  result embedding as an `nn.Parameter` that they then overwrite with a
+  plain tensor, which fails on the CPU in current torch; it is kept a
+  plain tensor, which is what the GPU run trains.
   `use_gpu: False` in the run's config.
 - **Data**: the split is exported by `parity_mmrec.py export` (image
   feature as `v_feat`, audio as `t_feat`; the text-feature slot holds the

@@ -226,12 +226,13 @@ SHORT = {'recall@10': 'R@10', 'recall@20': 'R@20', 'ndcg@10': 'N@10',
 #: model gets 8 validation runs on seed 999.
 EQUAL = [('bprmf', 'BPR-MF'), ('vbpr', 'VBPR'), ('lightgcn', 'LightGCN'),
          ('freedom', 'FREEDOM'), ('lgmrec', 'LGMRec'), ('mgcn', 'MGCN'),
-         ('dragon', 'DRAGON'), ('bm3', 'BM3'),
+         ('dragon', 'DRAGON'), ('bm3', 'BM3'), ('lattice', 'LATTICE'),
+         ('dualgnn', 'DualGNN'),
          ('brmrs_paper', '**BR-MRS, the paper\'s model** (`brmrs_paper`)'),
          ('brmrs', 'BR-MRS, tuned variant (`brmrs`)')]
 EQUAL_PREFIX = 'eq8_'
 EQUAL_BASELINES = ('bprmf', 'vbpr', 'lightgcn', 'freedom', 'lgmrec', 'mgcn',
-                   'dragon', 'bm3')
+                   'dragon', 'bm3', 'lattice', 'dualgnn')
 EQUAL_BRMRS = ('brmrs_paper', 'brmrs')
 #: The earlier equal-budget table (4 validation runs, tags ``eq_<model>``),
 #: kept as a record: it lacks four baselines and BR-MRS's fixed settings
@@ -708,6 +709,13 @@ EQUAL_GRIDS: Dict[str, Dict[str, object]] = {
     # MMRec's BM3 grid exactly (2 × 2 × 2)
     'bm3': {'grid': {'num_layers': [1, 2], 'dropout': [0.3, 0.5],
                      'reg_weight': [0.1, 0.01]}},
+    # MMRec's LATTICE searches lr {1e-4, 5e-4, 1e-3, 5e-3} x reg_weight
+    # {0, 1e-5, 1e-4, 1e-3}: all four regularisers at the two middle rates
+    'lattice': {'grid': {'train.lr': [0.0005, 0.001],
+                         'reg_weight': [0.0, 0.00001, 0.0001, 0.001]}},
+    # MMRec's DualGNN searches lr x reg_weight over 1e-1 .. 1e-5 each
+    'dualgnn': {'grid': {'train.lr': [0.001, 0.0001],
+                         'reg_weight': [0.1, 0.01, 0.001, 0.0001]}},
     'brmrs_paper': {'subsets': True, 'points': [
         {}, {'fusion': 'gated'}, {'lambda_s': 0.5}, {'lambda_s': 2.0},
         {'num_candidates': 32}, {'theta': 0.05}, {'theta': 0.2},

@@ -185,11 +185,13 @@ def recorded_params():
             model = recipes.RENAMED_RECIPES.get(model, model)
         grid = summary.get('grid') or {}
         points = [summary.get('selected') or {}]
-        points += [dict(zip(grid, values))
-                   for values in itertools.product(*grid.values())]
+        if list(grid) == ['points']:  # a run of --points
+            points += grid['points']
+        else:
+            points += [dict(zip(grid, values))
+                       for values in itertools.product(*grid.values())]
         for point in points:
-            yield path, model, {**summary.get('fixed', {}),
-                                           **point}
+            yield path, model, {**summary.get('fixed', {}), **point}
 
 
 def test_presets_and_recorded_runs_still_route():

@@ -55,7 +55,9 @@ from pyg_brmrs.nn import (
     BPRMF,
     BRMRS,
     DRAGON,
+    DualGNN,
     FREEDOM,
+    LATTICE,
     MGCN,
     REARM,
     VBPR,
@@ -422,9 +424,23 @@ _BUILTIN: Dict[str, Recipe] = {
                      'concatenation, user co-occurrence graph (padding '
                      'resampled every epoch) + binary item kNN graph',
                      training=dict(lr=1e-4)),
+    # DualGNN's loss is DRAGON's (-log2 sigmoid); MMRec searches lr and
+    # reg_weight over {1e-1, ..., 1e-5} each: the middle of the latter.
+    'dualgnn': Recipe(DualGNN, BPRObjective, False,
+                      dict(reg_weight=1e-3, bpr_weight=1 / math.log(2)),
+                      'DualGNN: per-modality user-item GCNs summed, '
+                      'per-user modality weights, user co-occurrence graph '
+                      '(padding resampled every epoch)'),
     'bm3': Recipe(BM3, NegativeFreeObjective, False, dict(reg_weight=0.1),
                   'BM3: negative-free bootstrap with dropout targets and '
                   'cross-modal alignment'),
+    # MMRec's LATTICE (cf_model lightgcn): its lr decay 0.96^(epoch/50);
+    # reg_weight searched over {0, 1e-5, 1e-4, 1e-3}.
+    'lattice': Recipe(LATTICE, BPRObjective, False, dict(reg_weight=1e-4),
+                      'LATTICE: item-item graph learned from projected '
+                      'features each epoch, mixed with the frozen kNN '
+                      'graph; LightGCN over D^-1(A+I) (full graph only)',
+                      training=dict(lr_decay=(0.96, 50))),
     # REARM's graphs (HomogeneousKNNGraph with its padding and self loops
     # in the similarity lists, seeded) and its trainer: AdamW, lr 5e-5,
     # weight decay as the regulariser (its reg_weight, 5e-4 on Baby).

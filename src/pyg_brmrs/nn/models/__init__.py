@@ -6,8 +6,9 @@ from .freedom import FREEDOM
 from .bm3 import BM3
 from .lgmrec import LGMRec
 from .mgcn import MGCN
-from .dragon import DRAGON
+from .dragon import DRAGON, DualGNN
 from .rearm import REARM
+from .lattice import LATTICE
 
 __all__ = [
     'BRMRS',
@@ -19,5 +20,7 @@ __all__ = [
     'LGMRec',
     'MGCN',
     'DRAGON',
+    'DualGNN',
     'REARM',
+    'LATTICE',
 ]

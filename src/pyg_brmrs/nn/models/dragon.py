@@ -1,4 +1,4 @@
-from typing import List, Mapping, Optional
+from typing import List, Mapping, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -237,10 +237,11 @@ class DRAGON(Recommender):
         data = self.schema.canonical(data)
         xs = check_features(data, self.feature_dims, self.num_items)
         device = self.user_modality_weight.device
-        ei, ew = mixed_cosine_knn_graph(xs, self.knn_k,
-                                        self.modality_weights, 'binary',
-                                        self.chunk_size)
-        self.register_graph('knn', ITEM, ei.to(device), ew.to(device))
+        if self.num_item_layers > 0:  # (no layer: no graph to build)
+            ei, ew = mixed_cosine_knn_graph(xs, self.knn_k,
+                                            self.modality_weights, 'binary',
+                                            self.chunk_size)
+            self.register_graph('knn', ITEM, ei.to(device), ew.to(device))
         ei, w = cooccurrence_knn_graph(data[RATES].edge_index,
                                        self.num_users, self.num_items,
                                        self.num_user_neighbors, 'user',
@@ -283,25 +284,35 @@ class DRAGON(Recommender):
         self.refresh_user_graph()
 
     # ------------------------------------------------------------------
-    def forward(self, graph: RecGraph) -> RecOutput:
+    def modality_representations(self, graph: RecGraph
+                                 ) -> Tuple[List[Tensor], List[Tensor]]:
+        r"""The per-modality :math:`\mathbf{H}^{(m)}` of the users and of
+        the items (step 1), in :attr:`modalities` order."""
         ui = graph.user_item()
         feats = graph.features(self.feature_dims)
-        weight = graph.user_rows(self.user_modality_weight)
         users, items = [], []
-        for j, m in enumerate(self.modalities):
+        for m in self.modalities:
             enc = self.encoder[m]
             x_item = enc(feats[m].to(enc[0].weight.dtype))
             x_user = graph.user_rows(self.preference[m])
             h_user, h_item = ui.layer_mean(F.normalize(x_user, dim=1),
                                            F.normalize(x_item, dim=1),
                                            self.num_layers, scale=1.0)
-            users.append(weight[:, j:j + 1] * h_user)
+            users.append(h_user)
             items.append(h_item)
-        user, item = torch.cat(users, dim=1), torch.cat(items, dim=1)
-        h = item
-        knn = graph.own('knn')
-        for _ in range(self.num_item_layers):
-            h = knn.matmul(h)
+        return users, items
+
+    def forward(self, graph: RecGraph) -> RecOutput:
+        weight = graph.user_rows(self.user_modality_weight)
+        users, items = self.modality_representations(graph)
+        user = torch.cat([weight[:, j:j + 1] * h for j, h in
+                          enumerate(users)], dim=1)
+        item = torch.cat(items, dim=1)
+        h = item  # no item layer: the reference's item_rep + item_rep
+        if self.num_item_layers > 0:
+            knn = graph.own('knn')
+            for _ in range(self.num_item_layers):
+                h = knn.matmul(h)
         user = user + graph.own('users').matmul(user)
         return graph.output({FUSED: user}, {FUSED: item + h})
 
@@ -334,3 +345,118 @@ def _refresh_after_load(module: DRAGON, incompatible_keys) -> None:
     r"""After ``load_state_dict``: weigh the user graph with the loaded
     multiplicities."""
     module.refresh_user_graph()
+
+
+class DualGNN(DRAGON):
+    r"""The DualGNN model from `"DualGNN: Dual Graph Neural Network for
+    Multimedia Recommendation" <https://doi.org/10.1109/TMM.2021.3138298>`_
+    (IEEE TMM'21), reproducing MMRec's ``src/models/dualgnn.py``: DRAGON's
+    ancestor, with the per-modality user–item GCNs and the users'
+    co-occurrence graph but no item–item graph, and sums instead of
+    concatenations.
+
+    1. **Per-modality user–item GCN**, as :class:`DRAGON`'s step 1:
+       :math:`\mathbf{H}^{(m)} = \sum_{l=0}^{L} \hat{\mathbf{A}}^l
+       \mathbf{X}^{(m)}` (unit-norm rows of the free user preferences and
+       of the encoded raw item features; the reference's ``h + x + h_1``).
+    2. **Fusion** (the reference's ``weighted_sum``): items
+       :math:`\mathbf{i} = \sum_m \mathbf{h}^{(m)}_i`; users, with
+       trainable per-user weights :math:`w_{u,m}` (initialised to a softmax
+       over the modalities),
+
+       .. math::
+           \mathbf{u} = w_{u,1}\sum_{m} \mathbf{h}^{(m)}_u +
+           \sum_{m > 1} w_{u,m}\,\mathbf{h}^{(m)}_u
+
+       for :obj:`user_fusion="reference"` (the default): MMRec's code adds
+       the other modalities *in place* into the first one's tensor before
+       weighing the users, so the first weight multiplies the sum — what
+       the reference trains; :obj:`user_fusion="weighted_sum"` gives the
+       paper's :math:`\sum_m w_{u,m}\mathbf{h}^{(m)}_u`.
+    3. **User graph**: :math:`\mathbf{z}_u = \mathbf{u} + \sum_v w_{uv}
+       \mathbf{v}` over each user's :obj:`num_user_neighbors` co-occurrence
+       neighbours, softmax weights, short lists padded every epoch
+       (:func:`polya_padding`: the reference's padding loop draws from the
+       growing list, as DRAGON's), as :class:`DRAGON`.
+    4. **Loss**: :math:`-\frac{1}{B}\sum_b\log_2\sigma(\cdot)` (BPR with
+       ``bpr_weight`` :math:`1/\ln 2`) :math:`+\ \lambda`
+       :meth:`~DRAGON.regularization` (the batch users' preferences and
+       the user weights).
+
+    **Departures** from the reference: it ranks with the representations
+    of the last training batch (one step old), here with the current
+    parameters; its item weights ``weight_i`` enter no score (only their
+    own penalty) and its ``MLP_v``, ``MLP_t``, ``MLP_user`` and
+    edge-dropped graphs are never used: all left out. The user graph
+    comes from sparse products, ties by the smaller index (as
+    :class:`DRAGON`). Any number of modalities (MMRec: image, then text).
+
+    Args:
+        num_users (int): The number of users.
+        num_items (int): The number of items.
+        feature_dims (Mapping[str, int]): modality → :math:`F_m`.
+        embedding_dim (int, optional): :math:`d`. (default: :obj:`64`)
+        num_layers (int, optional): :math:`L` (2 in the reference).
+            (default: :obj:`2`)
+        num_user_neighbors (int, optional): The reference's ``k = 40``.
+            (default: :obj:`40`)
+        user_fusion (str, optional): :obj:`"reference"` or
+            :obj:`"weighted_sum"`, see step 2. (default:
+            :obj:`"reference"`)
+        chunk_size (int, optional): Memory scale of the user graph's
+            blocks. (default: :obj:`1024`)
+        cached (bool, optional): Cache the graph operators while the same
+            tensors are passed. (default: :obj:`True`)
+
+    Shapes:
+        - **input:** as :class:`DRAGON`
+        - **output:** :class:`~pyg_brmrs.nn.RecOutput`, branch
+          :obj:`"fused"`: users :math:`(|\mathcal{U}|, d)`, items
+          :math:`(|\mathcal{I}|, d)`
+    """
+    def __init__(
+        self,
+        num_users: int,
+        num_items: int,
+        feature_dims: Mapping[str, int],
+        embedding_dim: int = 64,
+        *,
+        num_layers: int = 2,
+        num_user_neighbors: int = 40,
+        user_fusion: str = 'reference',
+        chunk_size: int = 1024,
+        cached: bool = True,
+    ):
+        if user_fusion not in USER_FUSIONS:
+            raise ValueError(f"'user_fusion' must be one of "
+                             f"{list(USER_FUSIONS)} (got {user_fusion!r})")
+        super().__init__(num_users, num_items, feature_dims, embedding_dim,
+                         num_layers=num_layers, num_item_layers=0,
+                         num_user_neighbors=num_user_neighbors,
+                         chunk_size=chunk_size, cached=cached)
+        self.user_fusion = user_fusion
+
+    def forward(self, graph: RecGraph) -> RecOutput:
+        weight = graph.user_rows(self.user_modality_weight)
+        users, items = self.modality_representations(graph)
+        item = torch.stack(items).sum(0)
+        first = users[0]
+        if self.user_fusion == 'reference':  # the in-place sum
+            first = torch.stack(users).sum(0)
+        user = weight[:, :1] * first
+        for j in range(1, len(users)):
+            user = user + weight[:, j:j + 1] * users[j]
+        user = user + graph.own('users').matmul(user)
+        return graph.output({FUSED: user}, {FUSED: item})
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}({self.num_users}, '
+                f'{self.num_items}, modalities={self.modalities}, '
+                f'embedding_dim={self.embedding_dim}, '
+                f'num_layers={self.num_layers}, '
+                f'num_user_neighbors={self.num_user_neighbors}, '
+                f'user_fusion={self.user_fusion!r})')
+
+
+#: :class:`DualGNN`'s user fusions.
+USER_FUSIONS = ('reference', 'weighted_sum')
