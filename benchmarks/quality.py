@@ -227,12 +227,12 @@ SHORT = {'recall@10': 'R@10', 'recall@20': 'R@20', 'ndcg@10': 'N@10',
 EQUAL = [('bprmf', 'BPR-MF'), ('vbpr', 'VBPR'), ('lightgcn', 'LightGCN'),
          ('freedom', 'FREEDOM'), ('lgmrec', 'LGMRec'), ('mgcn', 'MGCN'),
          ('dragon', 'DRAGON'), ('bm3', 'BM3'), ('lattice', 'LATTICE'),
-         ('dualgnn', 'DualGNN'),
+         ('dualgnn', 'DualGNN'), ('micro', 'MICRO'),
          ('brmrs_paper', '**BR-MRS, the paper\'s model** (`brmrs_paper`)'),
          ('brmrs', 'BR-MRS, tuned variant (`brmrs`)')]
 EQUAL_PREFIX = 'eq8_'
 EQUAL_BASELINES = ('bprmf', 'vbpr', 'lightgcn', 'freedom', 'lgmrec', 'mgcn',
-                   'dragon', 'bm3', 'lattice', 'dualgnn')
+                   'dragon', 'bm3', 'lattice', 'dualgnn', 'micro')
 EQUAL_BRMRS = ('brmrs_paper', 'brmrs')
 #: The earlier equal-budget table (4 validation runs, tags ``eq_<model>``),
 #: kept as a record: it lacks four baselines and BR-MRS's fixed settings
@@ -716,6 +716,11 @@ EQUAL_GRIDS: Dict[str, Dict[str, object]] = {
     # MMRec's DualGNN searches lr x reg_weight over 1e-1 .. 1e-5 each
     'dualgnn': {'grid': {'train.lr': [0.001, 0.0001],
                          'reg_weight': [0.1, 0.01, 0.001, 0.0001]}},
+    # MICRO: its learning rate, regulariser and contrast weight
+    # (loss_ratio), around its defaults
+    'micro': {'grid': {'train.lr': [0.0005, 0.001],
+                       'reg_weight': [0.00001, 0.0001],
+                       'cl_weight': [0.03, 0.1]}},
     'brmrs_paper': {'subsets': True, 'points': [
         {}, {'fusion': 'gated'}, {'lambda_s': 0.5}, {'lambda_s': 2.0},
         {'num_candidates': 32}, {'theta': 0.05}, {'theta': 0.2},

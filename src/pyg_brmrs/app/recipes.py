@@ -59,6 +59,7 @@ from pyg_brmrs.nn import (
     FREEDOM,
     LATTICE,
     MGCN,
+    MICRO,
     REARM,
     VBPR,
     LGMRec,
@@ -441,6 +442,15 @@ _BUILTIN: Dict[str, Recipe] = {
                       'features each epoch, mixed with the frozen kNN '
                       'graph; LightGCN over D^-1(A+I) (full graph only)',
                       training=dict(lr_decay=(0.96, 50))),
+    # MICRO's trainer: lr 5e-4, batch 1024, lr decay 0.96^(epoch/50), its
+    # regulariser weight (regs[0]) 1e-5.
+    'micro': Recipe(MICRO, BPRObjective, False, dict(reg_weight=1e-5),
+                    'MICRO: per-modality item graphs learned from projected '
+                    'features (LATTICE per modality), attention fusion, '
+                    'contrast of each modality with the fusion (full graph '
+                    'only)',
+                    training=dict(lr=5e-4, batch_size=1024,
+                                  lr_decay=(0.96, 50))),
     # REARM's graphs (HomogeneousKNNGraph with its padding and self loops
     # in the similarity lists, seeded) and its trainer: AdamW, lr 5e-5,
     # weight decay as the regulariser (its reg_weight, 5e-4 on Baby).

@@ -37,6 +37,7 @@ MODEL_NAMES = {
     'dualgnn': 'DualGNN',
     'bm3': 'BM3',
     'lattice': 'LATTICE',
+    'micro': 'MICRO',
     'rearm': 'REARM',
     'rearm_objective_on_brmrs': 'REARM objective (BR-MRS backbone)',
     'brmrs_paper': 'BR-MRS (the paper\'s model)',

@@ -12,6 +12,7 @@ from .models import (
     FREEDOM,
     LATTICE,
     MGCN,
+    MICRO,
     REARM,
     VBPR,
     LGMRec,

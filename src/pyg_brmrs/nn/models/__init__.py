@@ -9,6 +9,7 @@ from .mgcn import MGCN
 from .dragon import DRAGON, DualGNN
 from .rearm import REARM
 from .lattice import LATTICE
+from .micro import MICRO
 
 __all__ = [
     'BRMRS',
@@ -23,4 +24,5 @@ __all__ = [
     'DualGNN',
     'REARM',
     'LATTICE',
+    'MICRO',
 ]

@@ -87,6 +87,29 @@ def propagate_entries(entries: Entries, x: Tensor) -> Tensor:
         0, row, val.unsqueeze(-1).to(x.dtype) * take_rows(x, col))
 
 
+def self_loop_mean_adjacency(graph: RecGraph, num_users: int,
+                             num_items: int) -> Adjacency:
+    r"""The user–item graph of LATTICE and MICRO over the
+    :math:`|\mathcal{U}| + |\mathcal{I}|` nodes (users first), with self
+    loops and row-normalised: :math:`\tilde{\mathbf{A}} =
+    \mathbf{D}^{-1}(\mathbf{A} + \mathbf{I})`, cached on :obj:`graph`
+    (full graph)."""
+    ei = graph.edge_index
+    n = num_users + num_items
+
+    def build():
+        loops = torch.arange(n, device=ei.device)
+        src = torch.cat([ei[1] + num_users, ei[0], loops])
+        dst = torch.cat([ei[0], ei[1] + num_users, loops])
+        deg = torch.zeros(n, device=ei.device).index_add_(
+            0, dst, torch.ones(dst.numel(), device=ei.device))
+        return Adjacency(torch.stack([src, dst]), 1.0 / deg[dst], (n, n),
+                         graph.backend)
+
+    return graph.cached('self_loop_mean_user_item',
+                        (tensor_key(ei), graph.backend), build)
+
+
 class LATTICE(Recommender):
     r"""The LATTICE model from `"Mining Latent Structures for Multimedia
     Recommendation" <https://arxiv.org/abs/2104.09036>`_ (ACM MM'21),
@@ -300,26 +323,12 @@ class LATTICE(Recommender):
             self._rebuild = False
         return h
 
-    def _user_item(self, graph: RecGraph) -> Adjacency:
-        ei = graph.edge_index
-        U, n = self.num_users, self.num_users + self.num_items
-
-        def build():
-            loops = torch.arange(n, device=ei.device)
-            src = torch.cat([ei[1] + U, ei[0], loops])
-            dst = torch.cat([ei[0], ei[1] + U, loops])
-            deg = torch.zeros(n, device=ei.device).index_add_(
-                0, dst, torch.ones(dst.numel(), device=ei.device))
-            return Adjacency(torch.stack([src, dst]), 1.0 / deg[dst],
-                             (n, n), graph.backend)
-
-        return graph.cached('lattice_user_item',
-                            (tensor_key(ei), graph.backend), build)
-
     def forward(self, graph: RecGraph) -> RecOutput:
         h = self._item_structure(graph)
         x = torch.cat([self.user_embedding.weight, self.item_embedding.weight])
-        z = self._user_item(graph).layer_mean(x, self.num_layers)
+        z = self_loop_mean_adjacency(graph, self.num_users,
+                                     self.num_items).layer_mean(
+            x, self.num_layers)
         user, item = z[:self.num_users], z[self.num_users:]
         return graph.output({FUSED: user},
                             {FUSED: item + F.normalize(h, dim=1)})
