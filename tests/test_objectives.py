@@ -307,3 +307,33 @@ def test_brmrs_objective_on_the_batch_users_equals_full_output(data, name):
         assert (a is None) == (b is None)
         if a is not None:
             assert torch.allclose(a, b, rtol=1e-7, atol=1e-12)
+
+
+@pytest.mark.parametrize('name', ['brmrs', 'brmrs_paper'])
+def test_bpr_weight_adds_the_plain_fused_bpr_term(data, name):
+    # L + w * mean(-log sigmoid(s_f(u, i+) - s_f(u, j))), j the L_syn
+    # negative: checked against the formula, so a flipped sign fails
+    w = 0.7
+    model, objective = build(name, data, bpr_weight=w)
+    users, pos = batch(data, seed=4)
+    seed = 5
+    objective.generator = torch.Generator().manual_seed(seed)
+    terms = objective(model, data, users, pos)
+    want, _ = naive_loss(model, objective, data, users, pos, seed)
+    gen = torch.Generator().manual_seed(seed)
+    objective.sampler.uniform.sample(users, objective.sampler.num_candidates,
+                                     gen)
+    uniform = objective.sampler.uniform.sample(users, None, gen)
+    out = model(data)
+    s_pos = (out.user['fused'][users] * out.item['fused'][pos]).sum(-1)
+    s_neg = (out.user['fused'][users] * out.item['fused'][uniform]).sum(-1)
+    bpr = (-F.logsigmoid(s_pos - s_neg)).mean()
+    assert terms['bpr'].item() == pytest.approx(bpr.item(), rel=1e-9)
+    assert terms['loss'].item() == pytest.approx((want + w * bpr).item(),
+                                                 rel=1e-9)
+    # without the term the loss is the formula alone
+    model, objective = build(name, data, bpr_weight=0.0)
+    objective.generator = torch.Generator().manual_seed(seed)
+    terms = objective(model, data, users, pos)
+    assert 'bpr' not in terms
+    assert terms['loss'].item() == pytest.approx(want.item(), rel=1e-9)

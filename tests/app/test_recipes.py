@@ -269,3 +269,26 @@ def test_cli_training_options_fall_back_to_recipe_and_preset(content_mf):
                                   '--synthetic', '--lr-decay', '0.9', '2.5'])
         with pytest.raises(cli.CLIError, match='TrainConfig.lr_decay'):
             cli.train_config(args, {})
+
+
+def test_the_papers_recipe_is_pinned():
+    # brmrs_paper is the paper's model: pure unimodal branches, per-modality
+    # user embeddings, mean fusion, Eq. 1's combined top-k with the Jaccard
+    # overlap; an edit of the recipe must fail here
+    from pyg_brmrs.nn import BRMRS
+    from pyg_brmrs.objectives import BRMRSObjective
+    recipe = get_recipe('brmrs_paper')
+    assert recipe.model is BRMRS and recipe.objective is BRMRSObjective
+    assert recipe.graphs is True
+    pinned = dict(id_mode='none', user_mode='embedding', fusion='mean',
+                  topk='combined', cooccurrence='jaccard')
+    assert {k: recipe.defaults[k] for k in pinned} == pinned
+    data = make_synthetic(num_users=30, num_items=25, feature_dim=4, seed=1)
+    prepared = recipes.prepare('brmrs_paper', data)
+    model, objective = recipes.build('brmrs_paper', prepared)
+    assert (model.id_mode, model.user_mode) == ('none', 'embedding')
+    assert type(model.user_fusion).__name__ == 'MeanFusion'
+    assert type(model.item_fusion).__name__ == 'MeanFusion'
+    assert objective.bpr_weight == 0.0 and objective.lambda_s > 0
+    graph, _, _ = split_params('brmrs_paper', recipe.defaults)
+    assert graph['topk'] == 'combined' and graph['cooccurrence'] == 'jaccard'
