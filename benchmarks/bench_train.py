@@ -5,7 +5,8 @@ training interactions with random features of the true shapes, image
 4096-d and text 384-d) and on TikTok (real image/audio features).
 
 Each model is built with :mod:`pyg_brmrs.app.recipes` (on Baby, the BR-MRS
-recipes ``brmrs_paper``, ``brmrs`` and ``rearm`` use their Baby preset of
+recipes ``brmrs_paper``, ``brmrs``, ``rearm_objective_on_brmrs`` and
+``rearm`` (REARM's model) use their Baby preset of
 ``recipes.DATASET_DEFAULTS``: REARM's graph settings and layer counts), one
 warm-up epoch is run (it builds the cached graph operators
 and, for FREEDOM, its kNN graph), then ``--epochs`` timed epochs exactly as
@@ -84,7 +85,7 @@ BABY_GRAPH = dict(k_item=10, k_user=40, alpha_item=0.2, alpha_user=0.4,
 #: recipes whose Baby rows use the Baby preset of
 #: ``pyg_brmrs.app.recipes.DATASET_DEFAULTS`` (REARM's graph settings and layer
 #: counts)
-BABY_PRESET = ('brmrs', 'brmrs_paper', 'rearm')
+BABY_PRESET = ('brmrs', 'brmrs_paper', 'rearm_objective_on_brmrs', 'rearm')
 
 
 def recipes_module():
@@ -342,7 +343,8 @@ def main(argv=None):
                         default='baby')
     parser.add_argument('--models', nargs='+',
                         default=['bprmf', 'lightgcn', 'vbpr', 'freedom',
-                                 'rearm', 'brmrs_paper', 'brmrs',
+                                 'rearm_objective_on_brmrs', 'brmrs_paper',
+                                 'brmrs',
                                  'brmrs_add',
                                  'brmrs_bf16', 'brmrs_L3'],
                         help=f'recipes, or aliases {sorted(ALIASES)}')
@@ -383,7 +385,8 @@ def main(argv=None):
                 args.num_candidates is not None:
             params['num_candidates'] = args.num_candidates
         backends = args.backends if (args.backends and name in (
-            'lightgcn', 'brmrs', 'brmrs_paper', 'rearm')) else [None]
+            'lightgcn', 'brmrs', 'brmrs_paper',
+            'rearm_objective_on_brmrs')) else [None]
         if name != 'lightgcn':
             backends = [b for b in backends if b != 'pyg']
         for backend in backends:
