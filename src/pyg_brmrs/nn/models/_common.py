@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from pyg_brmrs.nn.base import RecOutput, ego_regularization
+from pyg_brmrs.utils.rows import take_rows
 
 REG_NORMS = ('frobenius', 'squared')
 
@@ -101,3 +102,18 @@ def feature_rows(graph, model) -> Dict[str, Tensor]:
         return {m: graph.item_rows(model.item_features[m])
                 for m in model.modalities}
     return graph.features(model.feature_dims)
+
+
+def final_rows_regularization(model, out: Optional[RecOutput],
+                              users: Tensor, pos_items: Tensor,
+                              neg_items: Tensor) -> Tensor:
+    r""":math:`\frac{1}{2B}(\lVert \mathbf{z}_u \rVert^2 + \lVert
+    \mathbf{z}_{i^+} \rVert^2 + \lVert \mathbf{z}_{i^-} \rVert^2)` of the
+    batch's final representations in :obj:`out` (the ``bpr_loss``
+    regulariser of MMRec's MGCN and LATTICE, and of MICRO)."""
+    if out is None:
+        raise ValueError(f"'{type(model).__name__}.regularization' needs the "
+                         f"forward output 'out'")
+    return ego_regularization(take_rows(out.user_emb, users),
+                              take_rows(out.item_emb, pos_items),
+                              take_rows(out.item_emb, neg_items))

@@ -11,12 +11,12 @@ from pyg_brmrs.nn.base import (
     FUSED,
     Recommender,
     RecOutput,
-    ego_regularization,
 )
 from pyg_brmrs.nn.graph import Adjacency, RecGraph
 from pyg_brmrs.nn.graph.rec_graph import check_features
 from pyg_brmrs.nn.models._common import (
     check_feature_dims,
+    final_rows_regularization,
     feature_rows,
     mmrec_modality_order,
     trainable_features,
@@ -85,6 +85,21 @@ def propagate_entries(entries: Entries, x: Tensor) -> Tensor:
     row, col, val = entries
     return torch.zeros_like(x).index_add(
         0, row, val.unsqueeze(-1).to(x.dtype) * take_rows(x, col))
+
+
+def register_original_graphs(model: Recommender,
+                             xs: Mapping[str, Tensor]) -> None:
+    r"""Records on :obj:`model` the frozen graph ``"original_<m>"`` of every
+    modality's raw features :obj:`xs`: the cosine-weighted,
+    symmetric-normalised :math:`k`-NN graph
+    (:func:`~pyg_brmrs.transforms.cosine_knn_graph`, ``model.knn_k``),
+    LATTICE's and MICRO's :math:`\hat{\mathbf{O}}^{(m)}`."""
+    device = model.user_embedding.weight.device
+    for m in model.modalities:
+        ei, ew = cosine_knn_graph(xs[m], model.knn_k, 'cosine', 'sym',
+                                  model.chunk_size)
+        model.register_graph(f'original_{m}', ITEM, ei.to(device),
+                             ew.to(device))
 
 
 def self_loop_mean_adjacency(graph: RecGraph, num_users: int,
@@ -266,12 +281,7 @@ class LATTICE(Recommender):
         super().set_graph(data, schema)
         data = self.schema.canonical(data)
         xs = check_features(data, self.feature_dims, self.num_items)
-        device = self.user_embedding.weight.device
-        for m in self.modalities:
-            ei, ew = cosine_knn_graph(xs[m], self.knn_k, 'cosine', 'sym',
-                                      self.chunk_size)
-            self.register_graph(f'original_{m}', ITEM, ei.to(device),
-                                ew.to(device))
+        register_original_graphs(self, xs)
         self._graph, self._rebuild = None, True
         return self
 
@@ -339,12 +349,8 @@ class LATTICE(Recommender):
         r""":math:`\frac{1}{2B}(\lVert \mathbf{z}_u \rVert^2 + \lVert
         \mathbf{z}_{i^+} \rVert^2 + \lVert \mathbf{z}_{i^-} \rVert^2)` of
         the batch's final representations (the reference's)."""
-        if out is None:
-            raise ValueError("'LATTICE.regularization' needs the forward "
-                             "output 'out'")
-        return ego_regularization(take_rows(out.user_emb, users),
-                                  take_rows(out.item_emb, pos_items),
-                                  take_rows(out.item_emb, neg_items))
+        return final_rows_regularization(self, out, users, pos_items,
+                                         neg_items)
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}({self.num_users}, '

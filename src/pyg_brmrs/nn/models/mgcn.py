@@ -10,13 +10,13 @@ from pyg_brmrs.nn.base import (
     FUSED,
     Recommender,
     RecOutput,
-    ego_regularization,
 )
 from pyg_brmrs.nn.graph import RecGraph
 from pyg_brmrs.nn.graph.rec_graph import check_features
 from pyg_brmrs.nn.models._common import (
     feature_rows,
     check_feature_dims,
+    final_rows_regularization,
     mmrec_modality_order,
     trainable_features,
 )
@@ -302,12 +302,8 @@ class MGCN(Recommender):
         \mathbf{Z}_{i^+} \rVert^2 + \lVert \mathbf{Z}_{i^-} \rVert^2)` of
         the batch's final representations (MMRec's ``bpr_loss``
         regulariser)."""
-        if out is None:
-            raise ValueError("'MGCN.regularization' needs the forward output "
-                             "'out'")
-        return ego_regularization(take_rows(out.user_emb, users),
-                                  take_rows(out.item_emb, pos_items),
-                                  take_rows(out.item_emb, neg_items))
+        return final_rows_regularization(self, out, users, pos_items,
+                                         neg_items)
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}({self.num_users}, '

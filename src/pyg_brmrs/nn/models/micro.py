@@ -6,18 +6,18 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 from torch_geometric.utils import coalesce
 
-from pyg_brmrs.data.schema import ITEM, Schema
+from pyg_brmrs.data.schema import Schema
 from pyg_brmrs.loss import product_logsumexp
 from pyg_brmrs.nn.base import (
     FUSED,
     Recommender,
     RecOutput,
-    ego_regularization,
 )
 from pyg_brmrs.nn.graph import Adjacency, RecGraph
 from pyg_brmrs.nn.graph.rec_graph import check_features
 from pyg_brmrs.nn.models._common import (
     check_feature_dims,
+    final_rows_regularization,
     feature_rows,
     mmrec_modality_order,
     trainable_features,
@@ -25,11 +25,10 @@ from pyg_brmrs.nn.models._common import (
 from pyg_brmrs.nn.models.lattice import (
     learned_knn_graph,
     propagate_entries,
+    register_original_graphs,
     self_loop_mean_adjacency,
 )
-from pyg_brmrs.transforms import cosine_knn_graph
 from pyg_brmrs.utils.checks import check_float, check_int
-from pyg_brmrs.utils.rows import take_rows
 
 
 def grace_contrast(z1: Tensor, z2: Tensor, temperature: float) -> Tensor:
@@ -206,12 +205,7 @@ class MICRO(Recommender):
         super().set_graph(data, schema)
         data = self.schema.canonical(data)
         xs = check_features(data, self.feature_dims, self.num_items)
-        device = self.user_embedding.weight.device
-        for m in self.modalities:
-            ei, ew = cosine_knn_graph(xs[m], self.knn_k, 'cosine', 'sym',
-                                      self.chunk_size)
-            self.register_graph(f'original_{m}', ITEM, ei.to(device),
-                                ew.to(device))
+        register_original_graphs(self, xs)
         self._graphs, self._rebuild = None, True
         return self
 
@@ -292,12 +286,8 @@ class MICRO(Recommender):
         r""":math:`\frac{1}{2B}(\lVert \mathbf{z}_u \rVert^2 + \lVert
         \mathbf{z}_{i^+} \rVert^2 + \lVert \mathbf{z}_{i^-} \rVert^2)` of
         the batch's final representations."""
-        if out is None:
-            raise ValueError("'MICRO.regularization' needs the forward "
-                             "output 'out'")
-        return ego_regularization(take_rows(out.user_emb, users),
-                                  take_rows(out.item_emb, pos_items),
-                                  take_rows(out.item_emb, neg_items))
+        return final_rows_regularization(self, out, users, pos_items,
+                                         neg_items)
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}({self.num_users}, '
