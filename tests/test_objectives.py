@@ -337,3 +337,61 @@ def test_bpr_weight_adds_the_plain_fused_bpr_term(data, name):
     terms = objective(model, data, users, pos)
     assert 'bpr' not in terms
     assert terms['loss'].item() == pytest.approx(want.item(), rel=1e-9)
+
+
+@pytest.mark.parametrize('name', ['brmrs_paper', 'lightgcn', 'bm3',
+                                  'rearm_objective_on_brmrs'])
+def test_reg_scope_parameters_is_the_squared_norm_of_every_parameter(
+        data, name):
+    # reg_scope='parameters': R = sum over every trainable tensor of its
+    # squared entries (a Python loop over the entries' squares here), and
+    # the loss is the batch-scope loss with only that term swapped.
+    torch.manual_seed(0)
+    extra = dict(embedding_dim=6, reg_weight=REG)
+    if name in recipes.BRMRS_RECIPES:
+        extra.update(num_candidates=5)
+    losses = {}
+    for scope in ('batch', 'parameters'):
+        torch.manual_seed(0)
+        model, objective = recipes.build(name, data, reg_scope=scope,
+                                         **extra)
+        model = model.double()
+        assert objective.reg_scope == scope
+        users, pos = batch(data, seed=4)
+        objective.generator = torch.Generator().manual_seed(9)
+        torch.manual_seed(1)  # models that draw from the global generator
+        losses[scope] = objective(model, data, users, pos)
+    want = 0.0
+    for p in model.parameters():
+        if p.requires_grad:
+            want += sum(float(v) ** 2 for v in p.detach().reshape(-1))
+    got = losses['parameters']
+    assert got['reg'].item() == pytest.approx(want, rel=1e-9)
+    base = losses['batch']
+    assert got['loss'].item() == pytest.approx(
+        (base['loss'] - REG * base['reg'] + REG * got['reg']).item(),
+        rel=1e-6)
+    # every parameter (projections and fusion weights too) gets its
+    # 2 * lambda * p share of the gradient
+    got['loss'].backward()
+    assert all(p.grad is not None for p in model.parameters()
+               if p.requires_grad)
+    assert "reg_scope='parameters'" in repr(objective)
+
+
+def test_reg_scope_is_checked(data):
+    with pytest.raises(ValueError, match="reg_scope 'all'"):
+        recipes.build('brmrs_paper', data, reg_scope='all')
+    with pytest.raises(ValueError, match="reg_scope"):
+        recipes.build('lightgcn', data, reg_scope='model')
+
+
+def test_parameter_norm_of_a_module_without_trainable_parameters():
+    from pyg_brmrs.loss import parameter_norm
+    lin = torch.nn.Linear(3, 2)
+    for p in lin.parameters():
+        p.requires_grad_(False)
+    assert float(parameter_norm(lin)) == 0.0
+    lin.weight.requires_grad_(True)
+    assert parameter_norm(lin).item() == pytest.approx(
+        (lin.weight.detach() ** 2).sum().item())

@@ -2,7 +2,9 @@ r"""The losses of BR-MRS: the cross-modal BPR loss of its hard negatives and
 the synergy-aware BPR loss, computed with
 :func:`torch.nn.functional.logsigmoid`, which is finite for any score
 magnitude; and the contrastive loss of the baselines
-(:func:`cosine_info_nce`) over a memory-light log-sum-exp."""
+(:func:`cosine_info_nce`) over a memory-light log-sum-exp; and
+:func:`parameter_norm`, the :math:`\lVert \Theta \rVert^2` regulariser
+over every trainable parameter."""
 from typing import Optional, Sequence, Union
 
 import torch
@@ -264,3 +266,15 @@ def orthogonality(a: Tensor, b: Tensor) -> Tensor:
     a = a / (a.norm(dim=1, keepdim=True).detach() + 1e-6)
     b = b / (b.norm(dim=1, keepdim=True).detach() + 1e-6)
     return (a.t() @ b).pow(2).mean()
+
+
+def parameter_norm(module: torch.nn.Module) -> Tensor:
+    r""":math:`\lVert \Theta \rVert^2 = \sum_{p \in \Theta}
+    \lVert p \rVert_2^2`, the squared :math:`L_2` norm of every trainable
+    parameter of :obj:`module` (those with :obj:`requires_grad`), summed,
+    not averaged; a scalar on the parameters' device (zero for a module
+    without trainable parameters)."""
+    params = [p for p in module.parameters() if p.requires_grad]
+    if not params:
+        return torch.zeros(())
+    return torch.stack([p.pow(2).sum() for p in params]).sum()

@@ -26,6 +26,7 @@ from pyg_brmrs.loss import (
     bpr_loss,
     info_nce,
     orthogonality,
+    parameter_norm,
 )
 from pyg_brmrs.nn.base import FUSED, Recommender, RecOutput
 from pyg_brmrs.nn.graph import subgraph_ids
@@ -37,6 +38,8 @@ from pyg_brmrs.sampling import (
 from pyg_brmrs.utils.rows import take_rows
 
 SYN_NEGATIVES = ('uniform', 'pool')
+#: What :math:`\lambda \mathcal{R}` regularises (see :class:`Objective`).
+REG_SCOPES = ('batch', 'parameters')
 
 
 def batch_scores(out: RecOutput, users: Tensor,
@@ -60,17 +63,47 @@ def batch_scores(out: RecOutput, users: Tensor,
 class Objective:
     r"""Base class of the objectives.
 
+    The regulariser :math:`\mathcal{R}` of every objective is, with
+    :obj:`reg_scope="batch"`, the model's own
+    :meth:`~pyg_brmrs.nn.Recommender.regularization` (as a rule the squared
+    norms of the batch's free embeddings, averaged over the batch, as
+    LightGCN and MMRec's models write it), or, with
+    :obj:`reg_scope="parameters"`, :math:`\lVert \Theta \rVert^2 =
+    \sum_{p \in \Theta} \lVert p \rVert_2^2` over every trainable
+    parameter of the model (:func:`~pyg_brmrs.loss.parameter_norm`: every
+    embedding row, projection, fusion weight and fine-tuned feature, at
+    every step), the :math:`\lambda \lVert \Theta \rVert^2` of papers that
+    write it so.
+
     Args:
         sampler: The negative sampler (built on the training edges).
-        reg_weight (float, optional): The weight :math:`\lambda` of the
-            model's :meth:`~pyg_brmrs.nn.Recommender.regularization`.
-            (default: :obj:`1e-4`)
+        reg_weight (float, optional): The weight :math:`\lambda` of
+            :math:`\mathcal{R}`. (default: :obj:`1e-4`)
+        reg_scope (str, optional): :obj:`"batch"` or :obj:`"parameters"`,
+            see above. (default: :obj:`"batch"`)
     """
-    def __init__(self, sampler, reg_weight: float = 1e-4):
+    def __init__(self, sampler, reg_weight: float = 1e-4,
+                 reg_scope: str = 'batch'):
         if reg_weight < 0:
             raise ValueError(f"'reg_weight' must be >= 0 (got {reg_weight})")
+        if reg_scope not in REG_SCOPES:
+            raise ValueError(f"Unknown reg_scope {reg_scope!r} (choose from "
+                             f"{list(REG_SCOPES)})")
         self.sampler = sampler
         self.reg_weight = float(reg_weight)
+        self.reg_scope = reg_scope
+
+    def regularization(self, model: Recommender, users: Tensor,
+                       pos_items: Tensor, neg_items: Optional[Tensor],
+                       out: Optional[RecOutput] = None) -> Tensor:
+        r""":math:`\mathcal{R}` of the step (see :obj:`reg_scope`)."""
+        if self.reg_scope == 'parameters':
+            return parameter_norm(model)
+        return model.regularization(users, pos_items, neg_items, out)
+
+    def _reg_repr(self) -> str:
+        return '' if self.reg_scope == 'batch' else \
+            f', reg_scope={self.reg_scope!r}'
 
     def __call__(self, model: Recommender, data: HeteroData, users: Tensor,
                  pos_items: Tensor,
@@ -99,7 +132,8 @@ class Objective:
         self.sampler.generator = value
 
     def __repr__(self) -> str:
-        return f'{self.__class__.__name__}(reg_weight={self.reg_weight})'
+        return (f'{self.__class__.__name__}(reg_weight={self.reg_weight}'
+                f'{self._reg_repr()})')
 
 
 class BPRObjective(Objective):
@@ -121,8 +155,9 @@ class BPRObjective(Objective):
             (default: :obj:`1.0`)
     """
     def __init__(self, sampler: UniformNegativeSampler,
-                 reg_weight: float = 1e-4, bpr_weight: float = 1.0):
-        super().__init__(sampler, reg_weight)
+                 reg_weight: float = 1e-4, bpr_weight: float = 1.0,
+                 reg_scope: str = 'batch'):
+        super().__init__(sampler, reg_weight, reg_scope)
         if not bpr_weight > 0:
             raise ValueError(f"'bpr_weight' must be > 0 (got {bpr_weight})")
         self.bpr_weight = float(bpr_weight)
@@ -148,7 +183,7 @@ class BPRObjective(Objective):
         terms = {
             'bpr': bpr_loss(out.score(users, pos_items),
                             out.score(users, neg_items)),
-            'reg': model.regularization(users, pos_items, neg_items, out),
+            'reg': self.regularization(model, users, pos_items, neg_items, out),
         }
         aux = model.auxiliary_loss(out, users, pos_items, neg_items)
         loss = self.bpr_weight * terms['bpr'] + self.reg_weight * terms['reg']
@@ -162,7 +197,7 @@ class BPRObjective(Objective):
         extra = '' if self.bpr_weight == 1.0 else \
             f', bpr_weight={self.bpr_weight}'
         return (f'{self.__class__.__name__}(reg_weight={self.reg_weight}'
-                f'{extra})')
+                f'{extra}{self._reg_repr()})')
 
 
 class NegativeFreeObjective(Objective):
@@ -182,8 +217,8 @@ class NegativeFreeObjective(Objective):
     Args:
         reg_weight (float, optional): :math:`\lambda`. (default: :obj:`0.0`)
     """
-    def __init__(self, reg_weight: float = 0.0):
-        super().__init__(None, reg_weight)
+    def __init__(self, reg_weight: float = 0.0, reg_scope: str = 'batch'):
+        super().__init__(None, reg_weight, reg_scope)
         self._generator: Optional[torch.Generator] = None
 
     @classmethod
@@ -217,7 +252,7 @@ class NegativeFreeObjective(Objective):
                  ) -> Dict[str, Tensor]:
         out = model(data)
         terms = dict(model.positive_loss(out, users, pos_items))
-        terms['reg'] = model.regularization(users, pos_items, None, out)
+        terms['reg'] = self.regularization(model, users, pos_items, None, out)
         loss = self.reg_weight * terms['reg']
         for name, value in terms.items():
             if name != 'reg':
@@ -283,8 +318,8 @@ class BRMRSObjective(Objective):
                  lambda_h: float = 1.0, lambda_s: float = 1.0,
                  theta: float = 0.1, detach_reference: bool = False,
                  reg_weight: float = 1e-4, bpr_weight: float = 0.0,
-                 syn_negative: str = 'uniform'):
-        super().__init__(sampler, reg_weight)
+                 syn_negative: str = 'uniform', reg_scope: str = 'batch'):
+        super().__init__(sampler, reg_weight, reg_scope)
         if syn_negative not in SYN_NEGATIVES:
             raise ValueError(f"Unknown syn_negative '{syn_negative}' (choose "
                              f"from {list(SYN_NEGATIVES)})")
@@ -387,7 +422,7 @@ class BRMRSObjective(Objective):
         if self.bpr_weight > 0:
             terms['bpr'] = bpr_loss(pos[fused], neg_uni[fused])
             loss = loss + self.bpr_weight * terms['bpr']
-        terms['reg'] = model.regularization(users, pos_items, uni, out)
+        terms['reg'] = self.regularization(model, users, pos_items, uni, out)
         terms['loss'] = loss + self.reg_weight * terms['reg']
         return terms
 
@@ -409,7 +444,8 @@ class BRMRSObjective(Objective):
                 f'detach_reference={self.syn_loss.detach_reference}, '
                 f'reg_weight={self.reg_weight}, '
                 f'bpr_weight={self.bpr_weight}, '
-                f'syn_negative={self.syn_negative!r}, sampler={self.sampler})')
+                f'syn_negative={self.syn_negative!r}{self._reg_repr()}, '
+                f'sampler={self.sampler})')
 
 
 class REARMObjective(BPRObjective):
@@ -442,8 +478,9 @@ class REARMObjective(BPRObjective):
     """
     def __init__(self, sampler: UniformNegativeSampler,
                  cl_weight: float = 0.01, orth_weight: float = 0.01,
-                 temperature: float = 0.2, reg_weight: float = 1e-4):
-        super().__init__(sampler, reg_weight=reg_weight)
+                 temperature: float = 0.2, reg_weight: float = 1e-4,
+                 reg_scope: str = 'batch'):
+        super().__init__(sampler, reg_weight=reg_weight, reg_scope=reg_scope)
         if temperature <= 0:
             raise ValueError(f"'temperature' must be > 0 (got {temperature})")
         self.cl_weight = float(cl_weight)
@@ -478,7 +515,7 @@ class REARMObjective(BPRObjective):
                             out.score(users, neg_items)),
             'cl': cl,
             'orth': orth,
-            'reg': model.regularization(users, pos_items, neg_items, out),
+            'reg': self.regularization(model, users, pos_items, neg_items, out),
         }
         terms['loss'] = (terms['bpr'] + self.cl_weight * cl +
                          self.orth_weight * orth +

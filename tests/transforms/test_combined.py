@@ -13,7 +13,7 @@ from pyg_brmrs.transforms import similarity as _similarity
 from test_homogeneous_knn_graph import as_dict, assert_same, make_data
 
 
-def reference_combined(data, node, k, alpha, betas, jaccard, norm, loop):
+def reference_combined(data, node, k, alpha, betas, measure, norm, loop):
     r"""Dense float64 reference with Python loops over the rows."""
     num_users = data['user'].num_nodes
     num_items = data['item'].num_nodes
@@ -29,8 +29,13 @@ def reference_combined(data, node, k, alpha, betas, jaccard, norm, loop):
             inter = len(sets[i] & sets[j])
             if inter == 0:
                 continue
-            E[i, j] += alpha * (inter / len(sets[i] | sets[j])
-                                if jaccard else inter)
+            if measure == 'jaccard':
+                o = inter / len(sets[i] | sets[j])
+            elif measure == 'overlap':
+                o = inter / min(len(sets[i]), len(sets[j]))
+            else:
+                o = inter
+            E[i, j] += alpha * o
     for m, beta in betas.items():
         if beta == 0 or alpha == 1:
             continue
@@ -79,7 +84,7 @@ def run_combined(data, *, k_item, k_user, alpha, betas_item, betas_user,
             assert edge_type not in out.edge_types
             continue
         want = reference_combined(data, node, k, alpha, betas or equal,
-                                  mode == 'jaccard', norm, loop)
+                                  mode, norm, loop)
         got = as_dict(out[edge_type])
         assert_same(got, want)
         # At most k kept per row:
@@ -88,7 +93,7 @@ def run_combined(data, *, k_item, k_user, alpha, betas_item, betas_user,
     return out
 
 
-@pytest.mark.parametrize('mode', ['count', 'jaccard'])
+@pytest.mark.parametrize('mode', ['count', 'jaccard', 'overlap'])
 @pytest.mark.parametrize('norm', ['sym', 'none'])
 @pytest.mark.parametrize('alpha', [0.0, 0.3, 1.0])
 @pytest.mark.parametrize('loop', [False, True])
@@ -115,7 +120,7 @@ def test_combined_matches_reference_random_graphs(seed):
                  alpha=float(rng.uniform(0.05, 0.95)),
                  betas_item={'m0': 0.4, 'm1': 0.6},
                  betas_user={'m0': 0.2, 'm1': 0.8},
-                 mode=['count', 'jaccard'][seed % 2], norm='sym',
+                 mode=['count', 'jaccard', 'overlap'][seed % 3], norm='sym',
                  loop=bool(seed % 3 == 0), chunk=int(rng.integers(1, 10)))
 
 

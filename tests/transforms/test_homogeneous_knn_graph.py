@@ -86,6 +86,9 @@ def reference(data, node, k, alpha, betas, mode, norm, loop):
             cand = [j for j in range(n) if C[i, j] > 0 and (loop or j != i)]
             if mode == 'jaccard':
                 score = {j: C[i, j] / len(sets[i] | sets[j]) for j in cand}
+            elif mode == 'overlap':
+                score = {j: C[i, j] / min(len(sets[i]), len(sets[j]))
+                         for j in cand}
             else:
                 score = {j: C[i, j] for j in cand}
             kept = sorted(cand, key=lambda j: (-score[j], j))[:k]
@@ -170,7 +173,7 @@ def run_and_compare(data, *, k_item, k_user, alpha_item, alpha_user,
 # --------------------------------------------------------------------------
 # Exactness against the reference
 # --------------------------------------------------------------------------
-@pytest.mark.parametrize('mode', ['softmax', 'count', 'jaccard'])
+@pytest.mark.parametrize('mode', ['softmax', 'count', 'jaccard', 'overlap'])
 @pytest.mark.parametrize('norm', ['sym', 'none'])
 @pytest.mark.parametrize('alpha', [0.0, 0.3, 1.0])
 @pytest.mark.parametrize('loop', [False, True])
@@ -193,7 +196,8 @@ def test_matches_reference_random_graphs(seed):
     data = make_data(seed=100 + seed, num_users=int(rng.integers(8, 30)),
                      num_items=int(rng.integers(8, 25)), dims=(6, 3),
                      density=float(rng.uniform(0.1, 0.5)), ties=seed % 2 == 0)
-    for mode, norm, loop in itertools.product(['softmax', 'jaccard'],
+    for mode, norm, loop in itertools.product(['softmax', 'jaccard',
+                                               'overlap'],
                                               ['sym', 'none'], [False, True]):
         run_and_compare(data, k_item=int(rng.integers(1, 6)),
                         k_user=int(rng.integers(1, 8)), alpha_item=0.2,

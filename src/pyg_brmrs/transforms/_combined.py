@@ -19,7 +19,7 @@ from torch import Tensor
 
 from ..utils.sparse import csr_tensor
 
-from ._cooccurrence import csr_row_block
+from ._cooccurrence import csr_row_block, overlap_score
 from .similarity import SPARSE_COST, user_profile
 from ._topk import row_topk
 
@@ -83,22 +83,23 @@ def profile_cosine_block(mat: Tensor, x: Tensor, chunk_size: int) -> Block:
 
 
 def overlap_block(mat: Tensor, mat_t: Tensor, start: int, end: int,
-                  jaccard: bool) -> Tuple[Tensor, Tensor, Tensor]:
+                  measure: str) -> Tuple[Tensor, Tensor, Tensor]:
     r"""The non-zero overlaps of rows ``start:end``: ``(row, col, value)``
-    with ``row`` local to the block; the value is the count
-    :math:`n_{ij} = |N_i \cap N_j|` or, with :obj:`jaccard`, the Jaccard
-    index :math:`n_{ij} / (|N_i| + |N_j| - n_{ij})` (computed in
-    float64)."""
+    with ``row`` local to the block; the value (float64) is the count
+    :math:`n_{ij} = |N_i \cap N_j|` (:obj:`measure="count"`), the Jaccard
+    index :math:`n_{ij} / (|N_i| + |N_j| - n_{ij})` (:obj:`"jaccard"`) or
+    the overlap coefficient :math:`n_{ij} / \min(|N_i|, |N_j|)`
+    (:obj:`"overlap"`)."""
     block = csr_row_block(mat, start, end) @ mat_t  # [c, n] counts
     crow, col, count = (block.crow_indices(), block.col_indices(),
                         block.values())
     row = torch.repeat_interleave(
         torch.arange(end - start, device=col.device), crow.diff())
-    if not jaccard:
-        return row, col, count.double()
-    deg = mat.crow_indices().diff().double()
     n_ij = count.double()
-    return row, col, n_ij / (deg[row + start] + deg[col] - n_ij)
+    if measure == 'count':
+        return row, col, n_ij
+    deg = mat.crow_indices().diff().double()
+    return row, col, overlap_score(n_ij, deg[row + start], deg[col], measure)
 
 
 def combined_topk(
@@ -107,7 +108,7 @@ def combined_topk(
     k: int,
     alpha: float,
     similarity: List[Tuple[float, Block]],
-    jaccard: bool,
+    measure: str,
     loop: bool,
     chunk_size: int,
 ) -> Tuple[Tensor, Tensor, Tensor]:
@@ -131,7 +132,9 @@ def combined_topk(
         k (int): Neighbours per row.
         alpha (float): The overlap coefficient :math:`\alpha`.
         similarity: The weighted cosine blocks.
-        jaccard (bool): Jaccard index instead of the raw count.
+        measure (str): The overlap :math:`o_{ij}`: :obj:`"count"`,
+            :obj:`"jaccard"` or :obj:`"overlap"` (see
+            :func:`overlap_block`).
         loop (bool): Whether :math:`j = i` is a candidate.
         chunk_size (int): Rows per block.
 
@@ -150,7 +153,7 @@ def combined_topk(
             if weight > 0:
                 e.add_(block(start, end), alpha=weight)
         if alpha > 0:
-            r, c, o = overlap_block(mat, mat_t, start, end, jaccard)
+            r, c, o = overlap_block(mat, mat_t, start, end, measure)
             e.index_put_((r, c), (alpha * o).float(), accumulate=True)
         if not loop:
             e.diagonal(offset=start).fill_(0.0)

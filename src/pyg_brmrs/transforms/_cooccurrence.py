@@ -19,7 +19,7 @@ from ..utils.sparse import csr_tensor
 
 from ._topk import row_topk
 
-COOCCURRENCE_MODES = ('softmax', 'count', 'jaccard')
+COOCCURRENCE_MODES = ('softmax', 'count', 'jaccard', 'overlap')
 
 
 def binary_csr(row: Tensor, col: Tensor, size: Tuple[int, int]) -> Tensor:
@@ -43,6 +43,18 @@ def csr_row_block(mat: Tensor, start: int, end: int) -> Tensor:
                       mat.values()[lo:hi], (end - start, mat.size(1)))
 
 
+def overlap_score(n_ij: Tensor, deg_i: Tensor, deg_j: Tensor,
+                  measure: str) -> Tensor:
+    r"""The normalised overlap of ``overlap_block`` from the counts
+    :math:`n_{ij}` and the set sizes (float64 in, float64 out)."""
+    if measure == 'jaccard':
+        return n_ij / (deg_i + deg_j - n_ij)
+    if measure == 'overlap':
+        return n_ij / torch.minimum(deg_i, deg_j)
+    raise ValueError(f"Unknown overlap measure '{measure}' (choose from "
+                     f"['count', 'jaccard', 'overlap'])")
+
+
 def cooccurrence_topk(
     mat: Tensor,
     mat_t: Tensor,
@@ -60,22 +72,26 @@ def cooccurrence_topk(
     :obj:`loop`). The kept set :math:`K_i` is the first :math:`k` candidates
     by (score descending, :math:`j` ascending), where the score is
     :math:`c_{ij}` (:obj:`"softmax"`, :obj:`"count"`) or the Jaccard index
-    :math:`J_{ij} = c_{ij} / (|N_i| + |N_j| - c_{ij})` (:obj:`"jaccard"`,
-    computed in float64 so that equal fractions tie exactly). Weights:
+    :math:`J_{ij} = c_{ij} / (|N_i| + |N_j| - c_{ij})` (:obj:`"jaccard"`)
+    or the overlap coefficient :math:`O_{ij} = c_{ij} / \min(|N_i|, |N_j|)`
+    (:obj:`"overlap"`), both computed in float64 so that equal fractions
+    tie exactly. Weights:
 
     * :obj:`"softmax"`: :math:`w_{ij} = \exp(c_{ij}) / \sum_{l \in K_i}
       \exp(c_{il})`,
     * :obj:`"count"`: :math:`w_{ij} = c_{ij} / \sum_{l \in K_i} c_{il}`,
-    * :obj:`"jaccard"`: :math:`w_{ij} = J_{ij} / \sum_{l \in K_i} J_{il}`.
+    * :obj:`"jaccard"`: :math:`w_{ij} = J_{ij} / \sum_{l \in K_i} J_{il}`,
+    * :obj:`"overlap"`: :math:`w_{ij} = O_{ij} / \sum_{l \in K_i} O_{il}`.
 
     Args:
         mat (torch.Tensor): Binary CSR matrix ``[n, m]`` (from
             :func:`binary_csr`).
         mat_t (torch.Tensor): Its transpose as a CSR matrix ``[m, n]``.
         k (int): Neighbours per row (:math:`k \ge 1`).
-        mode (str): :obj:`"softmax"`, :obj:`"count"` or :obj:`"jaccard"`.
+        mode (str): :obj:`"softmax"`, :obj:`"count"`, :obj:`"jaccard"` or
+            :obj:`"overlap"`.
         loop (bool): Whether :math:`j = i` is a candidate (with
-            :math:`c_{ii} = |N_i|`, :math:`J_{ii} = 1`).
+            :math:`c_{ii} = |N_i|`, :math:`J_{ii} = O_{ii} = 1`).
         chunk_size (int): Memory scale: blocks hold at most
             :math:`\text{chunk} \cdot n / 4` entries.
 
@@ -160,9 +176,10 @@ def _padded_topk(crow: Tensor, col: Tensor, count: Tensor, offset: int,
         width = int(lens.max())
         node = nodes + offset  # the centre node of each row
         flat = row * width + pos
-        if mode == 'jaccard':
-            n_ij = n_ij.double()
-            score = n_ij / (deg[node][row] + deg[c] - n_ij)
+        fraction = mode in ('jaccard', 'overlap')
+        if fraction:
+            score = overlap_score(n_ij.double(), deg[node][row].double(),
+                                  deg[c].double(), mode)
         else:
             # Distinct keys count * n + (n - 1 - j) (exact in float64) order
             # by (count desc, j asc): no tie is left to `torch.topk`.
@@ -171,7 +188,7 @@ def _padded_topk(crow: Tensor, col: Tensor, count: Tensor, offset: int,
         padded.view(-1)[flat] = score
         if not loop:  # n_ii = |N_i| > 0 is always stored: drop it
             padded.view(-1)[flat[c == node[row]]] = float('-inf')
-        if mode == 'jaccard':
+        if fraction:
             index = c.new_full(padded.shape, num_cols)
             index.view(-1)[flat] = c
             del flat, row, pos, src, score

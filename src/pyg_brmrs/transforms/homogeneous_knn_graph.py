@@ -76,12 +76,15 @@ class HomogeneousKNNGraph(BaseTransform):
     |\mathcal{N}_i|`). :math:`K_i` keeps the first :math:`k` of them by score
     descending, then index ascending; the score is :math:`n_{ij}`, or for
     :obj:`cooccurrence="jaccard"` the Jaccard index :math:`J_{ij} = n_{ij} /
-    |\mathcal{N}_i \cup \mathcal{N}_j|`. Then, for :math:`j \in K_i`,
+    |\mathcal{N}_i \cup \mathcal{N}_j|`, for :obj:`"overlap"` the overlap
+    coefficient :math:`O_{ij} = n_{ij} / \min(|\mathcal{N}_i|,
+    |\mathcal{N}_j|)`. Then, for :math:`j \in K_i`,
 
     * :obj:`"softmax"` (REARM): :math:`c_{ij} = e^{n_{ij}} / \sum_{l \in K_i}
       e^{n_{il}}`,
     * :obj:`"count"`: :math:`c_{ij} = n_{ij} / \sum_{l \in K_i} n_{il}`,
-    * :obj:`"jaccard"`: :math:`c_{ij} = J_{ij} / \sum_{l \in K_i} J_{il}`.
+    * :obj:`"jaccard"`: :math:`c_{ij} = J_{ij} / \sum_{l \in K_i} J_{il}`,
+    * :obj:`"overlap"`: :math:`c_{ij} = O_{ij} / \sum_{l \in K_i} O_{il}`.
 
     By default co-occurrence is never invented: a node with fewer than
     :math:`k` co-occurring nodes keeps only those, and a node with none
@@ -130,8 +133,9 @@ class HomogeneousKNNGraph(BaseTransform):
         \cos_m(i, j),
 
     with the overlap :math:`o_{ij} = J_{ij}` (the Jaccard index) for
-    :obj:`cooccurrence="jaccard"` and the raw count :math:`n_{ij}`
-    otherwise, and :math:`\cos_m(i, j) = 0` when either vector is zero. The
+    :obj:`cooccurrence="jaccard"`, :math:`o_{ij} = O_{ij}` (the overlap
+    coefficient) for :obj:`"overlap"` and the raw count :math:`n_{ij}`
+    otherwise (the paper's "overlap" admits all three readings), and :math:`\cos_m(i, j) = 0` when either vector is zero. The
     candidates are the :math:`j` with :math:`e_{ij} > 0` (:math:`j \ne i`
     unless :obj:`loop`); ties go to the smaller index. The kept weights are
     then normalised as :obj:`normalization` says (:obj:`"sym"`:
@@ -215,8 +219,9 @@ class HomogeneousKNNGraph(BaseTransform):
             :math:`1/M`. (default: :obj:`None`)
         modality_weights_user (Mapping[str, float], optional): The same for
             the user graph. (default: :obj:`None`)
-        cooccurrence (str): :obj:`"softmax"`, :obj:`"count"` or
-            :obj:`"jaccard"`, see above. (default: :obj:`"softmax"`)
+        cooccurrence (str): :obj:`"softmax"`, :obj:`"count"`,
+            :obj:`"jaccard"` or :obj:`"overlap"`, see above.
+            (default: :obj:`"softmax"`)
         normalization (str): :obj:`"sym"` or :obj:`"none"`, see above.
             (default: :obj:`"sym"`)
         loop (bool or str): Whether a node may be its own neighbour in
@@ -439,8 +444,9 @@ class HomogeneousKNNGraph(BaseTransform):
                   feats: Dict[str, Tensor]) -> List[Part]:
         chunk = self._chunk(mat.size(0))
         weights = {m: (1.0 - alpha) * betas[m] for m in feats}
+        measure = (self.cooccurrence if self.cooccurrence in
+                   ('jaccard', 'overlap') else 'count')
         if self.knn == 'faiss':
-            jaccard = self.cooccurrence == 'jaccard'
             similarity = []
             for m, x in feats.items():
                 x = x.to(device=mat.device, dtype=torch.float32)
@@ -449,7 +455,7 @@ class HomogeneousKNNGraph(BaseTransform):
                 xn, cand = modality_candidates(x, k, self.knn_params)
                 similarity.append((weights[m], xn, cand))
             row, col, e = combined_ann_topk(
-                lambda s, t: overlap_block(mat, mat_t, s, t, jaccard),
+                lambda s, t: overlap_block(mat, mat_t, s, t, measure),
                 mat.size(0), k, alpha, similarity, self.loop, chunk,
                 device=mat.device)
             w = normalize_similarity(row, col, e, mat.size(0),
@@ -458,7 +464,7 @@ class HomogeneousKNNGraph(BaseTransform):
         row, col, e = combined_topk(
             mat, mat_t, k, alpha,
             similarity_blocks(kind, mat, feats, weights, chunk),
-            jaccard=self.cooccurrence == 'jaccard', loop=self.loop,
+            measure=measure, loop=self.loop,
             chunk_size=chunk)
         w = normalize_similarity(row, col, e, mat.size(0), self.normalization)
         return [(row, col, w)]

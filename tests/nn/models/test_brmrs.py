@@ -51,8 +51,9 @@ def naive_forward(model: BRMRS, data: HeteroData):
         W = model.proj[m].weight.double()
         b = model.proj[m].bias.double()
         item_ch.append(x @ W[:d].t() + b[:d])
-        if model.user_mode == 'embedding':
-            user_ch.append(model.user_modality_embedding[:, j].double())
+        if model.user_mode in ('embedding', 'shared'):
+            col = j if model.user_mode == 'embedding' else 0
+            user_ch.append(model.user_modality_embedding[:, col].double())
             continue
         prof = torch.zeros(U, x.size(1), dtype=torch.float64)
         for u in range(U):
@@ -418,7 +419,8 @@ def test_non_additive_fusions(fusion):
 
 @pytest.mark.parametrize('user_mode,id_mode', [('embedding', 'none'),
                                                ('profile', 'concat'),
-                                               ('embedding', 'add')])
+                                               ('embedding', 'add'),
+                                               ('shared', 'none')])
 @pytest.mark.parametrize('edge_dropout', [0.0, 0.3])
 def test_csr_fast_path_equals_message_passing_with_gradients(
         user_mode, id_mode, edge_dropout):
@@ -460,7 +462,8 @@ def test_csr_fast_path_equals_message_passing_with_gradients(
 
 @pytest.mark.parametrize('homogeneous', ['mean', 'last'])
 @pytest.mark.parametrize('user_mode,id_mode', [('embedding', 'none'),
-                                               ('profile', 'concat')])
+                                               ('profile', 'concat'),
+                                               ('shared', 'none')])
 def test_values_and_gradients_match_dense_reference(homogeneous, user_mode,
                                                     id_mode):
     # The CSR path folds the layer means' constant factors into the L2
@@ -507,7 +510,8 @@ def test_values_and_gradients_match_dense_reference(homogeneous, user_mode,
 @pytest.mark.parametrize('backend', ['auto', 'edge_index'])
 @pytest.mark.parametrize('kwargs', [dict(), dict(id_mode='concat',
                                                  user_mode='profile',
-                                                 fusion='concat')])
+                                                 fusion='concat'),
+                                    dict(user_mode='shared')])
 def test_forward_on_some_users_equals_rows_of_full_output(backend, kwargs):
     data = toy_data()
     model = BRMRS.from_data(data, embedding_dim=4, backend=backend,
@@ -535,3 +539,28 @@ def test_forward_on_some_users_equals_rows_of_full_output(backend, kwargs):
     sub['item'].n_id = torch.arange(10)
     with pytest.raises(ValueError, match='mini-batch subgraph'):
         model(sub, users=users)
+
+
+def test_shared_user_embedding():
+    # user_mode='shared': one [U, 1, d] table is every modality's layer-0
+    # user channel (the other reading of "symmetrically"); its regulariser
+    # counts each user's embedding once.
+    data = toy_data()
+    model = BRMRS.from_data(data, embedding_dim=5, user_mode='shared',
+                            num_user_layers=0).double()
+    assert model.user_modality_embedding.shape == (12, 1, 5)
+    out = model(data)
+    ref_u, ref_i = naive_forward(model, data)
+    for m in model.modalities:
+        assert torch.allclose(out.user[m], ref_u[m], atol=1e-8)
+        assert torch.allclose(out.item[m], ref_i[m], atol=1e-8)
+    users, pos, neg = torch.tensor([0, 3]), torch.tensor([1, 2]), \
+        torch.tensor([4, 5])
+    want = model.user_modality_embedding[users].pow(2).sum() / 4
+    assert torch.allclose(model.regularization(users, pos, neg), want)
+    # The same table feeds both channels: its gradient collects both.
+    model.zero_grad()
+    out.user[model.modalities[0]].sum().backward()
+    g0 = model.user_modality_embedding.grad.clone()
+    assert g0.abs().sum() > 0
+    assert "user_mode=shared" in repr(model)

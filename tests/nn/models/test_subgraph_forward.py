@@ -24,6 +24,7 @@ MODELS = [
     (FREEDOM, {'finetune_features': False, 'num_item_layers': 2,
                'knn_k': 4}),
     (BRMRS, {}),  # the paper's model
+    (BRMRS, {'user_mode': 'shared'}),
     (BRMRS, {'id_mode': 'concat', 'user_mode': 'profile',
              'fusion': 'concat'}),  # the tuned variant
     (BRMRS, {'id_mode': 'add', 'homogeneous': 'last', 'num_item_layers': 2,

@@ -17,7 +17,7 @@ from pyg_brmrs.nn.models._common import feature_rows, trainable_features
 from pyg_brmrs.utils.sparse import normalize_rows
 
 ID_MODES = ('add', 'concat', 'none')
-USER_MODES = ('profile', 'embedding')
+USER_MODES = ('profile', 'embedding', 'shared')
 HOMOGENEOUS_MODES = ('mean', 'last')
 
 
@@ -55,7 +55,11 @@ class BRMRS(Recommender):
        \frac{1}{|\mathcal{N}_u|} \sum_{i \in \mathcal{N}_u}
        \mathbf{x}^{(m)}_i + \mathbf{b}'_m` (:obj:`user_mode="profile"`) or
        a free per-modality user embedding :math:`\mathbf{e}^{(m)}_u`
-       (:obj:`user_mode="embedding"`).
+       (:obj:`user_mode="embedding"`), or one free user embedding shared
+       by every modality channel, :math:`\mathbf{e}^{(m)}_u =
+       \mathbf{e}_u` at layer 0 (:obj:`user_mode="shared"`; the channels
+       differ after the first user–item layer, which brings in the
+       modality's items).
     2. **Homogeneous graphs.** The item channels are propagated
        :obj:`num_item_layers` times over the item–item graph,
        :math:`\mathbf{H}_I \leftarrow \mathbf{S}_I \mathbf{H}_I`, the user
@@ -123,8 +127,11 @@ class BRMRS(Recommender):
             or :obj:`"add"`. (default: :obj:`"none"`)
         user_mode (str, optional): The users' modality channels:
             :obj:`"embedding"` (a free embedding per user and modality,
-            ``[U, M, d]``, as the paper writes it) or :obj:`"profile"`
-            (projected mean features of the training items).
+            ``[U, M, d]``; one reading of the paper's "user representations
+            are obtained symmetrically"), :obj:`"shared"` (one free
+            embedding per user, ``[U, 1, d]``, as every modality's layer-0
+            channel; the other reading) or :obj:`"profile"` (projected mean
+            features of the training items).
             (default: :obj:`"embedding"`)
         homogeneous (str, optional): :obj:`"mean"` or :obj:`"last"`.
             (default: :obj:`"mean"`)
@@ -261,9 +268,10 @@ class BRMRS(Recommender):
             m: torch.nn.Linear(self.feature_dims[m], width)
             for m in self.modalities
         })
-        if user_mode == 'embedding':
-            self.user_modality_embedding = torch.nn.Parameter(
-                torch.empty(num_users, len(self.modalities), d))
+        if user_mode in ('embedding', 'shared'):
+            self.user_modality_embedding = torch.nn.Parameter(torch.empty(
+                num_users, len(self.modalities) if user_mode == 'embedding'
+                else 1, d))
         self.item_features = torch.nn.ParameterDict()
         if finetune_features:
             self.item_features = trainable_features(
@@ -294,7 +302,7 @@ class BRMRS(Recommender):
         if self.id_mode != 'none':
             torch.nn.init.normal_(self.user_embedding.weight, std=0.1)
             torch.nn.init.normal_(self.item_embedding.weight, std=0.1)
-        if self.user_mode == 'embedding':
+        if self.user_mode != 'profile':
             torch.nn.init.normal_(self.user_modality_embedding, std=0.1)
         for lin in self.proj.values():
             torch.nn.init.xavier_normal_(lin.weight)
@@ -333,9 +341,12 @@ class BRMRS(Recommender):
         if self.id_mode != 'none':
             item_ch.append(graph.item_rows(self.item_embedding.weight))
             user_ch.append(graph.user_rows(self.user_embedding.weight))
-        if self.user_mode == 'embedding':
+        if self.user_mode != 'profile':
             # all modality channels of the users in one [U, M, d] block
-            user_ch.append(graph.user_rows(self.user_modality_embedding))
+            emb = graph.user_rows(self.user_modality_embedding)
+            if self.user_mode == 'shared':
+                emb = emb.expand(-1, len(self.modalities), -1)
+            user_ch.append(emb)
         mean_op = graph.user_mean() if self.user_mode == 'profile' else None
         for m in self.modalities:
             weight, bias = self._item_projection(m)
@@ -410,9 +421,12 @@ class BRMRS(Recommender):
         :math:`\frac{1}{2B}\sum_b (\lVert \mathbf{e}_{u_b} \rVert^2 +
         \lVert \mathbf{e}_{i^+_b} \rVert^2 + \lVert \mathbf{e}_{i^-_b}
         \rVert^2 + \sum_m \lVert \mathbf{e}^{(m)}_{u_b} \rVert^2)`, with
-        the ID terms only when there is an ID channel and the per-modality
-        user terms only with :obj:`user_mode="embedding"` (projections and
-        fusion weights are not regularised)."""
+        the ID terms only when there is an ID channel and the user
+        embedding terms only with :obj:`user_mode="embedding"` (one per
+        modality) or :obj:`"shared"` (one, :math:`M = 1` in the sum); the
+        projections and fusion weights are not regularised here (see
+        :obj:`reg_scope="parameters"` of the objectives for
+        :math:`\lambda \lVert \Theta \rVert^2` over every parameter)."""
         if out is not None:
             users, pos_items, neg_items = out.global_ids(users, pos_items,
                                                          neg_items)
@@ -421,7 +435,7 @@ class BRMRS(Recommender):
             embs += [self.user_embedding(users),
                      self.item_embedding(pos_items),
                      self.item_embedding(neg_items)]
-        if self.user_mode == 'embedding':
+        if self.user_mode != 'profile':
             embs.append(self.user_modality_embedding.index_select(
                 0, users).flatten(1))
         if not embs:
