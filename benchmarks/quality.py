@@ -433,6 +433,12 @@ def ablation_equal_table(root: Path, model: str) -> List[str]:
             entries.append((variant, label, s, seed_subsets(s)))
     if not entries:
         return ['(not run yet)']
+    return subsets_rows(entries) + ['', *claims(entries)]
+
+
+def subsets_rows(entries) -> List[str]:
+    r"""Test accuracy and the subset fractions of ``(variant, label,
+    summary, per-seed subsets)`` entries, one row each."""
     uni = next((next(iter(sub.values()))['unimodal']
                 for *_, sub in entries if sub), [])
     rows = ['| variant | seeds | R@20 | N@20 | seeds with subsets | '
@@ -458,8 +464,79 @@ def ablation_equal_table(root: Path, model: str) -> List[str]:
              'no unimodal branch does; U_deg = some unimodal branch does, the '
              'fused one does not; hit b = branch b alone ranks it in its '
              'top 20.']
-    rows += ['', *claims(entries)]
     return rows
+
+
+#: The paper's model with one reading or addition changed (tags
+#: ``fid_brmrs_paper_<variant>``), each at the point that
+#: ``eq8_brmrs_paper`` selected on validation, 3 seeds with subsets:
+#: ``python benchmarks/quality.py fidelity --variant <variant>``.
+#: ``reg_all`` is a choice, so its weight is selected on validation
+#: (3 runs, seed 999) before the seeds.
+FIDELITY_VARIANTS = [
+    ('no_norm', {'params': {'normalize': False}},
+     'no L2 normalisation of the channels (an addition removed)'),
+    ('no_residual', {'params': {'homogeneous': 'last'}},
+     'homogeneous output S·x, no layer-0 term (an addition removed)'),
+    ('detach', {'params': {'detach_reference': True}},
+     'max_m Δ_m detached in L_syn (open choice)'),
+    ('overlap_count', {'params': {'cooccurrence': 'count'}},
+     'Eq. 1 overlap = |N_i ∩ N_j| (reading)'),
+    ('overlap_coefficient', {'params': {'cooccurrence': 'overlap'}},
+     'Eq. 1 overlap = |N_i ∩ N_j| / min(|N_i|, |N_j|) (reading)'),
+    ('shared_user', {'params': {'user_mode': 'shared'}},
+     'one user embedding shared by the branches (reading)'),
+    ('reg_all', {'params': {'reg_scope': 'parameters'},
+                 'points': [{'reg_weight': w} for w in (1e-4, 1e-6, 1e-8)]},
+     'λ‖Θ‖² over every parameter, λ chosen on validation (as written)'),
+]
+FIDELITY_BASE = f'{EQUAL_PREFIX}brmrs_paper'
+
+
+def fidelity_table(root: Path) -> List[str]:
+    base = load_summary(root, 'tiktok', FIDELITY_BASE)
+    if base is None:
+        return ['(not run yet: needs the equal-budget run of brmrs_paper)']
+    entries = [('shipped', f"as shipped ({fmt_point(base['selected'])})",
+                base, seed_subsets(base))]
+    for variant, _, label in FIDELITY_VARIANTS:
+        s = load_summary(root, 'tiktok', f'fid_brmrs_paper_{variant}')
+        if s is not None:
+            if len(s['runs']) > 1:
+                label += f" ({fmt_point(s['selected'])})"
+            entries.append((variant, label, s, seed_subsets(s)))
+    rows = subsets_rows(entries)
+    missing = [v for v, *_ in FIDELITY_VARIANTS
+               if v not in {e[0] for e in entries}]
+    if missing:
+        rows += ['', f"Not run yet: {', '.join(missing)}."]
+    return rows
+
+
+def fidelity_argv(root: Path, variant: str,
+                  extra: List[str]) -> List[str]:
+    r"""The ``run`` arguments of one fidelity variant: the selected point
+    of ``eq8_brmrs_paper`` plus the variant's settings."""
+    spec = {v: s for v, s, _ in FIDELITY_VARIANTS}[variant]
+    base = load_summary(root, 'tiktok', FIDELITY_BASE)
+    if base is None:
+        raise SystemExit(f"fidelity: {root}/tiktok/{FIDELITY_BASE}/"
+                         f"summary.json is missing (run `quality.py equal "
+                         f"--model brmrs_paper` first)")
+    params = {**base['fixed'], **base['selected'], **spec['params']}
+    argv = ['run', '--dataset', 'tiktok', '--model', 'brmrs_paper',
+            '--tag', f'fid_brmrs_paper_{variant}', '--seeds', '999', '1000',
+            '1001', '--subsets', '--params', json.dumps(params)]
+    if 'points' in spec:
+        argv += ['--points', json.dumps(spec['points'])]
+    return argv + extra
+
+
+def fidelity(args, extra: List[str]) -> int:
+    root = RESULTS / 'quality'
+    if '--out' in extra:
+        root = Path(extra[extra.index('--out') + 1])
+    return main(fidelity_argv(root, args.variant, extra))
 
 
 def claims(entries) -> List[str]:
@@ -763,6 +840,13 @@ def tables(args) -> int:
            'points.', '',
            *equal_budget_table(args.root, 'eq_', EQUAL4, EQUAL4_BASELINES,
                                verify=True), '',
+           '## TikTok: the paper\'s model with each reading and addition '
+           'changed (`brmrs_paper`)', '',
+           'Each row changes one setting of `brmrs_paper` at the point its '
+           'equal-budget run selected (`python benchmarks/quality.py '
+           'fidelity --variant <variant>`); the fidelity ledger '
+           '(docs/fidelity.md) cites these rows.', '',
+           *fidelity_table(args.root), '',
            '## TikTok: ablation of the paper\'s model (`brmrs_paper`)', '',
            *ablation_equal_table(args.root, 'brmrs_paper'), '',
            '## TikTok: ablation of the tuned variant (`brmrs`)', '',
@@ -830,10 +914,18 @@ def main(argv=None) -> int:
                        'through')
     e.add_argument('--model', choices=sorted(EQUAL_GRIDS), required=True)
     e.set_defaults(func=equal)
+    f = sub.add_parser('fidelity', help='brmrs_paper at its selected point '
+                       'with one reading or addition changed '
+                       '(FIDELITY_VARIANTS), 3 seeds with subsets; other run '
+                       'options pass through')
+    f.add_argument('--variant', choices=[v for v, *_ in FIDELITY_VARIANTS],
+                   required=True)
+    f.set_defaults(func=fidelity)
     args, extra = parser.parse_known_args(argv)
-    if args.command != 'equal' and extra:
+    passes = ('equal', 'fidelity')
+    if args.command not in passes and extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    return args.func(args, extra) if args.command == 'equal' \
+    return args.func(args, extra) if args.command in passes \
         else args.func(args)
 
 
