@@ -484,6 +484,9 @@ FIDELITY_VARIANTS = [
      'Eq. 1 overlap = |N_i ∩ N_j| (reading)'),
     ('overlap_coefficient', {'params': {'cooccurrence': 'overlap'}},
      'Eq. 1 overlap = |N_i ∩ N_j| / min(|N_i|, |N_j|) (reading)'),
+    ('graph_norm_none', {'params': {'normalization': 'none'}},
+     'Eq. 1 weights e_ij used as they are, no degree normalisation '
+     '(reading)'),
     ('shared_user', {'params': {'user_mode': 'shared'}},
      'one user embedding shared by the branches (reading)'),
     ('reg_all', {'params': {'reg_scope': 'parameters'},
