@@ -40,7 +40,8 @@ def test_run_folder_holds_manifest_results_and_safe_checkpoints(data,
                                                                  tmp_path):
     fit(data, tmp_path)
     assert set(digest(tmp_path)) == {'run.json', 'results.json', 'last.pt',
-                                     'best.pt'}
+                                     'best.pt', 'run.lock'}
+    assert (tmp_path / 'run.lock').read_bytes() == b''  # released
     manifest = json.loads((tmp_path / 'run.json').read_text())
     assert manifest['kind'] == 'pyg-brmrs run'
     assert manifest['run'] == {'model': 'lightgcn',
@@ -185,3 +186,75 @@ def test_grid_runs_can_be_resumed_as_single_runs(data, tmp_path):
         TrainConfig(epochs=2, device='cpu', seed=3), resume=True,
         output_dir=tmp_path / 'run_1').result
     assert resumed.epochs_run == 2 and resumed.resumed[0]['at_epoch'] == 1
+
+
+LOCK_HOLDER = """
+import sys
+from pyg_brmrs.app.run_folder import FolderLock
+lock = FolderLock(sys.argv[1]).acquire()
+print('ready', flush=True)
+sys.stdin.read()  # hold the lock until killed or stdin closes
+"""
+
+
+@pytest.mark.skipif(runs.fcntl is None, reason='needs fcntl (POSIX)')
+def test_a_folder_another_run_trains_into_is_refused(data, tmp_path):
+    # The hostile case: run A trains into a folder while run B is started
+    # into it with --overwrite. B must be refused before it touches a file,
+    # whatever its options; once A's process is gone (killed: no clean
+    # release) the folder is free again.
+    import subprocess
+    import sys
+    fit(data, tmp_path)
+    before = digest(tmp_path)
+    child = subprocess.Popen([sys.executable, '-c', LOCK_HOLDER,
+                              str(tmp_path)], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == 'ready'
+        for kw in (dict(overwrite=True), dict(resume=True), dict()):
+            with pytest.raises(RunFolderError,
+                               match=rf'in use by another run \(process '
+                                     rf'{child.pid} on '):
+                fit(data, tmp_path, seed=2, **kw)
+        with pytest.raises(RunFolderError, match='in use'):
+            runs.check_output_dir(tmp_path, overwrite=True)
+        after = digest(tmp_path)
+        del after['run.lock'], before['run.lock']  # the holder's record
+        assert after == before
+    finally:
+        child.kill()
+        child.wait()
+    fit(data, tmp_path, seed=2, overwrite=True)
+    manifest = json.loads((tmp_path / 'run.json').read_text())
+    assert manifest['config']['seed'] == 2
+
+
+def test_the_lock_is_released_when_training_fails(data, tmp_path,
+                                                  monkeypatch):
+    from pyg_brmrs.training import Trainer
+
+    def boom(self):
+        raise RuntimeError('stopped')
+
+    monkeypatch.setattr(Trainer, 'fit', boom)
+    with pytest.raises(RuntimeError, match='stopped'):
+        fit(data, tmp_path)
+    monkeypatch.undo()
+    with runs.FolderLock(tmp_path) as lock:  # free again
+        assert lock.held
+    assert not lock.held
+    fit(data, tmp_path, resume=True)  # the stopped run starts over
+    assert (tmp_path / 'results.json').exists()
+
+
+@pytest.mark.skipif(runs.fcntl is None, reason='needs fcntl (POSIX)')
+def test_folder_lock_in_one_process(tmp_path):
+    a = runs.FolderLock(tmp_path).acquire()
+    assert 'held=True' in repr(a)
+    with pytest.raises(RunFolderError, match=r'in use by another run '
+                                             r'\(process \d+ on .+, since '):
+        runs.FolderLock(tmp_path).acquire()
+    a.release()
+    a.release()  # twice is harmless
+    runs.FolderLock(tmp_path).acquire().release()

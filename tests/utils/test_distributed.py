@@ -113,12 +113,16 @@ def worker(rank, world, port, folder):
     trainer.optimizer.step = checked_step
     result = trainer.fit()
     opened.write_results(result.to_dict())
+    opened.close()  # the run is over: its folder is unlocked
 
     # Interrupted after one epoch, then resumed to EPOCHS:
     res_dir = os.path.join(folder, 'resumed')
-    into(res_dir, config(epochs=1))[0].fit()
-    resumer, _ = into(res_dir, config(), resume=True)
+    first, opened = into(res_dir, config(epochs=1))
+    with opened:
+        first.fit()
+    resumer, reopened = into(res_dir, config(), resume=True)
     resumed = resumer.fit()
+    reopened.close()
     with open(os.path.join(folder, f'rank{rank}.json'), 'w') as f:
         json.dump(dict(diffs=diffs, writes=writes, valid=result.valid,
                        test=result.test, history=strip(result.history),

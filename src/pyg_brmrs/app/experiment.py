@@ -326,8 +326,10 @@ def train(name: str, data: HeteroData,
             folder that holds another run is refused unless :obj:`resume`
             (continue it from ``last.pt``; it must be the same run, only the
             :data:`~pyg_brmrs.training.RESUMABLE` settings may change) or
-            :obj:`overwrite` (replace it). (default: :obj:`None`: nothing
-            is written)
+            :obj:`overwrite` (replace it), and a folder another run is
+            training into is refused in every case (it is locked until that
+            run's results are written). (default: :obj:`None`: nothing is
+            written)
     """
     params = dict(params or {})
     recipes.split_params(name, params)  # validates the names early
@@ -347,18 +349,24 @@ def train(name: str, data: HeteroData,
             run_folder.data_fingerprint(trainer.data), config.to_dict())
         folder = run_folder.open_run(output_dir, requested, resume=resume,
                                      overwrite=overwrite)
-        trainer.checkpoints = folder.checkpoints(save=checkpoint)
-        entry = trainer.start()
-        if entry is not None:
-            folder.record_resume(requested, entry)
-    result = trainer.fit()
-    result.info['run'] = run_spec(name, params, source, label)
-    found = None
-    if subsets:
-        found = compute_subsets(trainer.model, trainer.data, k=subsets_k,
-                                mask_valid=config.mask_valid_in_test)
-    if folder is not None:
-        folder.write_results(results_record(result, found))
+    try:  # the folder stays locked until its results are written
+        if folder is not None:
+            trainer.checkpoints = folder.checkpoints(save=checkpoint)
+            entry = trainer.start()
+            if entry is not None:
+                folder.record_resume(requested, entry)
+        result = trainer.fit()
+        result.info['run'] = run_spec(name, params, source, label)
+        found = None
+        if subsets:
+            found = compute_subsets(trainer.model, trainer.data,
+                                    k=subsets_k,
+                                    mask_valid=config.mask_valid_in_test)
+        if folder is not None:
+            folder.write_results(results_record(result, found))
+    finally:
+        if folder is not None:
+            folder.close()
     return RunResult(result, found, trainer.model, trainer.data, graphs,
                      folder.folder if folder is not None else None)
 

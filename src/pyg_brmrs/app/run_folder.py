@@ -21,14 +21,20 @@ and writes its JSON files. The manifest records
 
 Training into a folder that holds files of a run refuses unless the run is
 resumed (same ``config_hash``; a difference is an error that lists the
-differing keys) or overwritten. Only the writer process
+differing keys) or overwritten. While a run trains, its process holds an
+exclusive lock on the folder's ``run.lock`` (``fcntl.flock``, released
+when the run ends or its process dies, so a crashed run leaves no stale
+lock): a second run into the same folder — resumed, overwritten or new —
+is refused while the first one trains, before it changes any file. Only the writer process
 (:func:`~pyg_brmrs.utils.distributed.is_writer`) creates or changes files;
 under ``torchrun`` rank 0 decides and the other ranks take its decision.
 """
 import copy
+import datetime
 import hashlib
 import json
 import os
+import socket
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
@@ -45,6 +51,11 @@ from pyg_brmrs.utils.checks import check_choice
 from pyg_brmrs.utils.distributed import is_writer
 from pyg_brmrs.version import __version__
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX
+    fcntl = None
+
 PathLike = Union[str, Path]
 
 MANIFEST = 'run.json'
@@ -54,6 +65,8 @@ PLOTS = ('curves.png', 'subsets.png')
 RUN_FILES = (MANIFEST, RESULTS, LAST, BEST) + PLOTS
 #: The summary file of a grid search folder.
 GRID = 'grid.json'
+#: The lock file of a run folder (not a run file: never removed).
+LOCK = 'run.lock'
 KIND = 'pyg-brmrs run'
 MANIFEST_VERSION = 1
 
@@ -218,9 +231,90 @@ def read_manifest(folder: PathLike) -> Dict[str, Any]:
     return out
 
 
+class FolderLock:
+    r"""An exclusive, non-blocking lock on ``folder/run.lock`` for one
+    process (``fcntl.flock``; the operating system releases it when the
+    process exits, however it exits). The file records the holder's process
+    id, host and start time for the error message of a refused run. On a
+    platform without ``fcntl`` the lock is a no-op."""
+    def __init__(self, folder: PathLike):
+        self.path = Path(folder) / LOCK
+        self.fd: Optional[int] = None
+
+    @property
+    def held(self) -> bool:
+        return self.fd is not None
+
+    def acquire(self) -> 'FolderLock':
+        r"""Takes the lock.
+
+        Raises:
+            RunFolderError: if another run holds it.
+        """
+        if self.fd is not None or fcntl is None:
+            return self
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = _read_holder(fd)
+            os.close(fd)
+            raise RunFolderError(
+                f"output folder '{self.path.parent}' is in use by another "
+                f"run ({holder}): wait for it to finish or stop it, or "
+                f"choose another folder") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps({
+            'pid': os.getpid(), 'host': socket.gethostname(),
+            'since': datetime.datetime.now(datetime.timezone.utc)
+            .isoformat(timespec='seconds')}).encode())
+        self.fd = fd
+        return self
+
+    def release(self) -> None:
+        r"""Releases the lock (the file stays)."""
+        if self.fd is None:
+            return
+        fd, self.fd = self.fd, None
+        try:
+            os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+    def __enter__(self) -> 'FolderLock':
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+    def __repr__(self) -> str:
+        return (f"{self.__class__.__name__}('{self.path}', "
+                f"held={self.held})")
+
+
+def _read_holder(fd: int) -> str:
+    try:
+        os.lseek(fd, 0, os.SEEK_SET)
+        info = json.loads(os.read(fd, 4096).decode() or '{}')
+        return (f"process {info['pid']} on {info['host']}, since "
+                f"{info['since']}")
+    except (OSError, ValueError, KeyError, TypeError):
+        return 'a process that holds its lock'
+
+
+def check_unlocked(folder: PathLike) -> None:
+    r"""Raises :class:`RunFolderError` when a run is training into
+    :obj:`folder` (another process holds its lock); takes no lock."""
+    if fcntl is None or not (Path(folder) / LOCK).exists():
+        return
+    FolderLock(folder).acquire().release()
+
+
 def check_output_dir(folder: PathLike, *, resume: bool = False,
                      overwrite: bool = False,
-                     files: Sequence[str] = RUN_FILES) -> List[str]:
+                     files: Sequence[str] = RUN_FILES,
+                     locked: bool = False) -> List[str]:
     r"""The checks of an output folder that need no data, made before any
     data is read or any training starts. Returns the names among
     :obj:`files` the folder already holds.
@@ -230,7 +324,9 @@ def check_output_dir(folder: PathLike, *, resume: bool = False,
             :obj:`folder` (or a folder above it) is a file, cannot be
             written, or holds files of a run while neither :obj:`resume` nor
             :obj:`overwrite` is set, or (:obj:`resume`) holds files of a
-            run but no readable manifest.
+            run but no readable manifest, or another run is training into
+            it (its lock is held; not checked with :obj:`locked`, which
+            says the caller holds the lock).
 
     Under ``torchrun`` only rank 0 checks (it alone decides and writes;
     the :class:`~pyg_brmrs.training.Trainer` passes its decision on): a
@@ -257,6 +353,8 @@ def check_output_dir(folder: PathLike, *, resume: bool = False,
                              f"('{existing}' is not writable)")
     if existing != folder:
         return []
+    if not locked:  # (the caller holds the lock)
+        check_unlocked(folder)
     held = present(folder, files)
     if held and not resume and not overwrite:
         listed = ', '.join(held)
@@ -272,6 +370,9 @@ def check_output_dir(folder: PathLike, *, resume: bool = False,
 class RunFolder:
     r"""A run folder opened for one run (:func:`open_run`).
 
+    The writer process holds the folder's lock (:class:`FolderLock`) from
+    :func:`open_run` until :meth:`close` (a ``with`` block closes it).
+
     Attributes:
         folder (Path): The folder.
         manifest (dict): The manifest of the run it holds.
@@ -279,10 +380,22 @@ class RunFolder:
             ``last.pt``.
     """
     def __init__(self, folder: PathLike, manifest: Dict[str, Any],
-                 resuming: bool):
+                 resuming: bool, lock: Optional[FolderLock] = None):
         self.folder = Path(folder)
         self.manifest = manifest
         self.resuming = resuming
+        self.lock = lock
+
+    def close(self) -> None:
+        r"""Releases the folder's lock: the run is over."""
+        if self.lock is not None:
+            self.lock.release()
+
+    def __enter__(self) -> 'RunFolder':
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def checkpoints(self, save: bool = True) -> Checkpoints:
         r"""Where the trainer keeps the run's checkpoints (tagged with the
@@ -334,6 +447,7 @@ def open_run(folder: PathLike, manifest: Dict[str, Any], *,
     if dist_utils.world_size() == 1:
         return _open_run(folder, manifest, resume, overwrite)
     outcome: Dict[str, Any] = {}
+    opened = None
     if dist_utils.rank() == 0:
         try:
             opened = _open_run(folder, manifest, resume, overwrite)
@@ -345,13 +459,32 @@ def open_run(folder: PathLike, manifest: Dict[str, Any], *,
     outcome = dist_utils.broadcast_object(outcome)
     if 'error' in outcome:
         raise outcome['error']
+    if opened is not None:  # rank 0: it holds the folder's lock
+        return opened
     return RunFolder(folder, outcome['manifest'], outcome['resuming'])
 
 
 def _open_run(folder: PathLike, manifest: Dict[str, Any], resume: bool,
               overwrite: bool) -> RunFolder:
     folder = Path(folder)
-    held = check_output_dir(folder, resume=resume, overwrite=overwrite)
+    check_output_dir(folder, resume=resume, overwrite=overwrite)
+    lock = None
+    if is_writer():
+        folder.mkdir(parents=True, exist_ok=True)
+        lock = FolderLock(folder).acquire()
+    try:
+        return _open_locked(folder, manifest, resume, overwrite, lock)
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
+
+
+def _open_locked(folder: Path, manifest: Dict[str, Any], resume: bool,
+                 overwrite: bool, lock: Optional[FolderLock]) -> RunFolder:
+    # checked again under the lock: the folder may have changed since
+    held = check_output_dir(folder, resume=resume, overwrite=overwrite,
+                            locked=True)
     if resume and held:
         stored = read_manifest(folder)
         diff = differences(stored, manifest)
@@ -365,11 +498,10 @@ def _open_run(folder: PathLike, manifest: Dict[str, Any], resume: bool,
                 f"stored settings, or start a new run with --overwrite / "
                 f"overwrite=True or in another folder")
         if (folder / LAST).exists():
-            return RunFolder(folder, stored, resuming=True)
+            return RunFolder(folder, stored, resuming=True, lock=lock)
         held = [name for name in held if name != MANIFEST]
     if is_writer():
-        folder.mkdir(parents=True, exist_ok=True)
         for name in held:  # non-empty only with overwrite (or a dead run)
             (folder / name).unlink()
         write_file(folder, MANIFEST, manifest)
-    return RunFolder(folder, manifest, resuming=False)
+    return RunFolder(folder, manifest, resuming=False, lock=lock)
