@@ -227,12 +227,14 @@ SHORT = {'recall@10': 'R@10', 'recall@20': 'R@20', 'ndcg@10': 'N@10',
 EQUAL = [('bprmf', 'BPR-MF'), ('vbpr', 'VBPR'), ('lightgcn', 'LightGCN'),
          ('freedom', 'FREEDOM'), ('lgmrec', 'LGMRec'), ('mgcn', 'MGCN'),
          ('dragon', 'DRAGON'), ('bm3', 'BM3'), ('lattice', 'LATTICE'),
-         ('dualgnn', 'DualGNN'), ('micro', 'MICRO'),
+         ('dualgnn', 'DualGNN'), ('micro', 'MICRO'), ('apegnn', 'ApeGNN'),
+         ('mgdn', 'MGDN'),
          ('brmrs_paper', '**BR-MRS, the paper\'s model** (`brmrs_paper`)'),
          ('brmrs', 'BR-MRS, tuned variant (`brmrs`)')]
 EQUAL_PREFIX = 'eq8_'
 EQUAL_BASELINES = ('bprmf', 'vbpr', 'lightgcn', 'freedom', 'lgmrec', 'mgcn',
-                   'dragon', 'bm3', 'lattice', 'dualgnn', 'micro')
+                   'dragon', 'bm3', 'lattice', 'dualgnn', 'micro', 'apegnn',
+                   'mgdn')
 EQUAL_BRMRS = ('brmrs_paper', 'brmrs')
 #: The earlier equal-budget table (4 validation runs, tags ``eq_<model>``),
 #: kept as a record: it lacks four baselines and BR-MRS's fixed settings
@@ -801,6 +803,16 @@ EQUAL_GRIDS: Dict[str, Dict[str, object]] = {
     'micro': {'grid': {'train.lr': [0.0005, 0.001],
                        'reg_weight': [0.00001, 0.0001],
                        'cl_weight': [0.03, 0.1]}},
+    # ApeGNN: its two kernels (ApeGNN_HT, ApeGNN_APPNP) x hops x l2
+    'apegnn': {'grid': {'kernel': ['heat', 'ppr'], 'num_layers': [2, 3],
+                        'reg_weight': [0.0001, 0.001]}},
+    # MGDN: the authors' Yelp / Amazon-Book point, their Gowalla point,
+    # then one setting moved at a time
+    'mgdn': {'points': [
+        {}, {'x_dropout': 0.45, 'edge_dropout': 0.0, 'z_dropout': 0.3,
+             'train.lr_decay': [0.995, 1]},
+        {'alpha': 0.2}, {'alpha': 0.05}, {'num_layers': 2},
+        {'num_layers': 6}, {'reg_weight': 0.001}, {'reg_weight': 0.00001}]},
     'brmrs_paper': {'subsets': True, 'points': [
         {}, {'fusion': 'gated'}, {'lambda_s': 0.5}, {'lambda_s': 2.0},
         {'num_candidates': 32}, {'theta': 0.05}, {'theta': 0.2},

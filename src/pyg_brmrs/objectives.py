@@ -200,6 +200,98 @@ class BPRObjective(Objective):
                 f'{extra}{self._reg_repr()})')
 
 
+class InfoBPRObjective(Objective):
+    r"""InfoBPR (MGDCF): a softmax over one positive and :math:`S` sampled
+    negatives per pair, on the ranking branch, plus the model's
+    regularisation,
+
+    .. math::
+        \mathcal{L} = \mathop{\mathrm{red}}_b \; -\log
+        \frac{e^{s(u_b, i^+_b)}}{e^{s(u_b, i^+_b)} + \sum_{j=1}^{S}
+        e^{s(u_b, i^-_{bj})}} + \lambda \, \mathcal{R},
+
+    where :math:`\mathrm{red}` is the batch mean (:obj:`reduction="mean"`)
+    or sum (:obj:`"sum"`, as MGDCF's trainer). With :math:`S = 1` the term
+    is BPR's :math:`-\log\sigma(s^+ - s^-)`. The negatives are drawn
+    uniformly with replacement from the items the user has no training
+    interaction with (:obj:`exclude_positives=True`) or from all items, a
+    training positive included (:obj:`False`, as MGDCF draws them). The
+    model's :meth:`~pyg_brmrs.nn.Recommender.regularization` receives the
+    first negative of every pair, its
+    :meth:`~pyg_brmrs.nn.Recommender.auxiliary_loss` too.
+
+    Args:
+        sampler (UniformNegativeSampler): The sampler (its generator and
+            training pairs).
+        num_negatives (int, optional): :math:`S`. (default: :obj:`300`)
+        reduction (str, optional): :obj:`"mean"` or :obj:`"sum"`.
+            (default: :obj:`"mean"`)
+        exclude_positives (bool, optional): See above.
+            (default: :obj:`True`)
+        reg_weight (float, optional): :math:`\lambda`. (default: :obj:`1e-4`)
+        reg_scope (str, optional): See :class:`Objective`.
+            (default: :obj:`"batch"`)
+    """
+    def __init__(self, sampler: UniformNegativeSampler,
+                 num_negatives: int = 300, reduction: str = 'mean',
+                 exclude_positives: bool = True, reg_weight: float = 1e-4,
+                 reg_scope: str = 'batch'):
+        super().__init__(sampler, reg_weight, reg_scope)
+        if isinstance(num_negatives, bool) or \
+                not isinstance(num_negatives, int) or num_negatives < 1:
+            raise ValueError(f"'num_negatives' must be a positive int (got "
+                             f"{num_negatives!r})")
+        if reduction not in ('mean', 'sum'):
+            raise ValueError(f"Unknown reduction {reduction!r} (choose from "
+                             f"['mean', 'sum'])")
+        self.num_negatives = num_negatives
+        self.reduction = reduction
+        self.exclude_positives = bool(exclude_positives)
+
+    from_data = classmethod(BPRObjective.from_data.__func__)
+
+    def draw(self, users: Tensor) -> Dict[str, Tensor]:
+        r"""``{"negatives": [B, S]}`` (global ids)."""
+        if self.exclude_positives:
+            return {'negatives': self.sampler.sample(users,
+                                                     self.num_negatives)}
+        return {'negatives': torch.randint(
+            self.sampler.num_items, (users.numel(), self.num_negatives),
+            generator=self.generator, device=self.sampler.device)}
+
+    def __call__(self, model: Recommender, data: HeteroData, users: Tensor,
+                 pos_items: Tensor,
+                 negatives: Optional[Dict[str, Tensor]] = None
+                 ) -> Dict[str, Tensor]:
+        out = model(data)
+        neg_items = (negatives or self.draw(users))['negatives']
+        b = out.ranking_branch
+        u = take_rows(out.user[b], users)  # [B, d]
+        items = torch.cat([pos_items.view(-1, 1), neg_items], dim=1)
+        q = take_rows(out.item[b], items.reshape(-1)).view(
+            *items.shape, -1)  # [B, 1 + S, d]
+        logits = (q * u.unsqueeze(1)).sum(-1)
+        nll = torch.logsumexp(logits, dim=1) - logits[:, 0]
+        terms = {'info_bpr': nll.sum() if self.reduction == 'sum'
+                 else nll.mean()}
+        first = neg_items[:, 0]
+        terms['reg'] = self.regularization(model, users, pos_items, first,
+                                           out)
+        loss = terms['info_bpr'] + self.reg_weight * terms['reg']
+        for name, value in model.auxiliary_loss(out, users, pos_items,
+                                                first).items():
+            terms[name] = value
+            loss = loss + value
+        terms['loss'] = loss
+        return terms
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}(num_negatives='
+                f'{self.num_negatives}, reduction={self.reduction!r}, '
+                f'exclude_positives={self.exclude_positives}, '
+                f'reg_weight={self.reg_weight}{self._reg_repr()})')
+
+
 class NegativeFreeObjective(Objective):
     r"""The model's own loss of the positive pairs, with no negatives
     drawn (*e.g.* BM3's bootstrapped alignment), plus its regularisation:

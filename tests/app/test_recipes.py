@@ -292,3 +292,27 @@ def test_the_papers_recipe_is_pinned():
     assert objective.bpr_weight == 0.0 and objective.lambda_s > 0
     graph, _, _ = split_params('brmrs_paper', recipe.defaults)
     assert graph['topk'] == 'combined' and graph['cooccurrence'] == 'jaccard'
+
+
+def test_every_equal_budget_grid_has_eight_points_that_route():
+    # benchmarks/quality.py's EQUAL_GRIDS: the same budget for every model
+    # (8 validation runs), each point a valid parameter set of its recipe
+    import importlib.util
+    path = ROOT / 'benchmarks' / 'quality.py'
+    if not path.exists():
+        pytest.skip('benchmarks/ is not in this checkout')
+    spec = importlib.util.spec_from_file_location('quality_bench', path)
+    quality = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(quality)
+    assert set(quality.EQUAL_GRIDS) == {m for m, _ in quality.EQUAL}
+    for model, spec_ in quality.EQUAL_GRIDS.items():
+        if 'points' in spec_:
+            points = spec_['points']
+        else:
+            grid = spec_['grid']
+            points = [dict(zip(grid, v))
+                      for v in itertools.product(*grid.values())]
+        assert len(points) == 8, (model, len(points))
+        assert len({json.dumps(p, sort_keys=True) for p in points}) == 8
+        for point in points:
+            split_params(model, {**spec_.get('params', {}), **point})

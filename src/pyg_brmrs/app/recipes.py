@@ -59,9 +59,11 @@ from pyg_brmrs.nn import (
     FREEDOM,
     LATTICE,
     MGCN,
+    MGDN,
     MICRO,
     REARM,
     VBPR,
+    ApeGNN,
     LGMRec,
     LightGCNRecommender,
     Recommender,
@@ -69,6 +71,7 @@ from pyg_brmrs.nn import (
 from pyg_brmrs.objectives import (
     BPRObjective,
     BRMRSObjective,
+    InfoBPRObjective,
     NegativeFreeObjective,
     Objective,
     REARMObjective,
@@ -400,6 +403,23 @@ _BUILTIN: Dict[str, Recipe] = {
     'lightgcn': Recipe(LightGCNRecommender, BPRObjective, False,
                        dict(num_layers=2, reg_weight=1e-4),
                        'LightGCN (PyG LGConv math, CSR backend)'),
+    # ApeGNN's authors' defaults (ApeGNN_HT: heat kernel, 3 hops, sum
+    # pooling as their commands, BPR on one uniform negative, l2 1e-4 on
+    # the batch's ego embeddings, lr 1e-3, batch 1024)
+    'apegnn': Recipe(ApeGNN, BPRObjective, False, dict(reg_weight=1e-4),
+                     'ApeGNN: LightGCN hops weighted per node by a learnable '
+                     'heat-kernel (or PPR: kernel=ppr) diffusion time',
+                     training=dict(batch_size=1024)),
+    # MGDCF's authors' trainer: InfoBPR with 300 negatives from all items,
+    # summed over batches of 8000, l2 1e-4 on the outputs, Adam lr 1e-2
+    # decayed by 0.98 every epoch
+    'mgdn': Recipe(MGDN, InfoBPRObjective, False,
+                   dict(num_negatives=300, reduction='sum',
+                        exclude_positives=False, reg_weight=1e-4),
+                   'MGDN (MGDCF): Markov graph diffusion on the self-looped '
+                   'user-item graph, InfoBPR',
+                   training=dict(lr=1e-2, lr_decay=(0.98, 1),
+                                 batch_size=8000)),
     'vbpr': Recipe(VBPR, BPRObjective, False, dict(reg_weight=1e-4),
                    'VBPR: ID + projected content embeddings'),
     # FREEDOM has no L2 term: its modality BPR weight is the model's

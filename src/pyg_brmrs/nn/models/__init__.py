@@ -10,6 +10,8 @@ from .dragon import DRAGON, DualGNN
 from .rearm import REARM
 from .lattice import LATTICE
 from .micro import MICRO
+from .mgdn import MGDN
+from .apegnn import ApeGNN
 
 __all__ = [
     'BRMRS',
@@ -25,4 +27,6 @@ __all__ = [
     'REARM',
     'LATTICE',
     'MICRO',
+    'MGDN',
+    'ApeGNN',
 ]
