@@ -202,7 +202,9 @@ def main(argv=None) -> int:
           f"{int(pairs['train'][0].numel())} training pairs.\n\n"
           + table(records, shown))
     payload = dict(machine=machine_info(threads=args.threads),
-                   point=point, records=records)
+                   point=point, variants={
+                       r['variant']: f"synergy_margins/{r['variant']}.json"
+                       for r in records})
     path = write_results('synergy_margins', payload, md, args.out)
     print(md)
     print('written', path)
