@@ -61,6 +61,7 @@ from pyg_brmrs.nn import (
     MGCN,
     MGDN,
     MICRO,
+    MMGCN,
     REARM,
     VBPR,
     ApeGNN,
@@ -420,6 +421,13 @@ _BUILTIN: Dict[str, Recipe] = {
                    'user-item graph, InfoBPR',
                    training=dict(lr=1e-2, lr_decay=(0.98, 1),
                                  batch_size=8000)),
+    # MMRec's MMGCN: BPR with its own regulariser (reg_weight from its
+    # grid {0, 1e-5, ..., 0.1}); the free embeddings trained, as the paper
+    # describes (train_free_embeddings=False runs the reference's frozen
+    # ones)
+    'mmgcn': Recipe(MMGCN, BPRObjective, False, dict(reg_weight=1e-4),
+                    'MMGCN: a 3-layer GCN per modality over the user-item '
+                    'graph (mean aggregation, ID-gated layers), averaged'),
     'vbpr': Recipe(VBPR, BPRObjective, False, dict(reg_weight=1e-4),
                    'VBPR: ID + projected content embeddings'),
     # FREEDOM has no L2 term: its modality BPR weight is the model's

@@ -14,6 +14,7 @@ from .models import (
     MGCN,
     MGDN,
     MICRO,
+    MMGCN,
     REARM,
     ApeGNN,
     VBPR,

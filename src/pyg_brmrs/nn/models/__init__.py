@@ -12,6 +12,7 @@ from .lattice import LATTICE
 from .micro import MICRO
 from .mgdn import MGDN
 from .apegnn import ApeGNN
+from .mmgcn import MMGCN
 
 __all__ = [
     'BRMRS',
@@ -29,4 +30,5 @@ __all__ = [
     'MICRO',
     'MGDN',
     'ApeGNN',
+    'MMGCN',
 ]
