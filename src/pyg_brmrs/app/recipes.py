@@ -57,6 +57,7 @@ from pyg_brmrs.nn import (
     DRAGON,
     DualGNN,
     FREEDOM,
+    GRCN,
     LATTICE,
     MGCN,
     MGDN,
@@ -428,6 +429,12 @@ _BUILTIN: Dict[str, Recipe] = {
     'mmgcn': Recipe(MMGCN, BPRObjective, False, dict(reg_weight=1e-4),
                     'MMGCN: a 3-layer GCN per modality over the user-item '
                     'graph (mean aggregation, ID-gated layers), averaged'),
+    # MMRec's GRCN: BPR with its own regulariser (reg_weight from its grid
+    # {1e-5 .. 0.1})
+    'grcn': Recipe(GRCN, BPRObjective, False, dict(reg_weight=1e-4),
+                   'GRCN: user-item edges re-weighted by per-modality '
+                   'attention and node confidences, ID graph + content '
+                   'graphs concatenated'),
     'vbpr': Recipe(VBPR, BPRObjective, False, dict(reg_weight=1e-4),
                    'VBPR: ID + projected content embeddings'),
     # FREEDOM has no L2 term: its modality BPR weight is the model's

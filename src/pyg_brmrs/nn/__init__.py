@@ -10,6 +10,7 @@ from .models import (
     DRAGON,
     DualGNN,
     FREEDOM,
+    GRCN,
     LATTICE,
     MGCN,
     MGDN,

@@ -13,6 +13,7 @@ from .micro import MICRO
 from .mgdn import MGDN
 from .apegnn import ApeGNN
 from .mmgcn import MMGCN
+from .grcn import GRCN
 
 __all__ = [
     'BRMRS',
@@ -31,4 +32,5 @@ __all__ = [
     'MGDN',
     'ApeGNN',
     'MMGCN',
+    'GRCN',
 ]
