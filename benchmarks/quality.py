@@ -229,12 +229,13 @@ EQUAL = [('bprmf', 'BPR-MF'), ('vbpr', 'VBPR'), ('lightgcn', 'LightGCN'),
          ('dragon', 'DRAGON'), ('bm3', 'BM3'), ('lattice', 'LATTICE'),
          ('dualgnn', 'DualGNN'), ('micro', 'MICRO'), ('apegnn', 'ApeGNN'),
          ('mgdn', 'MGDN'), ('mmgcn', 'MMGCN'), ('grcn', 'GRCN'),
+         ('slmrec', 'SLMRec'),
          ('brmrs_paper', '**BR-MRS, the paper\'s model** (`brmrs_paper`)'),
          ('brmrs', 'BR-MRS, tuned variant (`brmrs`)')]
 EQUAL_PREFIX = 'eq8_'
 EQUAL_BASELINES = ('bprmf', 'vbpr', 'lightgcn', 'freedom', 'lgmrec', 'mgcn',
                    'dragon', 'bm3', 'lattice', 'dualgnn', 'micro', 'apegnn',
-                   'mgdn', 'mmgcn', 'grcn')
+                   'mgdn', 'mmgcn', 'grcn', 'slmrec')
 EQUAL_BRMRS = ('brmrs_paper', 'brmrs')
 #: The earlier equal-budget table (4 validation runs, tags ``eq_<model>``),
 #: kept as a record: it lacks four baselines and BR-MRS's fixed settings
@@ -819,6 +820,11 @@ EQUAL_GRIDS: Dict[str, Dict[str, object]] = {
     # MMRec's GRCN searches lr {1e-4 .. 1} x reg_weight {1e-5 .. 0.1}
     'grcn': {'grid': {'train.lr': [0.001, 0.0001],
                       'reg_weight': [0.1, 0.01, 0.001, 0.0001]}},
+    # MMRec's SLMRec searches lr x ssl_alpha x ssl_temp (its 'reg' is
+    # never read by the model)
+    'slmrec': {'grid': {'train.lr': [0.001, 0.0001],
+                        'ssl_weight': [0.1, 0.5],
+                        'ssl_temperature': [0.2, 0.5]}},
     'brmrs_paper': {'subsets': True, 'points': [
         {}, {'fusion': 'gated'}, {'lambda_s': 0.5}, {'lambda_s': 2.0},
         {'num_candidates': 32}, {'theta': 0.05}, {'theta': 0.2},

@@ -69,6 +69,7 @@ from pyg_brmrs.nn import (
     LGMRec,
     LightGCNRecommender,
     Recommender,
+    SLMRec,
 )
 from pyg_brmrs.objectives import (
     BPRObjective,
@@ -435,6 +436,14 @@ _BUILTIN: Dict[str, Recipe] = {
                    'GRCN: user-item edges re-weighted by per-modality '
                    'attention and node confidences, ID graph + content '
                    'graphs concatenated'),
+    # MMRec's SLMRec (ssl_task FAC): in-batch softmax + FAC alignment, no
+    # negatives drawn; its trainer's weight decay 1e-4 is the regulariser
+    'slmrec': Recipe(SLMRec, NegativeFreeObjective, False,
+                     dict(reg_weight=0.0),
+                     'SLMRec: LightGCN per modality channel, concatenated '
+                     'and projected; in-batch softmax + FAC self-supervised '
+                     'alignment',
+                     training=dict(weight_decay=1e-4)),
     'vbpr': Recipe(VBPR, BPRObjective, False, dict(reg_weight=1e-4),
                    'VBPR: ID + projected content embeddings'),
     # FREEDOM has no L2 term: its modality BPR weight is the model's

@@ -21,6 +21,7 @@ from .models import (
     VBPR,
     LGMRec,
     LightGCNRecommender,
+    SLMRec,
 )
 
 __all__ = [

@@ -14,6 +14,7 @@ from .mgdn import MGDN
 from .apegnn import ApeGNN
 from .mmgcn import MMGCN
 from .grcn import GRCN
+from .slmrec import SLMRec
 
 __all__ = [
     'BRMRS',
@@ -33,4 +34,5 @@ __all__ = [
     'ApeGNN',
     'MMGCN',
     'GRCN',
+    'SLMRec',
 ]
