@@ -258,3 +258,57 @@ def test_folder_lock_in_one_process(tmp_path):
     a.release()
     a.release()  # twice is harmless
     runs.FolderLock(tmp_path).acquire().release()
+
+
+def test_overwrite_keeps_the_old_run_until_the_new_one_has_a_checkpoint(
+        data, tmp_path, monkeypatch):
+    from pyg_brmrs.training import Trainer
+    fit(data, tmp_path)
+    before = digest(tmp_path)
+    del before['run.lock']
+
+    # the new run fails before its first checkpoint: the old run is back
+    def boom(self):
+        raise FloatingPointError('diverged')
+
+    monkeypatch.setattr(Trainer, 'train_epoch', boom)
+    with pytest.raises(FloatingPointError, match='diverged'):
+        fit(data, tmp_path, seed=5, overwrite=True)
+    after = digest(tmp_path)
+    del after['run.lock']
+    assert after == before
+    monkeypatch.undo()
+
+    # it fails after its first checkpoint: the old run is gone for good,
+    # the new one's files stay (it can be resumed)
+    real = Trainer.train_epoch
+
+    def second_epoch_fails(self):
+        if self.loop.epoch == 1:
+            raise KeyboardInterrupt
+        return real(self)
+
+    monkeypatch.setattr(Trainer, 'train_epoch', second_epoch_fails)
+    with pytest.raises(KeyboardInterrupt):
+        fit(data, tmp_path, seed=5, overwrite=True)
+    monkeypatch.undo()
+    names = set(digest(tmp_path))
+    assert not any(n.endswith('.previous') for n in names)
+    assert json.loads((tmp_path / 'run.json').read_text())['config'][
+        'seed'] == 5
+    assert 'last.pt' in names and 'results.json' not in names
+    res = fit(data, tmp_path, seed=5, resume=True)
+    assert res.epochs_run == 3 and res.resumed[0]['at_epoch'] == 1
+    assert not any(n.endswith('.previous') for n in digest(tmp_path))
+
+
+def test_leftover_temporary_files_of_run_files_are_removed(data, tmp_path):
+    fit(data, tmp_path)
+    (tmp_path / '.results.json.k3j2x.tmp').write_text('{"trunc')
+    (tmp_path / '.last.pt.abc.tmp').write_bytes(b'\x80')
+    (tmp_path / '.notes.txt.abc.tmp').write_text('not ours')
+    fit(data, tmp_path, resume=True, epochs=4)
+    names = {p.name for p in tmp_path.iterdir()}
+    assert '.results.json.k3j2x.tmp' not in names
+    assert '.last.pt.abc.tmp' not in names
+    assert '.notes.txt.abc.tmp' in names

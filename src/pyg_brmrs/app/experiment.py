@@ -326,10 +326,12 @@ def train(name: str, data: HeteroData,
             folder that holds another run is refused unless :obj:`resume`
             (continue it from ``last.pt``; it must be the same run, only the
             :data:`~pyg_brmrs.training.RESUMABLE` settings may change) or
-            :obj:`overwrite` (replace it), and a folder another run is
-            training into is refused in every case (it is locked until that
-            run's results are written). (default: :obj:`None`: nothing is
-            written)
+            :obj:`overwrite` (replace it: the old run's files are kept as
+            ``<name>.previous`` until the new run writes its first
+            checkpoint, and put back if it fails before), and a folder
+            another run is training into is refused in every case (it is
+            locked until that run's results are written). (default:
+            :obj:`None`: nothing is written)
     """
     params = dict(params or {})
     recipes.split_params(name, params)  # validates the names early
@@ -364,9 +366,12 @@ def train(name: str, data: HeteroData,
                                     mask_valid=config.mask_valid_in_test)
         if folder is not None:
             folder.write_results(results_record(result, found))
-    finally:
-        if folder is not None:
-            folder.close()
+    except BaseException:
+        if folder is not None:  # an overwritten run comes back
+            folder.close(failed=True)
+        raise
+    if folder is not None:
+        folder.close()
     return RunResult(result, found, trainer.model, trainer.data, graphs,
                      folder.folder if folder is not None else None)
 

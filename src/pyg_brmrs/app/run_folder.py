@@ -67,6 +67,9 @@ RUN_FILES = (MANIFEST, RESULTS, LAST, BEST) + PLOTS
 GRID = 'grid.json'
 #: The lock file of a run folder (not a run file: never removed).
 LOCK = 'run.lock'
+#: The suffix an overwritten run's files carry until the new run has
+#: written its first checkpoint (or its results).
+PREVIOUS = '.previous'
 KIND = 'pyg-brmrs run'
 MANIFEST_VERSION = 1
 
@@ -380,28 +383,52 @@ class RunFolder:
             ``last.pt``.
     """
     def __init__(self, folder: PathLike, manifest: Dict[str, Any],
-                 resuming: bool, lock: Optional[FolderLock] = None):
+                 resuming: bool, lock: Optional[FolderLock] = None,
+                 previous: Sequence[str] = ()):
         self.folder = Path(folder)
         self.manifest = manifest
         self.resuming = resuming
         self.lock = lock
+        #: The files of the run this one overwrites, kept as
+        #: ``<name>.previous`` until this run has a checkpoint.
+        self.previous: List[str] = list(previous)
 
-    def close(self) -> None:
-        r"""Releases the folder's lock: the run is over."""
-        if self.lock is not None:
-            self.lock.release()
+    def commit(self) -> None:
+        r"""Deletes the overwritten run's files (the new run has written a
+        checkpoint or its results)."""
+        for name in self.previous:
+            (self.folder / (name + PREVIOUS)).unlink(missing_ok=True)
+        self.previous = []
+
+    def close(self, failed: bool = False) -> None:
+        r"""Ends the run: releases the folder's lock. With :obj:`failed`,
+        a run that overwrote another and has written nothing yet
+        (:meth:`commit` not reached) removes its own files and puts the
+        overwritten run back."""
+        try:
+            if failed and self.previous:
+                for name in RUN_FILES:
+                    (self.folder / name).unlink(missing_ok=True)
+                for name in self.previous:
+                    os.replace(self.folder / (name + PREVIOUS),
+                               self.folder / name)
+                self.previous = []
+        finally:
+            if self.lock is not None:
+                self.lock.release()
 
     def __enter__(self) -> 'RunFolder':
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, exc_type, *exc) -> None:
+        self.close(failed=exc_type is not None)
 
     def checkpoints(self, save: bool = True) -> Checkpoints:
         r"""Where the trainer keeps the run's checkpoints (tagged with the
         manifest's ``config_hash``, resuming when :attr:`resuming`)."""
         return Checkpoints(self.folder, config_hash=self.manifest[
-            'config_hash'], resume=self.resuming, save=save)
+            'config_hash'], resume=self.resuming, save=save,
+            on_write=lambda name: self.commit())
 
     def record_resume(self, requested: Dict[str, Any],
                       entry: Dict[str, Any]) -> None:
@@ -416,7 +443,9 @@ class RunFolder:
         self.manifest = out
 
     def write_results(self, content: Dict[str, Any]) -> Optional[Path]:
-        r"""Writes ``results.json``."""
+        r"""Writes ``results.json`` (and so replaces an overwritten run for
+        good, see :meth:`commit`)."""
+        self.commit()
         return write_file(self.folder, RESULTS, content)
 
     def __repr__(self) -> str:
@@ -472,6 +501,7 @@ def _open_run(folder: PathLike, manifest: Dict[str, Any], resume: bool,
     if is_writer():
         folder.mkdir(parents=True, exist_ok=True)
         lock = FolderLock(folder).acquire()
+        clean_temporary_files(folder)
     try:
         return _open_locked(folder, manifest, resume, overwrite, lock)
     except BaseException:
@@ -500,8 +530,27 @@ def _open_locked(folder: Path, manifest: Dict[str, Any], resume: bool,
         if (folder / LAST).exists():
             return RunFolder(folder, stored, resuming=True, lock=lock)
         held = [name for name in held if name != MANIFEST]
+    previous: List[str] = []
     if is_writer():
-        for name in held:  # non-empty only with overwrite (or a dead run)
-            (folder / name).unlink()
+        # non-empty only with overwrite (or a dead run): kept as
+        # <name>.previous until the new run has written a checkpoint
+        for name in held:
+            os.replace(folder / name, folder / (name + PREVIOUS))
+            previous.append(name)
         write_file(folder, MANIFEST, manifest)
-    return RunFolder(folder, manifest, resuming=False, lock=lock)
+    return RunFolder(folder, manifest, resuming=False, lock=lock,
+                     previous=previous)
+
+
+def clean_temporary_files(folder: PathLike) -> List[str]:
+    r"""Removes the temporary files that an atomic write of a run file
+    killed mid-write left in :obj:`folder` (``.<name>.<random>.tmp``, see
+    :mod:`pyg_brmrs.utils.atomic`); call it only while holding the folder's
+    lock. Returns their names."""
+    removed = []
+    for path in Path(folder).glob('.*.tmp'):
+        base = path.name[1:].rsplit('.', 2)[0]
+        if base in RUN_FILES + (GRID, ) and path.is_file():
+            path.unlink(missing_ok=True)
+            removed.append(path.name)
+    return removed

@@ -7,7 +7,7 @@ import random
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -263,18 +263,25 @@ class Checkpoints:
             (default: :obj:`False`)
         save (bool, optional): Write the checkpoints (:obj:`False` only
             reads). (default: :obj:`True`)
+        on_write (callable, optional): Called with the checkpoint's name
+            after every write (*e.g.* a run folder that replaces an older
+            run once the new one has a checkpoint). (default: :obj:`None`)
     """
     def __init__(self, folder: PathLike, config_hash: Optional[str] = None,
-                 resume: bool = False, save: bool = True):
+                 resume: bool = False, save: bool = True,
+                 on_write: Optional[Callable[[str], None]] = None):
         self.folder = Path(folder)
         self.config_hash = config_hash
         self.resume = bool(resume)
         self.save = bool(save)
+        self.on_write = on_write
 
     def write(self, name: str, state: Dict[str, Any]) -> None:
         r"""Writes checkpoint :obj:`name` (:data:`LAST` or :data:`BEST`)."""
         if self.save and is_writer():
             save_checkpoint(state, self.folder / name)
+            if self.on_write is not None:
+                self.on_write(name)
 
     def read_last(self) -> Optional[Dict[str, Any]]:
         r"""The ``last.pt`` to resume from (:obj:`None` when not resuming or
