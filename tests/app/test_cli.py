@@ -334,3 +334,25 @@ def test_resumed_run_is_announced(tmp_path):
     assert 'resumed after epoch 1 (epochs 2 -> 3)' in stdout
     res = load(tmp_path / 'r' / 'results.json')
     assert res['epochs_run'] == 3 and res['resumed'][0]['at_epoch'] == 2
+
+
+def test_ctrl_c_is_one_line_that_says_how_to_resume(monkeypatch, tmp_path):
+    from pyg_brmrs.app import experiment
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(experiment, 'train', interrupted)
+    out = str(tmp_path / 'o')
+    argv = ['train', '--model', 'bprmf', *TINY, '--output-dir', out,
+            '--overwrite']
+    monkeypatch.setattr('sys.argv', ['pyg-brmrs', *argv])
+    code, _, err = _fails(argv)
+    assert code == 130 and err.count('\n') == 1
+    assert err.startswith(f"pyg-brmrs train: error: interrupted (its last "
+                          f"finished epoch is in '{out}'); continue it with: "
+                          f"pyg-brmrs train --model bprmf")
+    assert err.rstrip().endswith('--resume') and '--overwrite' not in err
+    with pytest.raises(KeyboardInterrupt):
+        with contextlib.redirect_stdout(io.StringIO()):
+            cli.main([*argv, '--debug'])

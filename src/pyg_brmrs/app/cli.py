@@ -774,12 +774,31 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         with _logging(args.quiet):
             return args.func(args)
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print(f'{PROG} {args.command}: error: {interrupted_line(args)}',
+              file=sys.stderr)
+        raise SystemExit(130)
     except Exception as e:
         if args.debug:
             raise
         code, message = error_line(e)
         print(f'{PROG} {args.command}: error: {message}', file=sys.stderr)
         raise SystemExit(code)
+
+
+def interrupted_line(args) -> str:
+    r"""The one line printed for Ctrl-C: where the run stands and how to
+    continue it."""
+    argv = [a for a in sys.argv[1:] if a not in ('--overwrite', '--resume')]
+    folder = getattr(args, 'output_dir', None)
+    if args.command not in ('train', 'grid'):
+        return 'interrupted'
+    how = (f"continue it with: {PROG} {' '.join(argv)} --resume"
+           if argv else 'continue it with the same command and --resume')
+    where = f" (its last finished epoch is in '{folder}')" if folder else ''
+    return f'interrupted{where}; {how}'
 
 
 def error_line(e: Exception) -> Tuple[int, str]:
