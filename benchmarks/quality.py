@@ -229,13 +229,13 @@ EQUAL = [('bprmf', 'BPR-MF'), ('vbpr', 'VBPR'), ('lightgcn', 'LightGCN'),
          ('dragon', 'DRAGON'), ('bm3', 'BM3'), ('lattice', 'LATTICE'),
          ('dualgnn', 'DualGNN'), ('micro', 'MICRO'), ('apegnn', 'ApeGNN'),
          ('mgdn', 'MGDN'), ('mmgcn', 'MMGCN'), ('grcn', 'GRCN'),
-         ('slmrec', 'SLMRec'),
+         ('slmrec', 'SLMRec'), ('miggt', 'MIG-GT'),
          ('brmrs_paper', '**BR-MRS, the paper\'s model** (`brmrs_paper`)'),
          ('brmrs', 'BR-MRS, tuned variant (`brmrs`)')]
 EQUAL_PREFIX = 'eq8_'
 EQUAL_BASELINES = ('bprmf', 'vbpr', 'lightgcn', 'freedom', 'lgmrec', 'mgcn',
                    'dragon', 'bm3', 'lattice', 'dualgnn', 'micro', 'apegnn',
-                   'mgdn', 'mmgcn', 'grcn', 'slmrec')
+                   'mgdn', 'mmgcn', 'grcn', 'slmrec', 'miggt')
 EQUAL_BRMRS = ('brmrs_paper', 'brmrs')
 #: The earlier equal-budget table (4 validation runs, tags ``eq_<model>``),
 #: kept as a record: it lacks four baselines and BR-MRS's fixed settings
@@ -825,6 +825,22 @@ EQUAL_GRIDS: Dict[str, Dict[str, object]] = {
     'slmrec': {'grid': {'train.lr': [0.001, 0.0001],
                         'ssl_weight': [0.1, 0.5],
                         'ssl_temperature': [0.2, 0.5]}},
+    # MIG-GT: its authors' Baby, Sports and Clothing configurations (on
+    # TikTok's image + audio), then the Baby one with one setting moved
+    'miggt': {'points': [
+        {},
+        {'reg_weight': 0.0001, 'id_layers': 4,
+         'modality_layers': {'image': 3, 'audio': 2},
+         'feature_dropout': 0.2, 'encoder_dropout': 0.5,
+         'user_dropout': 0.1, 'item_dropout': 0.2, 'edge_dropout': 0.5},
+        {'train.lr': 0.001, 'train.lr_decay': [0.999, 1],
+         'hidden_dim': 2048, 'id_layers': 2,
+         'modality_layers': {'image': 0, 'audio': 2},
+         'feature_dropout': 0.1, 'encoder_dropout': 0.4,
+         'user_dropout': 0.1, 'item_dropout': 0.1, 'edge_dropout': 0.25,
+         'output_dropout': 0.3, 'num_samples': 20},
+        {'num_samples': 20}, {'id_layers': 2}, {'reg_weight': 0.0001},
+        {'edge_dropout': 0.5}, {'train.lr': 0.001}]},
     'brmrs_paper': {'subsets': True, 'points': [
         {}, {'fusion': 'gated'}, {'lambda_s': 0.5}, {'lambda_s': 2.0},
         {'num_candidates': 32}, {'theta': 0.05}, {'theta': 0.2},

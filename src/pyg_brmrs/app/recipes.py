@@ -62,6 +62,7 @@ from pyg_brmrs.nn import (
     MGCN,
     MGDN,
     MICRO,
+    MIGGT,
     MMGCN,
     REARM,
     VBPR,
@@ -444,6 +445,16 @@ _BUILTIN: Dict[str, Recipe] = {
                      'and projected; in-batch softmax + FAC self-supervised '
                      'alignment',
                      training=dict(weight_decay=1e-4)),
+    # MIG-GT's authors' Baby configuration (--method mig_gt): InfoBPR with
+    # one negative from all items, summed, l2 1e-5 on the outputs, the
+    # unsmooth term; Adam lr 1e-2 decayed by 0.99 per epoch, batch 8000
+    'miggt': Recipe(MIGGT, InfoBPRObjective, False,
+                    dict(num_negatives=1, reduction='sum',
+                         exclude_positives=False, reg_weight=1e-5),
+                    'MIG-GT: modality-independent MGDCF receptive fields '
+                    '(K per modality) + a sampled global transformer',
+                    training=dict(lr=1e-2, lr_decay=(0.99, 1),
+                                  batch_size=8000)),
     'vbpr': Recipe(VBPR, BPRObjective, False, dict(reg_weight=1e-4),
                    'VBPR: ID + projected content embeddings'),
     # FREEDOM has no L2 term: its modality BPR weight is the model's

@@ -43,6 +43,7 @@ MODEL_NAMES = {
     'mmgcn': 'MMGCN',
     'grcn': 'GRCN',
     'slmrec': 'SLMRec',
+    'miggt': 'MIG-GT',
     'rearm': 'REARM',
     'rearm_objective_on_brmrs': 'REARM objective (BR-MRS backbone)',
     'brmrs_paper': 'BR-MRS (the paper\'s model)',

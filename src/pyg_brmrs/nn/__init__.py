@@ -15,6 +15,7 @@ from .models import (
     MGCN,
     MGDN,
     MICRO,
+    MIGGT,
     MMGCN,
     REARM,
     ApeGNN,

@@ -15,6 +15,7 @@ from .apegnn import ApeGNN
 from .mmgcn import MMGCN
 from .grcn import GRCN
 from .slmrec import SLMRec
+from .miggt import MIGGT
 
 __all__ = [
     'BRMRS',
@@ -35,4 +36,5 @@ __all__ = [
     'MMGCN',
     'GRCN',
     'SLMRec',
+    'MIGGT',
 ]

@@ -15,6 +15,7 @@ from pyg_brmrs.nn.models._common import (
 )
 from pyg_brmrs.nn.models.mgdn import check_rate
 from pyg_brmrs.utils.checks import check_int
+from pyg_brmrs.utils.rows import take_rows
 
 ROUTINGS = ('reference', 'paper')
 
@@ -26,8 +27,10 @@ def attention_aggregate(x: Tensor, src: Tensor, dst: Tensor,
     \langle \mathbf{x}_t, \mathbf{x}_{s'} \rangle` over the target's
     incoming edges, and :math:`\hat{\mathbf{x}}_t = \sum_{s \to t}
     \alpha_{st} \mathbf{x}_s`. Returns ``(x_hat [N, F], alpha [E])``."""
-    alpha = softmax((x[dst] * x[src]).sum(-1), dst, num_nodes=num_nodes)
-    out = torch.zeros_like(x).index_add_(0, dst, x[src] * alpha[:, None])
+    x_src = take_rows(x, src)
+    alpha = softmax((take_rows(x, dst) * x_src).sum(-1), dst,
+                    num_nodes=num_nodes)
+    out = torch.zeros_like(x).index_add_(0, dst, x_src * alpha[:, None])
     return out, alpha
 
 
@@ -197,13 +200,13 @@ class GRCN(Recommender):
             parts.append(rep)
             alphas.append(alpha)
         src, dst = torch.cat([user, item]), torch.cat([item, user])
-        weight = torch.stack(alphas, 1) * self.confidence[src]
+        weight = torch.stack(alphas, 1) * take_rows(self.confidence, src)
         weight = torch.relu(weight.max(dim=1).values)
         x = F.normalize(self.id_embedding, dim=-1)
         out, h = x, x
         for _ in range(2):
-            h = torch.zeros_like(h).index_add_(0, dst,
-                                               h[src] * weight[:, None])
+            h = torch.zeros_like(h).index_add_(
+                0, dst, take_rows(h, src) * weight[:, None])
             out = out + h
         z = torch.cat([out] + parts, dim=-1)
         users, items = z.split([graph.num_users, graph.num_items])
@@ -218,11 +221,12 @@ class GRCN(Recommender):
         user_t = users.repeat_interleave(2)
         item_t = self.num_users + torch.stack([pos_items, neg_items],
                                               1).reshape(-1)
-        reg = (e[user_t].pow(2) + e[item_t].pow(2)).mean()
+        reg = (take_rows(e, user_t).pow(2) +
+               take_rows(e, item_t).pow(2)).mean()
         if 'image' in self.content:
             reg = reg + self.content['image'].preference.pow(2).mean()
         for gcn in self.content.values():
-            reg = reg + gcn.preference[user_t].pow(2).mean()
+            reg = reg + take_rows(gcn.preference, user_t).pow(2).mean()
         return reg
 
     def __repr__(self) -> str:

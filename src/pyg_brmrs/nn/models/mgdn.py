@@ -48,6 +48,26 @@ def self_loop_adjacency(edge_index: Tensor, num_users: int,
     return Adjacency(torch.stack([src, dst]), weight, (num, num), backend)
 
 
+def markov_diffusion(op: Adjacency, h0: Tensor, num_layers: int,
+                     alpha: float, beta: float) -> Tensor:
+    r""":math:`\mathbf{H}^{(K)} / \gamma` for :math:`\mathbf{H}^{(t+1)} =
+    \beta\, \mathbf{A} \mathbf{H}^{(t)} + \alpha \mathbf{H}^{(0)}`,
+    :math:`\mathbf{H}^{(0)} = ` :obj:`h0`, :math:`\mathbf{A}` = :obj:`op`
+    (:func:`diffusion_normalizer`)."""
+    h = h0
+    for _ in range(num_layers):
+        h = beta * op.matmul(h) + alpha * h0
+    return h / diffusion_normalizer(alpha, beta, num_layers)
+
+
+def drop_edge_weights(op: Adjacency, rate: float) -> Adjacency:
+    r""":obj:`op` with :class:`torch.nn.Dropout` applied to its edge weights
+    (each weight zeroed with probability :obj:`rate`, the others scaled by
+    :math:`1/(1 - \mathrm{rate})`)."""
+    weight = torch.nn.functional.dropout(op.edge_weight, rate)
+    return Adjacency(op.edge_index, weight, op.size, op.backend)
+
+
 class MGDN(Recommender):
     r"""MGDCF's Markov graph diffusion network from `"MGDCF: Distance
     Learning via Markov Graph Diffusion for Neural Collaborative
@@ -161,20 +181,15 @@ class MGDN(Recommender):
                               ei, graph.num_users, graph.num_items,
                               self.backend))
         if self.training and self.edge_dropout > 0:
-            weight = torch.nn.functional.dropout(op.edge_weight,
-                                                 self.edge_dropout)
-            return Adjacency(op.edge_index, weight, op.size, self.backend)
+            return drop_edge_weights(op, self.edge_dropout)
         return op
 
     def forward(self, graph: RecGraph) -> RecOutput:
         op = self.operator(graph)
         h0 = graph.node_rows(self.embedding.weight, self.num_users)
         h0 = torch.nn.functional.dropout(h0, self.x_dropout, self.training)
-        h = h0
-        for _ in range(self.num_layers):
-            h = self.beta * op.matmul(h) + self.alpha * h0
-        z = torch.nn.functional.dropout(h / self.gamma, self.z_dropout,
-                                        self.training)
+        h = markov_diffusion(op, h0, self.num_layers, self.alpha, self.beta)
+        z = torch.nn.functional.dropout(h, self.z_dropout, self.training)
         user, item = z.split([graph.num_users, graph.num_items])
         return graph.output({FUSED: user}, {FUSED: item})
 
