@@ -41,7 +41,6 @@ from pyg_brmrs.data import (
     modalities,
     split_sizes,
 )
-from pyg_brmrs.loader import require_sampling_backend
 from pyg_brmrs.training import TrainConfig
 from pyg_brmrs.training.config import (
     BATCHING,
@@ -552,11 +551,6 @@ def train_config(args, params: Dict[str, Any]) -> TrainConfig:
     r"""The run's :class:`~pyg_brmrs.training.TrainConfig`:
     :func:`~pyg_brmrs.app.recipes.train_config` of the model with the
     ``train.*`` keys of :obj:`params`, under the options given."""
-    if getattr(args, 'batching', 'full') == 'neighbor':  # before any data
-        try:
-            require_sampling_backend('--batching neighbor')
-        except ImportError as e:
-            raise CLIError(str(e)) from None
     given = {k: getattr(args, k) for k in FALLBACK_OPTIONS
              if getattr(args, k, None) is not None}
     try:
