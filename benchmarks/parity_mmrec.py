@@ -94,6 +94,25 @@ POINTS: Dict[str, Dict] = {
         reference={'learning_rate': [0.001], 'reg_weight': [0.001],
                    'aggr_mode': ['add']},
         ours={'train.lr': 0.001, 'reg_weight': 0.001}),
+    # MMGCN: MMRec's free embeddings are never trained, so ours runs with
+    # train_free_embeddings=False here (the recipe's default trains them)
+    'mmgcn': dict(
+        mmrec='MMGCN',
+        reference={'learning_rate': [0.001], 'reg_weight': [0.0001]},
+        ours={'train.lr': 0.001, 'reg_weight': 0.0001,
+              'train_free_embeddings': False}),
+    # GRCN: MMRec's routing (a no-op) is the recipe's default
+    'grcn': dict(
+        mmrec='GRCN',
+        reference={'learning_rate': [0.001], 'reg_weight': [0.001]},
+        ours={'train.lr': 0.001, 'reg_weight': 0.001}),
+    # SLMRec (FAC): its trainer's weight decay 1e-4 is the recipe's
+    'slmrec': dict(
+        mmrec='SLMRec',
+        reference={'learning_rate': [0.001], 'ssl_alpha': [0.1],
+                   'ssl_temp': [0.2]},
+        ours={'train.lr': 0.001, 'ssl_weight': 0.1,
+              'ssl_temperature': 0.2}),
     'bm3': dict(
         mmrec='BM3',
         reference={'n_layers': [1], 'dropout': [0.5], 'reg_weight': [0.1],
