@@ -396,10 +396,21 @@ def equal_budget_table(root: Path, prefix: str = EQUAL_PREFIX,
 def grid_runs_table(root: Path, model: str,
                     prefix: str = EQUAL_PREFIX) -> List[str]:
     s = load_summary(root, 'tiktok', f'{prefix}{model}')
-    if s is None:
-        return ['(not run yet)']
     rows = ['| point (seed 999) | valid R@20 | valid N@20 | best epoch |',
             '|---|---|---|---|']
+    if s is None:  # in progress: the grid points that finished
+        done = []
+        for f in sorted((root / 'tiktok' / f'{prefix}{model}' / 'grid'
+                         ).glob('*/results.json')):
+            r = json.loads(f.read_text())
+            done.append({'point': r.get('params', {}),
+                         'valid': r['valid'], 'best_epoch': r['best_epoch']})
+        if not done:
+            return ['(not run yet)']
+        s = {'runs': done, 'selected': None}
+        rows = [f"In progress: {len(done)} of the validation runs finished "
+                f"(no selection yet; the point includes the fixed "
+                f"settings).", ''] + rows
     for r in sorted(s['runs'], key=lambda r: -r['valid']['recall@20']):
         sel = ' **(selected)**' if r['point'] == s['selected'] else ''
         rows.append(f"| {fmt_point(r['point'])}{sel} | "

@@ -141,3 +141,25 @@ def test_default_names_hint_at_schema(data):
     ml = movielens_like(data)
     with pytest.raises(ValueError, match='schema=Schema'):
         HomogeneousKNNGraph()(ml)
+
+
+@pytest.mark.bad_input
+def test_every_entry_point_without_the_schema_names_it(data):
+    # #28: without the schema, data under other names fails with one
+    # message that names what is missing and says schema=Schema(...), at
+    # the model, the objective, the trainer and the evaluator alike
+    from pyg_brmrs.objectives import BPRObjective
+    ml = movielens_like(data)
+    calls = [lambda: LightGCNRecommender.from_data(ml),
+             lambda: BPRObjective.from_data(ml),
+             lambda: HomogeneousKNNGraph(k_item=3, k_user=3)(ml),
+             lambda: RankingEvaluator.from_data(ml, 'valid')]
+    for call in calls:
+        with pytest.raises(ValueError, match=r"schema=Schema"):
+            call()
+    # with it, the trainer takes it from the model
+    model = LightGCNRecommender.from_data(ml, schema=ML, embedding_dim=8)
+    objective = BPRObjective.from_data(ml, schema=ML)
+    res = Trainer(model, objective, ml,
+                  TrainConfig(epochs=1, batch_size=128, device='cpu')).fit()
+    assert res.epochs_run == 1

@@ -165,6 +165,10 @@ def test_ivf_sizes():
      r'knn_kwargs\["gpu"\]'),
     (dict(knn='faiss', knn_kwargs={'seed': -1}), ValueError,
      r'knn_kwargs\["seed"\]'),
+    (dict(knn='faiss', knn_kwargs={'target_recall': 1.5}), ValueError,
+     r'target_recall.*\(0, 1\]'),
+    (dict(knn='faiss', knn_kwargs={'target_recall': True}), ValueError,
+     'target_recall'),
     (dict(knn='faiss', knn_kwargs=[('index', 'ivf')]), TypeError,
      "'knn_kwargs' must be a mapping"),
 ])
@@ -206,3 +210,48 @@ def test_repr_and_default_unchanged():
     assert 'knn' not in repr(HomogeneousKNNGraph())
     t = HomogeneousKNNGraph(knn='faiss', knn_kwargs={'index': 'hnsw'})
     assert "knn='faiss', knn_kwargs={'index': 'hnsw'}" in repr(t)
+
+
+
+@needs_faiss
+@pytest.mark.parametrize('index', ['ivf', 'hnsw'])
+def test_target_recall_raises_the_search_breadth(index):
+    # Unclustered Gaussian rows with a deliberately narrow search: the
+    # estimate on a seeded sample raises nprobe / ef_search until it
+    # reaches the target; without a target the breadth stays as given.
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3000, 32, generator=g)
+    k = 10
+    exact_row, exact_col, _ = cosine_topk(x, k)
+    exact = set(zip(exact_row.tolist(), exact_col.tolist()))
+    narrow = ({'index': 'ivf', 'nlist': 64, 'nprobe': 1} if index == 'ivf'
+              else {'index': 'hnsw', 'hnsw_m': 4, 'ef_search': 2,
+                    'ef_construction': 8})
+    recalls = {}
+    for target in (None, 0.95):
+        info = {}
+        params = check_knn_kwargs('faiss', {**narrow,
+                                            'target_recall': target,
+                                            'recall_sample': 500})
+        row, col, _ = ann_cosine_topk(x, k, params=params, info=info)
+        found = set(zip(row.tolist(), col.tolist()))
+        recalls[target] = len(found & exact) / len(exact)
+        name = 'nprobe' if index == 'ivf' else 'ef_search'
+        if target is None:
+            assert info == {}
+        else:
+            assert info[name] > narrow[name]
+            assert info['recall_estimate'] >= 0.95 and info['sample'] == 500
+    assert recalls[None] < 0.9
+    assert recalls[0.95] >= 0.93  # the estimate is a 500-row sample
+
+
+@needs_faiss
+def test_the_transform_reports_its_choice():
+    data = no_tie_data(seed=1)
+    t = HomogeneousKNNGraph(k_item=5, k_user=0, knn='faiss',
+                            knn_kwargs={'nlist': 4, 'nprobe': 1})
+    t(data.clone())
+    assert set(t.ann_report) == {('item', m) for m in ('m0', 'm1', 'm2')}
+    for info in t.ann_report.values():
+        assert 1 <= info['nprobe'] <= 4 and 0 <= info['recall_estimate'] <= 1

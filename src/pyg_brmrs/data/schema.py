@@ -251,7 +251,10 @@ class Schema:
         description); :obj:`data` itself with the default schema or when
         it already is such a view. Node and edge types outside the schema
         are left out; the stores' tensors are shared, not copied."""
-        if self.is_default or getattr(data, _CANONICAL_MARK, False):
+        if getattr(data, _CANONICAL_MARK, False):
+            return data
+        if self.is_default:
+            check_canonical_names(data)
             return data
         self.check(data)
         out = _rename(data, self._node_map(), self._edge_map(),
@@ -353,6 +356,27 @@ def mark_canonical(data: HeteroData) -> HeteroData:
     sampled from a canonical view). Returns :obj:`data`."""
     object.__setattr__(data, _CANONICAL_MARK, True)
     return data
+
+
+def check_canonical_names(data: HeteroData) -> None:
+    r"""Raises a :class:`ValueError` when a :class:`HeteroData` handed over
+    without a schema lacks the canonical ``'user'`` / ``'item'`` node types
+    or the ``('user', 'rates', 'item')`` edges, naming what it has and
+    pointing to :class:`Schema` (data under other names, *e.g.* PyG's
+    MovieLens, needs ``schema=Schema(...)``)."""
+    if not isinstance(data, HeteroData):
+        return
+    missing = [t for t in (USER, ITEM) if t not in data.node_types]
+    if not missing and RATES in data.edge_types:
+        return
+    what = (f"node type(s) {missing}" if missing else
+            f"edge type {RATES}")
+    raise ValueError(
+        f"The data has no {what} (node types: {data.node_types}; edge "
+        f"types: {data.edge_types}): data under other names needs its "
+        f"schema, e.g. schema=Schema(user_type='user', item_type='movie', "
+        f"features={{'genre': 'x'}}), passed to from_data / the transform "
+        f"/ the Trainer")
 
 
 def canonical(data: HeteroData, schema: Optional[Schema] = None

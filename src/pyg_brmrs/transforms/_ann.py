@@ -50,10 +50,12 @@ DEFAULT_KNN_KWARGS: Dict[str, Any] = {
     'query_batch': 65536,
     'gpu': None,          # None: the GPU when faiss-gpu and CUDA features
     'seed': 0,
+    'target_recall': 0.95,  # None: keep nprobe / ef_search as given
+    'recall_sample': 1000,  # query rows of the recall estimate
 }
 
 _POSITIVE = ('nlist', 'nprobe', 'train_size', 'hnsw_m', 'ef_construction',
-             'ef_search', 'query_batch')
+             'ef_search', 'query_batch', 'recall_sample')
 
 
 def import_faiss():
@@ -79,7 +81,10 @@ def check_knn_kwargs(knn: str,
     (rows sampled to train the IVF quantiser), ``hnsw_m``,
     ``ef_construction``, ``ef_search`` (HNSW), ``query_batch`` (queries per
     search call), ``gpu`` (bool or :obj:`None` for automatic), ``seed``
-    (of the training sample). :obj:`None` means the size-dependent default.
+    (of the training sample and of the recall sample), ``target_recall``
+    (see :func:`ann_candidates`; :obj:`None` turns the estimate off) and
+    ``recall_sample`` (its query rows). :obj:`None` means the
+    size-dependent default.
     """
     check_choice(knn, 'knn', KNN_MODES)
     if knn_kwargs is None:
@@ -113,6 +118,12 @@ def check_knn_kwargs(knn: str,
         raise ValueError(f"'knn_kwargs[\"seed\"]' must be a non-negative int "
                          f"(got {seed!r})")
     out['seed'] = int(seed)
+    target = out['target_recall']
+    if target is not None and (isinstance(target, bool) or
+                               not isinstance(target, Real) or
+                               not 0 < target <= 1):
+        raise ValueError(f"'knn_kwargs[\"target_recall\"]' must be in (0, 1] "
+                         f"or None (got {target!r})")
     import_faiss()
     return out
 
@@ -218,14 +229,85 @@ def search(index, xn: Tensor, num: int,
     return torch.cat(out).to(xn.device, torch.long)
 
 
-def ann_candidates(xn: Tensor, k: int,
-                   params: Mapping[str, Any]) -> Tensor:
+def exact_neighbours(xn: Tensor, rows: Tensor, k: int,
+                     budget: int = 1 << 24) -> Tensor:
+    r"""The exact top-:math:`k` inner-product neighbours ``[m, k]`` of the
+    rows :obj:`rows` of the unit rows :obj:`xn` (each row itself excluded),
+    in blocks of at most :obj:`budget` scores."""
+    n = xn.size(0)
+    step = max(1, budget // max(1, n))
+    out = []
+    for start in range(0, rows.numel(), step):
+        r = rows[start:start + step]
+        score = xn[r] @ xn.t()
+        score[torch.arange(r.numel(), device=xn.device), r] = float('-inf')
+        out.append(score.topk(k, dim=1).indices)
+    return torch.cat(out)
+
+
+def tune_recall(index, xn: Tensor, k: int,
+                params: Mapping[str, Any]) -> Dict[str, Any]:
+    r"""Raises the index's search breadth until its estimated recall of
+    the exact top-:math:`k` reaches ``params["target_recall"]``.
+
+    The estimate: ``recall_sample`` query rows drawn with ``seed``, their
+    exact top-:math:`k` (:func:`exact_neighbours`) against the index's
+    :math:`k + 1` proposals (self removed), the fraction of true neighbours
+    found. Below the target, IVF's ``nprobe`` doubles (up to ``nlist``) and
+    HNSW's ``efSearch`` doubles (up to :math:`n`) and the sample is searched
+    again; a flat index is exact. Returns the chosen breadth and the
+    estimate (``{"nprobe" or "ef_search": ..., "recall_estimate": ...,
+    "sample": m}``; empty when the estimate is off or there is nothing to
+    estimate)."""
+    target = params.get('target_recall')
+    n = xn.size(0)
+    kind = params['index']
+    if target is None or kind == 'flat' or k < 1 or n < 2:
+        return {}
+    m = min(params['recall_sample'], n)
+    gen = torch.Generator().manual_seed(params['seed'] + 1)
+    rows = torch.randperm(n, generator=gen)[:m].sort().values.to(xn.device)
+    truth = exact_neighbours(xn, rows, k)
+    queries = xn[rows]
+    faiss_index = index
+    name = 'nprobe' if kind == 'ivf' else 'ef_search'
+    limit = (faiss_index.nlist if kind == 'ivf' else n)
+
+    def breadth():
+        return faiss_index.nprobe if kind == 'ivf' else \
+            faiss_index.hnsw.efSearch
+
+    def set_breadth(value):
+        if kind == 'ivf':
+            faiss_index.nprobe = value
+        else:
+            faiss_index.hnsw.efSearch = value
+
+    while True:
+        found = search(faiss_index, queries, min(k + 1, n),
+                       params['query_batch'])
+        hit = (found.unsqueeze(2) == truth.unsqueeze(1)).any(1)
+        recall = float(hit.float().mean())
+        if recall >= target or breadth() >= limit:
+            break
+        set_breadth(min(2 * breadth(), limit))
+    return {name: int(breadth()), 'recall_estimate': recall, 'sample': m}
+
+
+def ann_candidates(xn: Tensor, k: int, params: Mapping[str, Any],
+                   info: Optional[Dict[str, Any]] = None) -> Tensor:
     r"""The :math:`\min(k + 1, n)` rows of :obj:`xn` ``[n, F]`` (unit rows)
     nearest to every row by the index of :obj:`params`, ``[n, s]`` long,
     :obj:`-1` where the index found fewer; the row itself (normally
-    among them) is replaced by :obj:`-1`."""
+    among them) is replaced by :obj:`-1`. With ``target_recall`` the
+    index's search breadth is first raised until its estimated recall of
+    the exact top-:math:`k` reaches it (:func:`tune_recall`); the chosen
+    breadth and the estimate go into :obj:`info` when given."""
     n = xn.size(0)
     index, keep = build_index(xn, k, params)
+    tuned = tune_recall(index, xn, min(k, n - 1), params)
+    if info is not None:
+        info.update(tuned)
     cand = search(index, xn, min(k + 1, n), params['query_batch'])
     del index, keep
     self_col = torch.arange(n, device=cand.device).unsqueeze(1)
@@ -272,6 +354,7 @@ def ann_cosine_topk(
     k: int,
     loop: bool = False,
     params: Optional[Mapping[str, Any]] = None,
+    info: Optional[Dict[str, Any]] = None,
 ) -> Tuple[Tensor, Tensor, Tensor]:
     r"""Per-row top-:math:`k` cosine neighbours of the rows of :obj:`x`
     ``[n, F]`` through a faiss index: the semantics and output of
@@ -283,6 +366,9 @@ def ann_cosine_topk(
     :math:`k + 1` proposals (plus the row itself with :obj:`loop`), and
     fewer than :math:`\min(k, n' - 1)` entries only where the index
     returned fewer.
+
+    :obj:`info` (a dict) receives the recall estimate of
+    :func:`tune_recall`.
 
     Memory: the index holds the :math:`n' \times F` unit rows (plus
     :math:`n_\text{list}` centroids, or :math:`2M` links per row for HNSW);
@@ -300,7 +386,7 @@ def ann_cosine_topk(
     if kk <= 0:
         empty = torch.empty(0, dtype=torch.long, device=device)
         return empty, empty.clone(), torch.empty(0, device=device)
-    cand = ann_candidates(xn, kk, params)
+    cand = ann_candidates(xn, kk, params, info)
     self_col = torch.arange(n, device=device).unsqueeze(1)
     if loop:
         cand = torch.cat([cand, self_col], dim=1)
@@ -310,8 +396,9 @@ def ann_cosine_topk(
     return node[row], node[idx[keep]], val[keep]
 
 
-def modality_candidates(x: Tensor, k: int,
-                        params: Mapping[str, Any]) -> Tuple[Tensor, Tensor]:
+def modality_candidates(x: Tensor, k: int, params: Mapping[str, Any],
+                        info: Optional[Dict[str, Any]] = None
+                        ) -> Tuple[Tensor, Tensor]:
     r"""Unit rows and index proposals of one modality: returns
     ``(xn, cand)`` with :obj:`xn` ``[n, F]`` the rows of :obj:`x` scaled to
     unit norm (zero rows stay zero) and :obj:`cand` ``[n, min(k + 1, n')]``
@@ -326,7 +413,8 @@ def modality_candidates(x: Tensor, k: int,
     cand = torch.full((n, max(width, 0)), -1, dtype=torch.long,
                       device=x.device)
     if node.numel() > 1:
-        local = ann_candidates(xn[node], min(k, node.numel() - 1), params)
+        local = ann_candidates(xn[node], min(k, node.numel() - 1), params,
+                               info)
         cand[node] = torch.where(local >= 0, node[local.clamp(min=0)],
                                  local)
     return xn, cand

@@ -153,12 +153,17 @@ class HomogeneousKNNGraph(BaseTransform):
     materialised ``[|U|, F]``): IVF-Flat by default, HNSW or exact Flat
     through :obj:`knn_kwargs` (``index``, ``nlist``, ``nprobe``,
     ``hnsw_m``, ``ef_construction``, ``ef_search``, ``train_size``,
-    ``query_batch``, ``gpu``, ``seed``; see
+    ``query_batch``, ``gpu``, ``seed``, ``target_recall``,
+    ``recall_sample``; see
     :func:`pyg_brmrs.transforms._ann.check_knn_kwargs`). The :math:`k + 1`
     proposals of a row are re-scored exactly and cut with the same
     tie-break, so a list differs from the exact one only by the true
-    neighbours the index missed (raise ``nprobe`` or ``ef_search`` for a
-    higher recall at a higher cost); weights are
+    neighbours the index missed. Before searching, the index's breadth
+    (IVF ``nprobe``, HNSW ``ef_search``) is doubled until the recall of
+    the exact top-:math:`k` estimated on 1,000 seeded query rows reaches
+    ``target_recall`` (0.95 by default; :obj:`None` keeps the breadth as
+    given); the choice and the estimate are kept in :attr:`ann_report`.
+    Weights are
     exact cosines. With :obj:`topk="combined"` the candidates of row :math:`i` are
     the union of every modality's proposals and of the :math:`j` with
     :math:`o_{ij} > 0`, each scored exactly by the combined weight (exact
@@ -306,6 +311,10 @@ class HomogeneousKNNGraph(BaseTransform):
         self.seed = seed
         self.knn = knn
         self.knn_params = check_knn_kwargs(knn, knn_kwargs)
+        #: What the faiss searches of the last call chose and estimated,
+        #: ``(graph, modality) -> {"nprobe" / "ef_search", "recall_estimate",
+        #: "sample"}`` (empty with ``knn="exact"``).
+        self.ann_report: Dict[Tuple[str, str], Dict[str, Any]] = {}
         self.knn_kwargs = None if knn_kwargs is None else dict(knn_kwargs)
         self.cooccurrence = cooccurrence
         self.normalization = normalization
@@ -319,6 +328,7 @@ class HomogeneousKNNGraph(BaseTransform):
         # Build on a canonical-named view (same tensors), then store the
         # graphs under the schema's names:
         view = self.schema.canonical(data)
+        self.ann_report = {}
         return self.schema.write_back(self._forward(view), data)
 
     def _forward(self, data: HeteroData) -> HeteroData:
@@ -361,8 +371,10 @@ class HomogeneousKNNGraph(BaseTransform):
             loop = self._loop(similarity=True)
             parts = self._parts(
                 A_t, A, num_items, k, self.alpha_item, betas_item, feats_item,
-                (lambda x: ann_cosine_topk(x, k, loop, self.knn_params))
-                if ann else (lambda x: cosine_topk(x, k, loop, chunk)))
+                (lambda x, info: ann_cosine_topk(x, k, loop, self.knn_params,
+                                                 info))
+                if ann else (lambda x, info: cosine_topk(x, k, loop, chunk)),
+                graph='item')
             _store(data, ITEM_SIM, parts, num_items, device)
 
         if self.k_user > 0:
@@ -370,10 +382,11 @@ class HomogeneousKNNGraph(BaseTransform):
             loop = self._loop(similarity=True)
             parts = self._parts(
                 A, A_t, num_users, k, self.alpha_user, betas_user, feats_user,
-                (lambda x: ann_cosine_topk(user_profile(A, x, chunk), k,
-                                           loop, self.knn_params))
+                (lambda x, info: ann_cosine_topk(user_profile(A, x, chunk), k,
+                                                 loop, self.knn_params, info))
                 if ann else
-                (lambda x: profile_cosine_topk(A, x, k, loop, chunk)))
+                (lambda x, info: profile_cosine_topk(A, x, k, loop, chunk)),
+                graph='user')
             _store(data, USER_SIM, parts, num_users, device)
         return data
 
@@ -414,9 +427,17 @@ class HomogeneousKNNGraph(BaseTransform):
             out[m] = x
         return out
 
+    def _ann_info(self, graph: str, modality: str) -> Dict[str, Any]:
+        r"""The dict that receives the recall estimate of one faiss search
+        (kept in :attr:`ann_report`)."""
+        info: Dict[str, Any] = {}
+        self.ann_report[(graph, modality)] = info
+        return info
+
     def _parts(self, mat: Tensor, mat_t: Tensor, num_nodes: int, k: int,
                alpha: float, betas: Dict[str, float],
-               feats: Dict[str, Tensor], similarity) -> List[Part]:
+               feats: Dict[str, Tensor], similarity,
+               graph: str = 'item') -> List[Part]:
         parts: List[Part] = []
         if alpha > 0.0:
             row, col, w = cooccurrence_topk(mat, mat_t, k, self.cooccurrence,
@@ -433,7 +454,8 @@ class HomogeneousKNNGraph(BaseTransform):
             parts.append((row, col, alpha * w))
         for m, x in feats.items():
             row, col, cos = similarity(
-                x.to(device=mat.device, dtype=torch.float32))
+                x.to(device=mat.device, dtype=torch.float32),
+                self._ann_info(graph, m))
             w = normalize_similarity(row, col, cos, num_nodes,
                                      self.normalization)
             parts.append((row, col, (1.0 - alpha) * betas[m] * w))
@@ -452,7 +474,8 @@ class HomogeneousKNNGraph(BaseTransform):
                 x = x.to(device=mat.device, dtype=torch.float32)
                 if kind == 'user':
                     x = user_profile(mat, x, chunk)
-                xn, cand = modality_candidates(x, k, self.knn_params)
+                xn, cand = modality_candidates(x, k, self.knn_params,
+                                               self._ann_info(kind, m))
                 similarity.append((weights[m], xn, cand))
             row, col, e = combined_ann_topk(
                 lambda s, t: overlap_block(mat, mat_t, s, t, measure),
