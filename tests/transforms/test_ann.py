@@ -255,3 +255,27 @@ def test_the_transform_reports_its_choice():
     assert set(t.ann_report) == {('item', m) for m in ('m0', 'm1', 'm2')}
     for info in t.ann_report.values():
         assert 1 <= info['nprobe'] <= 4 and 0 <= info['recall_estimate'] <= 1
+
+
+@needs_faiss
+@pytest.mark.slow
+def test_the_20000_item_case_keeps_the_target_by_default():
+    # #28's case: make_synthetic(3000 users, 20000 items, 64-d, seed 2), the
+    # item graph from one modality, k = 10: the default IVF breadth kept
+    # 0.931 of the exact edges; with the default recall target >= 0.95
+    from pyg_brmrs.data import make_synthetic
+    data = make_synthetic(num_users=3000, num_items=20000, feature_dim=64,
+                          seed=2)
+    mods = sorted(k[2:] for k in data['item'].keys() if k.startswith('x_'))
+    kw = dict(k_item=10, k_user=0, alpha_item=0.0,
+              modality_weights_item={m: float(m == mods[0]) for m in mods})
+
+    def edges(d):
+        ei = d[ITEM_SIM].edge_index
+        return set(zip(ei[0].tolist(), ei[1].tolist()))
+
+    exact = edges(HomogeneousKNNGraph(**kw)(data.clone()))
+    t = HomogeneousKNNGraph(knn='faiss', **kw)
+    approx = edges(t(data.clone()))
+    assert len(exact & approx) / len(exact) >= 0.95
+    assert t.ann_report[('item', mods[0])]['recall_estimate'] >= 0.95
