@@ -206,3 +206,17 @@ def test_product_logsumexp_bound_skips_the_shift_only_when_safe():
         assert torch.allclose(product_logsumexp(q, k, bound), want)
     big = q * 100  # scores up to 500: exp overflows without the shift
     assert torch.isfinite(product_logsumexp(big, k, bound=500.0)).all()
+
+
+@pytest.mark.bad_input
+def test_synergy_loss_refuses_bad_theta_and_an_empty_batch():
+    from pyg_brmrs.loss import SynergyBPRLoss
+    for theta in ('abc', True, 0.0, float('nan'), float('inf'), -1):
+        with pytest.raises(ValueError, match="'theta' must be a finite"):
+            SynergyBPRLoss(theta)
+    loss = SynergyBPRLoss(0.1)
+    empty = torch.empty(0)
+    with pytest.raises(ValueError, match='batch is empty'):
+        loss(empty, empty, [empty, empty], [empty, empty])
+    assert SynergyBPRLoss(0.1, reduction='sum')(
+        empty, empty, [empty, empty], [empty, empty]).item() == 0.0

@@ -5,6 +5,7 @@ magnitude; and the contrastive loss of the baselines
 (:func:`cosine_info_nce`) over a memory-light log-sum-exp; and
 :func:`parameter_norm`, the :math:`\lVert \Theta \rVert^2` regulariser
 over every trainable parameter."""
+import numbers
 from typing import Optional, Sequence, Union
 
 import torch
@@ -128,10 +129,11 @@ class SynergyBPRLoss(torch.nn.Module):
     def __init__(self, theta: float, detach_reference: bool = False,
                  reduction: str = 'mean'):
         super().__init__()
-        theta = float(theta)
-        if not theta > 0 or theta != theta or theta == float('inf'):
+        if isinstance(theta, bool) or not isinstance(theta, numbers.Real) \
+                or not 0 < theta < float('inf'):
             raise ValueError(f"'theta' must be a finite number > 0 (got "
-                             f"{theta})")
+                             f"{theta!r})")
+        theta = float(theta)
         self.theta = theta
         self.detach_reference = detach_reference
         self.reduction = _check_reduction(reduction)
@@ -150,6 +152,9 @@ class SynergyBPRLoss(torch.nn.Module):
             raise ValueError(f"Unimodal scores must be [M, B] with B = "
                              f"{pos_fused.size(0)} (got {tuple(pos.shape)} "
                              f"and {tuple(neg.shape)})")
+        if pos_fused.numel() == 0 and self.reduction == 'mean':
+            raise ValueError("SynergyBPRLoss: the batch is empty (the mean "
+                             "of no pairs is undefined)")
         reference = (pos - neg).max(dim=0).values
         if self.detach_reference:
             reference = reference.detach()

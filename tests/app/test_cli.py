@@ -185,6 +185,12 @@ def _fails(argv):
     (['evaluate'], 'give --run-dir DIR or --checkpoint FILE'),
     (['evaluate', '--run-dir', '/no/such/run'], 'does not exist'),
     (['report', '/no/such/*.json'], 'No file matches'),
+    (['train', '--model', 'bprmf', '--data', '/no/such/folder', '--device',
+      'bogus'], "--device: device='bogus' is not a device name"),
+    (['train', '--model', 'bprmf', *TINY, '--seed',
+      '1180591620717411303424'], 'TrainConfig.seed must be an int in'),
+    (['train', '--model', 'brmrs', *TINY, '--param', 'embedding_dim=0'],
+     "'embedding_dim' must be >= 1 (got 0)"),
 ])
 def test_bad_input_exits_2_with_one_line(argv, message):
     code, _, err = _fails(argv)

@@ -46,6 +46,7 @@ from pyg_brmrs.training.config import (
     BATCHING,
     DEFAULT_NUM_NEIGHBORS,
     OPTIMIZERS,
+    resolve_device,
 )
 from pyg_brmrs.utils import distributed
 from pyg_brmrs.utils.atomic import write_json, write_text
@@ -551,6 +552,7 @@ def train_config(args, params: Dict[str, Any]) -> TrainConfig:
     r"""The run's :class:`~pyg_brmrs.training.TrainConfig`:
     :func:`~pyg_brmrs.app.recipes.train_config` of the model with the
     ``train.*`` keys of :obj:`params`, under the options given."""
+    check_device(args)
     given = {k: getattr(args, k) for k in FALLBACK_OPTIONS
              if getattr(args, k, None) is not None}
     try:
@@ -600,7 +602,18 @@ def cmd_train(args) -> int:
         distributed.shutdown()
 
 
+def check_device(args) -> None:
+    r"""Refuses an unknown or unavailable ``--device`` before any data is
+    read."""
+    if getattr(args, 'device', None) is not None:
+        try:
+            resolve_device(args.device)
+        except ValueError as e:
+            raise CLIError(f'--device: {e}') from None
+
+
 def _train(args) -> int:
+    check_device(args)
     params = model_params(args)
     source = data_source(args)
     out = args.output_dir or str(
@@ -705,6 +718,7 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_grid(args) -> int:
+    check_device(args)
     grid = parse_grid(args.grid)
     params = model_params(args)
     explicit = parse_params(args.param)

@@ -173,9 +173,10 @@ class TrainConfig:
             _check_number('max_time', self.max_time, minimum=0.0,
                           strict=True)
         if isinstance(self.seed, bool) or \
-                not isinstance(self.seed, numbers.Integral):
-            raise ValueError(f"TrainConfig.seed must be an int (got "
-                             f"{self.seed!r})")
+                not isinstance(self.seed, numbers.Integral) or \
+                not 0 <= self.seed < 2 ** 63:
+            raise ValueError(f"TrainConfig.seed must be an int in "
+                             f"[0, 2**63 - 1] (got {self.seed!r})")
         if self.distributed is not None and \
                 not isinstance(self.distributed, bool):
             raise ValueError(f"TrainConfig.distributed must be True, False "
@@ -284,9 +285,16 @@ EVAL_MAX_SCORES = 1 << 27
 
 
 def resolve_device(device: str) -> torch.device:
+    r"""The :class:`torch.device` of :obj:`device` (:obj:`"auto"`: CUDA
+    when available); a :class:`ValueError` naming it when it is not a
+    device name or not available here."""
     if device == 'auto':
         return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device={device!r} is not a device name (use "
+                         f"'cpu', 'cuda', 'cuda:0', ... or 'auto')") from None
     if dev.type == 'cuda' and not torch.cuda.is_available():
         raise ValueError(f"device='{device}' was asked for but CUDA is not "
                          f"available")

@@ -233,8 +233,9 @@ class BRMRS(Recommender):
                             ('num_layers', num_layers),
                             ('num_item_layers', num_item_layers),
                             ('num_user_layers', num_user_layers)]:
-            if value < (1 if name == 'embedding_dim' else 0):
-                raise ValueError(f"'{name}' must be non-negative (got "
+            low = 1 if name == 'embedding_dim' else 0
+            if value < low:
+                raise ValueError(f"'{name}' must be >= {low} (got "
                                  f"{value})")
 
         self.modalities: List[str] = sorted(feature_dims)
