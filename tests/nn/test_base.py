@@ -124,6 +124,19 @@ def test_recommend_rejects_bad_k_and_data():
         model.recommend(bad, [0], k=2)
 
 
+@pytest.mark.bad_input
+def test_recommend_refuses_a_mini_batch_subgraph():
+    # its rows are local: a global user id would be read as a local row
+    data = toy_data()
+    model = BPRMF.from_data(data, embedding_dim=4)
+    users, items = torch.tensor([1, 3]), torch.tensor([0, 2, 4])
+    sub = data.subgraph({'user': users, 'item': items})
+    sub['user'].n_id, sub['item'].n_id = users, items
+    with pytest.raises(ValueError, match='not a mini-batch subgraph'):
+        model.recommend(sub, [1], k=2)
+    assert model.recommend(data, [1], k=2).shape == (1, 2)
+
+
 def test_recommend_is_one_method_of_the_base_class():
     for cls in (BPRMF, LightGCNRecommender, VBPR, FREEDOM, BRMRS):
         assert cls.recommend is Recommender.recommend

@@ -421,6 +421,11 @@ class Recommender(torch.nn.Module):
                 ``batch_size * num_items`` scores); the result does not
                 depend on it. (default: :obj:`4096`)
 
+        A mini-batch subgraph (node stores with ``n_id``) is refused:
+        recommendations rank every item of the full graph by global id, so
+        pass the full data (the batch's local rows would silently be read
+        as global ids).
+
         Returns:
             A long tensor ``[B, k]`` of item ids on the model's device. When
             :obj:`k` exceeds the number of items a user has not seen, the
@@ -436,6 +441,11 @@ class Recommender(torch.nn.Module):
         batch_size = check_int(batch_size, 'batch_size')
         users = _check_users(users, self.num_users)
         data = self.schema.canonical(data)
+        if subgraph_ids(data) is not None:
+            raise ValueError("recommend() ranks every item of the full graph "
+                             "by global id: pass the full data, not a "
+                             "mini-batch subgraph (its node stores carry "
+                             "n_id, its rows are local)")
         out = self.embed(data)
         return topk_items(out.user_emb.detach(), out.item_emb.detach(),
                           users.to(out.item_emb.device), k,
