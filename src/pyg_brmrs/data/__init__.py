@@ -37,8 +37,10 @@ from .mmrec import read_mmrec, write_mmrec
 from .diffmm import read_diffmm
 from .synthetic import make_synthetic
 from .dataset import MMRecDataset
+from .link_split import from_link_split
 
 __all__ = [
+    'from_link_split',
     'USER',
     'ITEM',
     'RATES',

@@ -10,6 +10,7 @@ import torch
 from torch.optim.lr_scheduler import LambdaLR
 from torch_geometric.data import HeteroData
 
+from pyg_brmrs.data.link_split import from_link_split
 from pyg_brmrs.data.schema import RATES, Schema, canonical
 from pyg_brmrs.evaluation import ShardedEvaluator
 from pyg_brmrs.nn.base import Recommender
@@ -62,6 +63,11 @@ class Trainer:
             (default: :obj:`None`, no checkpoints)
         schema (Schema, optional): The names of :obj:`data`.
             (default: :obj:`None`, the model's)
+
+    :obj:`data` may also be the three datasets
+    :class:`~torch_geometric.transforms.RandomLinkSplit` returns, ``(train,
+    val, test)``: they are folded into one with
+    :func:`~pyg_brmrs.data.from_link_split`.
     """
     def __init__(self, model: Recommender, objective: Objective,
                  data: HeteroData, config: Optional[TrainConfig] = None, *,
@@ -69,8 +75,11 @@ class Trainer:
                  schema: Optional[Schema] = None):
         self.config = cfg = config if config is not None else TrainConfig()
         self.checkpoints = checkpoints
-        data = canonical(data, schema if schema is not None else
-                         getattr(model, 'schema', None))
+        schema = schema if schema is not None else getattr(model, 'schema',
+                                                           None)
+        if isinstance(data, (tuple, list)) and len(data) == 3:
+            data = from_link_split(*data, schema=schema)
+        data = canonical(data, schema)
         for split in ('val_edge_index', 'test_edge_index'):
             if split not in data[RATES] or data[RATES][split].numel() == 0:
                 raise ValueError(f"The data has no '{split}' on {RATES}: the "

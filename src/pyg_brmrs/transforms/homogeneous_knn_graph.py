@@ -1,5 +1,6 @@
 r"""The user–user and item–item graphs of BR-MRS (Eq. 1), built exactly,
 without dense :math:`n \times n` matrices."""
+import warnings
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 import torch
@@ -205,6 +206,16 @@ class HomogeneousKNNGraph(BaseTransform):
         data['item', 'similar', 'item'].edge_index   # [2, E_item]
         data['user', 'similar', 'user'].edge_weight  # [E_user]
 
+    **Order of transforms.** The graphs are built from the training edges
+    ``edge_index`` only; data split by :class:`~torch_geometric.transforms.
+    RandomLinkSplit` is folded first with
+    :func:`~pyg_brmrs.data.from_link_split` (which refuses data that already
+    carries a kNN graph). A call on data without ``val_edge_index`` /
+    ``test_edge_index`` warns that a later split would hold out pairs the
+    graphs have seen. Apply :class:`~torch_geometric.transforms.ToUndirected`
+    *before* this transform: after it, it would add the reverse of every
+    (directed, per-row top-:math:`k`) kNN edge and sum the duplicates.
+
     Args:
         k_item (int): Neighbours per item in each part (co-occurrence and
             every modality); :obj:`0` skips the item graph. (default:
@@ -329,6 +340,16 @@ class HomogeneousKNNGraph(BaseTransform):
         # graphs under the schema's names:
         view = self.schema.canonical(data)
         self.ann_report = {}
+        store = view[RATES] if RATES in view.edge_types else {}
+        if 'val_edge_index' not in store and 'test_edge_index' not in store:
+            warnings.warn(
+                "HomogeneousKNNGraph: the data holds no held-out split "
+                "(no val_edge_index / test_edge_index), so the graphs are "
+                "built from all its interactions; if it is split later "
+                "(e.g. T.RandomLinkSplit), they include the held-out pairs: "
+                "split first, fold the splits with "
+                "pyg_brmrs.data.from_link_split, then build the graphs",
+                UserWarning, stacklevel=2)
         return self.schema.write_back(self._forward(view), data)
 
     def _forward(self, data: HeteroData) -> HeteroData:
