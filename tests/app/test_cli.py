@@ -191,6 +191,11 @@ def _fails(argv):
       '1180591620717411303424'], 'TrainConfig.seed must be an int in'),
     (['train', '--model', 'brmrs', *TINY, '--param', 'embedding_dim=0'],
      "'embedding_dim' must be >= 1 (got 0)"),
+    (['train', '--model', 'brmrs', *TINY, '--param', 'lambda_s=abc'],
+     "Parameter 'lambda_s' of model 'brmrs' must be a number (its default "
+     "is 1.0; got 'abc')"),
+    (['train', '--model', 'brmrs_paper', *TINY, '--param', 'theta=abc'],
+     "Parameter 'theta' of model 'brmrs_paper' must be a number"),
 ])
 def test_bad_input_exits_2_with_one_line(argv, message):
     code, _, err = _fails(argv)

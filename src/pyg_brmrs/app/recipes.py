@@ -329,8 +329,39 @@ def _split(name: str, recipe: Recipe,
                     f"Parameters '{given[part, bare]}' and '{key}' of model "
                     f"'{name}' both set the {part}'s '{bare}'")
             given[part, bare] = key
+            if where is params:
+                _check_type(name, recipe, part, bare, key, value)
             out[part][bare] = value
     return out['graph'], out['model'], out['objective']
+
+
+def _default_of(recipe: Recipe, part: str, keyword: str) -> Any:
+    r"""The default value of :obj:`keyword` in the callable of
+    :obj:`part` (``inspect.Parameter.empty`` when it has none)."""
+    if part == 'graph':
+        fns = [HomogeneousKNNGraph.__init__]
+    elif part == 'model':
+        fns = [recipe.model.__init__]
+    else:
+        fns = [recipe.objective.__init__, recipe.objective.from_data]
+    for fn in fns:
+        param = inspect.signature(fn).parameters.get(keyword)
+        if param is not None:
+            return param.default
+    return inspect.Parameter.empty
+
+
+def _check_type(name: str, recipe: Recipe, part: str, keyword: str,
+                key: str, value: Any) -> None:
+    r"""A number given for a keyword whose default is a number (a text
+    such as ``"abc"`` from the command line is named here, not deep inside
+    the model)."""
+    default = _default_of(recipe, part, keyword)
+    if isinstance(default, (int, float)) and not isinstance(default, bool):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"Parameter '{key}' of model '{name}' must be "
+                             f"a number (its default is {default!r}; got "
+                             f"{value!r})")
 
 
 def split_params(name: str,
