@@ -196,6 +196,8 @@ def _fails(argv):
      "is 1.0; got 'abc')"),
     (['train', '--model', 'brmrs_paper', *TINY, '--param', 'theta=abc'],
      "Parameter 'theta' of model 'brmrs_paper' must be a number"),
+    (['train', '--model', 'vbpr', *TINY, '--preset', 'baby'],
+     '--preset baby has no settings for --model vbpr'),
 ])
 def test_bad_input_exits_2_with_one_line(argv, message):
     code, _, err = _fails(argv)
@@ -261,9 +263,12 @@ def test_preset_fills_defaults_and_param_overrides():
     params = cli.model_params(args)
     assert params['k_item'] == 7 and params['k_user'] == 25
     assert params['modality_weights_item'] == {'image': 0.2, 'text': 0.8}
+    # a preset without settings for the model is an error, not a no-op
     args = parser.parse_args(['train', '--model', 'lightgcn', '--synthetic',
                               '--preset', 'baby'])
-    assert cli.model_params(args) == {}
+    with pytest.raises(cli.CLIError, match='no settings for --model '
+                                           'lightgcn'):
+        cli.model_params(args)
 
 
 def test_every_preset_names_only_accepted_keywords():

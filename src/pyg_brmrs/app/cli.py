@@ -536,6 +536,12 @@ def model_params(args) -> Dict[str, Any]:
     preset: Dict[str, Any] = {}
     if args.preset:
         preset = recipes.dataset_defaults(args.preset, args.model)
+        if not preset:
+            have = sorted(recipes.DATASET_DEFAULTS[args.preset.lower()])
+            raise CLIError(f"--preset {args.preset} has no settings for "
+                           f"--model {args.model} (it has them for "
+                           f"{', '.join(have)}); leave --preset out to use "
+                           f"the recipe's defaults")
     # --param wins over the preset:
     params = recipes.merge_params(preset, parse_params(args.param))
     recipes.split_params(args.model, params)  # unknown names fail here
