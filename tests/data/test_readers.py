@@ -147,6 +147,22 @@ def test_mmrec_bad_inter_files(tmp_path, text, match):
         read_mmrec(tmp_path, 'toy')
 
 
+@pytest.mark.bad_input
+def test_mmrec_inter_encoding_and_folder_are_named(tmp_path):
+    (tmp_path / 'toy.inter').write_bytes(
+        'userID\titemID\tx_label\n0\t0\t0\n1\t1\t0 caf\u00e9\n'
+        .encode('latin-1'))
+    write_feat(tmp_path, 'image', np.zeros((4, 2), np.float32))
+    with pytest.raises(ValueError, match=r"toy.inter, line 3: byte 0xe9 at "
+                       r"column 10 is not UTF-8"):
+        read_mmrec(tmp_path, 'toy')
+    (tmp_path / 'toy.inter').unlink()
+    (tmp_path / 'toy.inter').mkdir()
+    with pytest.raises(ValueError, match=r"toy.inter' is a folder, not a "
+                       r"file"):
+        read_mmrec(tmp_path, 'toy')
+
+
 def test_mmrec_bad_feature_files(tmp_path):
     toy(tmp_path, feats=())
     x = np.zeros((4, 2), np.float32)

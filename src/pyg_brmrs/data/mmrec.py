@@ -50,6 +50,22 @@ def inter_path(folder: Union[str, Path], name: str) -> str:
     return osp.join(str(folder), f'{name}.inter')
 
 
+
+def _check_utf8(path: str) -> None:
+    r"""Raises a :class:`ValueError` naming the file, the line and the
+    byte offset of the first byte sequence that is not UTF-8."""
+    with open(path, 'rb') as f:
+        for number, raw in enumerate(f, start=1):
+            try:
+                raw.decode('utf-8')
+            except UnicodeDecodeError as e:
+                raise ValueError(
+                    f"{path}, line {number}: byte 0x{raw[e.start]:02x} at "
+                    f"column {e.start + 1} is not UTF-8 (the file must be "
+                    f"UTF-8 text; convert it, e.g. iconv -f latin1 -t "
+                    f"utf-8)") from None
+
+
 def read_inter(path: Union[str, Path]) -> pd.DataFrame:
     r"""Parses an MMRec ``.inter`` file (tab-separated, with a header line)
     into a DataFrame with the columns ``userID``, ``itemID``, ``x_label``
@@ -62,8 +78,12 @@ def read_inter(path: Union[str, Path]) -> pd.DataFrame:
             the header lacks one of ``userID``, ``itemID``, ``x_label``.
     """
     path = str(path)
+    if osp.isdir(path):
+        raise ValueError(f"interaction file '{path}' is a folder, not a "
+                         f"file")
     if not osp.isfile(path):
         raise FileNotFoundError(f"interaction file '{path}' not found")
+    _check_utf8(path)
     try:
         df = pd.read_csv(path, sep='\t', skip_blank_lines=False,
                          quoting=csv.QUOTE_NONE)
