@@ -168,6 +168,9 @@ def read_mmrec(
     if not osp.isdir(folder):
         raise FileNotFoundError(f"read_mmrec: folder '{folder}' not found; "
                                 f'{expected}')
+    if osp.isdir(path):
+        raise ValueError(f"read_mmrec: interaction file '{path}' is a "
+                         f"folder, not a file")
     if not osp.isfile(path):
         present = sorted(f for f in os.listdir(folder)
                          if f.endswith('.inter'))
