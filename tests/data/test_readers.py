@@ -446,3 +446,23 @@ def test_real_tiktok_inter_matches_diffmm(shared_data, tmp_path):
     with pytest.warns(UserWarning, match='dropped 10 held-out'):
         b = read_diffmm(folder)
     assert_same(a, b)
+
+
+@pytest.mark.bad_input
+def test_npy_header_claiming_a_huge_shape_is_named_before_allocating(
+        tmp_path):
+    toy(tmp_path, feats=())
+    path = tmp_path / 'image_feat.npy'
+    np.save(path, np.zeros((4, 2), np.float32))
+    raw = path.read_bytes()
+    # rewrite the declared shape: 4 x 2 -> a terabyte-size array
+    raw = raw.replace(b"(4, 2)", b"(4000000000, 64)".ljust(6), 1)
+    path.write_bytes(raw)
+    with pytest.raises(ValueError, match=r"image_feat.npy: the .npy header "
+                       r"declares shape \(4000000000, 64\)"):
+        read_mmrec(tmp_path, 'toy')
+    path.unlink()
+    path.mkdir()
+    with pytest.raises(ValueError, match=r"\['image_feat.npy'\] are "
+                       r"folders, not feature files"):
+        read_mmrec(tmp_path, 'toy')

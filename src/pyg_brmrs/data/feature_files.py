@@ -1,5 +1,6 @@
 r"""Reading the ``<modality>_feat.npy`` item feature files of an MMRec or
 DiffMM folder."""
+import os
 import os.path as osp
 from pathlib import Path
 from typing import Dict, Optional, Sequence, Tuple, Union
@@ -18,6 +19,7 @@ def find_feature_files(folder: Union[str, Path],
     given, exactly the files of those modalities.
 
     Raises:
+        ValueError: if a ``*_feat.npy`` entry is a folder.
         FileNotFoundError: if a requested modality has no file (the message
             lists the files expected and those found), or if, with
             :obj:`reader` (the calling reader's name, starting the message)
@@ -25,6 +27,12 @@ def find_feature_files(folder: Union[str, Path],
             (the message ends with :obj:`expected`, the layout).
     """
     shown, folder = str(folder), Path(folder)
+    folders = sorted(p.name for p in folder.glob('*' + FEATURE_SUFFIX)
+                     if p.is_dir())
+    if folders:
+        raise ValueError(f"{shown}: {folders} are folders, not feature "
+                         f"files (a <modality>{FEATURE_SUFFIX} must be a "
+                         f"numeric .npy array)")
     found = {
         p.name[:-len(FEATURE_SUFFIX)]: str(p)
         for p in sorted(folder.glob('*' + FEATURE_SUFFIX)) if p.is_file()
@@ -49,6 +57,34 @@ def find_feature_files(folder: Union[str, Path],
     return {m: found[m] for m in modalities}
 
 
+def check_npy_size(path: str) -> None:
+    r"""Reads the header of the ``.npy`` file :obj:`path` and raises a
+    :class:`ValueError` naming the file when the shape it declares does not
+    match the bytes the file holds (before anything is allocated: a header
+    claiming a huge shape would otherwise ask for that much memory)."""
+    try:
+        with open(path, 'rb') as f:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                shape, fortran, dtype = \
+                    np.lib.format.read_array_header_1_0(f)
+            else:
+                shape, fortran, dtype = \
+                    np.lib.format.read_array_header_2_0(f)
+            offset = f.tell()
+    except (ValueError, OSError, EOFError):
+        return  # np.load reports what is wrong with the file itself
+    if dtype.hasobject:
+        return
+    want = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    have = os.path.getsize(path) - offset
+    if want != have:
+        raise ValueError(f'{path}: the .npy header declares shape '
+                         f'{tuple(shape)} of {dtype} ({want:,} bytes) but '
+                         f'the file holds {have:,} bytes of data (truncated '
+                         f'or corrupt)')
+
+
 def load_feature_files(files: Dict[str, str]) -> Tuple[Dict[str, np.ndarray],
                                                        Dict[str, str]]:
     r"""Loads every ``.npy`` file of :obj:`files` (without pickle support).
@@ -59,6 +95,9 @@ def load_feature_files(files: Dict[str, str]) -> Tuple[Dict[str, np.ndarray],
     """
     out: Dict[str, np.ndarray] = {}
     for m, path in files.items():
+        if os.path.isdir(path):
+            raise ValueError(f'{path}: is a folder, not a .npy file')
+        check_npy_size(path)
         try:
             arr = np.load(path, allow_pickle=False)
         except ValueError as e:
