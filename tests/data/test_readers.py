@@ -466,3 +466,13 @@ def test_npy_header_claiming_a_huge_shape_is_named_before_allocating(
     with pytest.raises(ValueError, match=r"\['image_feat.npy'\] are "
                        r"folders, not feature files"):
         read_mmrec(tmp_path, 'toy')
+
+
+@pytest.mark.bad_input
+def test_a_huge_user_id_is_named_before_allocating(tmp_path):
+    write_inter(tmp_path, 'userID\titemID\tx_label\n0\t0\t0\n1\t1\t0\n'
+                '1000000000\t2\t0\n2\t3\t0\n')
+    write_feat(tmp_path, 'image', np.zeros((4, 2), np.float32))
+    with pytest.raises(ValueError, match=r"column 'userID', line 4: id "
+                       r"1000000000 is far beyond the 4 distinct user ids"):
+        read_mmrec(tmp_path, 'toy')

@@ -13,6 +13,7 @@ from .schema import ITEM, RATES, USER, Schema, feature_key, resolve_schema
 from .validation import (
     Locator,
     check_features,
+    check_dense_ids,
     check_id_bound,
     check_id_range,
     find_duplicate,
@@ -127,11 +128,15 @@ def build_data(
             item_reason = (f'the features ({desc}) have {rows} rows, one per '
                            f'item')
         else:
+            check_dense_ids(items, source=source, field=f_item,
+                            locate=locate, what='item')
             num_items = int(items.max()) + 1
             item_reason = ''
     else:
         item_reason = f'{num_items_reason} is {num_items}'
     if num_users is None:
+        check_dense_ids(users, source=source, field=f_user, locate=locate,
+                        what='user')
         num_users = int(users.max()) + 1
         user_reason = ''
     else:

@@ -146,6 +146,26 @@ def check_id_range(ids: np.ndarray, bound: int, *, source: str, field: str,
                          f'{int(out.sum())} row(s) out of range)')
 
 
+def check_dense_ids(ids: np.ndarray, *, source: str, field: str,
+                    locate: Locator, what: str) -> None:
+    r"""Raises a :class:`ValueError` when the largest id is far beyond the
+    number of distinct ids (more than ten times, plus 1,000): the node
+    count is inferred as the largest id + 1, and ids like 10⁹ among a few
+    thousand rows would allocate tables of that size for nodes that do not
+    exist. The message names the row and suggests renumbering."""
+    if ids.size == 0:
+        return
+    top = int(ids.max())
+    distinct = int(np.unique(ids).size)
+    if top + 1 > 10 * distinct + 1000:
+        i = int(np.argmax(ids))
+        raise ValueError(
+            f'{source}: {field}, {locate(i)}: id {top} is far beyond the '
+            f'{distinct:,} distinct {what} ids (ids must be dense, 0 .. '
+            f'number of {what}s - 1, since the {what} count is the largest '
+            f'id + 1); renumber them (from_interactions(..., reindex=True))')
+
+
 def reindex_ids(values: np.ndarray, *, source: str,
                 field: str, locate: Locator) -> Tuple[np.ndarray, Any]:
     r"""Maps arbitrary hashable ids to dense ``0..n-1`` in the sorted order of
