@@ -290,6 +290,13 @@ def test_the_papers_recipe_is_pinned():
     assert type(model.user_fusion).__name__ == 'MeanFusion'
     assert type(model.item_fusion).__name__ == 'MeanFusion'
     assert objective.bpr_weight == 0.0 and objective.lambda_s > 0
+    # the readings and additions docs/fidelity.md lists, as shipped
+    assert (model.normalize, model.homogeneous) == (True, 'mean')
+    assert (objective.lambda_h, objective.lambda_s) == (1.0, 1.0)
+    assert objective.reg_scope == 'batch'
+    assert objective.syn_loss.detach_reference is False
+    assert objective.syn_negative == 'uniform'
+    assert objective.sampler.assignment == 'cross'
     graph, _, _ = split_params('brmrs_paper', recipe.defaults)
     assert graph['topk'] == 'combined' and graph['cooccurrence'] == 'jaccard'
 
