@@ -225,3 +225,22 @@ def test_chns_bad_max_gather(bad):
     with pytest.raises((TypeError, ValueError), match="'max_gather'"):
         CrossModalHardNegativeSampler(random_interactions(), 30,
                                       max_gather=bad)
+
+
+@pytest.mark.bad_input
+def test_chns_refuses_float_ids_and_mismatched_widths_and_takes_empty_batches():
+    from pyg_brmrs.sampling import CrossModalHardNegativeSampler
+    ei = torch.tensor([[0, 0, 1, 2], [0, 1, 2, 3]])
+    s = CrossModalHardNegativeSampler(ei, 6, num_candidates=3)
+    ue = {'a': torch.randn(3, 4), 'b': torch.randn(3, 4)}
+    ie = {'a': torch.randn(6, 4), 'b': torch.randn(6, 4)}
+    with pytest.raises(TypeError, match='integer tensor of user ids'):
+        s(torch.tensor([1.7]), ue, ie)
+    with pytest.raises(TypeError, match='integer tensor'):
+        s.uniform.sample(torch.tensor([0.0]))
+    bad = dict(ie, b=torch.randn(6, 5))
+    with pytest.raises(ValueError, match=r"'user_emb\['b'\]' and "
+                       r"'item_emb\['b'\]' must be \[N, d\] with one d"):
+        s(torch.tensor([0]), ue, bad)
+    out = s(torch.empty(0, dtype=torch.long), ue, ie)
+    assert all(v.numel() == 0 for v in out.negatives.values())

@@ -25,6 +25,20 @@ from pyg_brmrs.utils.checks import check_int
 ASSIGNMENTS = ('cross', 'same', 'fused')
 
 
+def check_user_ids(users: Tensor) -> None:
+    r"""A 1-D integer tensor of user ids (a float id such as 1.7 would be
+    truncated to user 1 by ``.long()``)."""
+    if not isinstance(users, Tensor) or users.dtype.is_floating_point or \
+            users.dtype == torch.bool or users.dtype.is_complex:
+        got = users.dtype if isinstance(users, Tensor) else \
+            type(users).__name__
+        raise TypeError(f"'users' must be an integer tensor of user ids "
+                        f"(got {got})")
+    if users.dim() != 1:
+        raise ValueError(f"'users' must be a 1-D tensor of user ids (got "
+                         f"shape {tuple(users.shape)})")
+
+
 class UniformNegativeSampler:
     r"""Draws items uniformly from :math:`\mathcal{I} \setminus
     \mathcal{O}_u`, the items user :math:`u` has no training interaction
@@ -121,7 +135,9 @@ class UniformNegativeSampler:
         Raises:
             ValueError: if a user id is out of range or a user has interacted
                 with every item.
+            TypeError: if :obj:`users` is not an integer tensor.
         """
+        check_user_ids(users)
         users = users.to(self.device).long()
         if users.numel() > 0 and (int(users.min()) < 0
                                   or int(users.max()) >= self.num_users):
@@ -294,6 +310,8 @@ class CrossModalHardNegativeSampler:
                 item_emb: Tensor) -> Tensor:
         u = user_emb.index_select(0, users).unsqueeze(1)  # [B, 1, d]
         q = item_emb.index_select(0, candidates.reshape(-1))
+        if candidates.numel() == 0:  # an empty batch
+            return user_emb.new_zeros(candidates.shape)
         # a broadcast product and a sum over d (not a batch of B [C, d] x
         # [d, 1] products, which is slower on CPU)
         return (q.view(*candidates.shape, -1) * u).sum(dim=-1)
@@ -325,6 +343,7 @@ class CrossModalHardNegativeSampler:
         subgraph), nothing is drawn: :obj:`users` and the given ids index
         the rows of :obj:`user_emb` / :obj:`item_emb`, whatever their
         size."""
+        check_user_ids(users)
         names = [m for m in user_emb if m != self.reference]
         given = candidates is not None or uniform is not None
         if given and (candidates is None or uniform is None or
@@ -348,6 +367,12 @@ class CrossModalHardNegativeSampler:
                              f"'{self.reference}' in the embeddings (got "
                              f"{sorted(user_emb)})")
         for m in user_emb:
+            if user_emb[m].dim() != 2 or item_emb[m].dim() != 2 or \
+                    user_emb[m].size(1) != item_emb[m].size(1):
+                raise ValueError(
+                    f"'user_emb[{m!r}]' and 'item_emb[{m!r}]' must be "
+                    f"[N, d] with one d (got {tuple(user_emb[m].shape)} and "
+                    f"{tuple(item_emb[m].shape)})")
             if not given and item_emb[m].size(0) != self.num_items:
                 raise ValueError(f"'item_emb[{m!r}]' must have "
                                  f"{self.num_items} rows (got "
