@@ -357,7 +357,7 @@ def _check_type(name: str, recipe: Recipe, part: str, keyword: str,
     such as ``"abc"`` from the command line is named here, not deep inside
     the model)."""
     default = _default_of(recipe, part, keyword)
-    if value is None:  # "off" for the keywords that take it; else the model says
+    if value is None:  # "off" where a keyword takes it
         return
     if isinstance(default, (int, float)) and not isinstance(default, bool):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
