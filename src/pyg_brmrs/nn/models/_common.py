@@ -47,6 +47,21 @@ def global_batch(out: Optional[RecOutput], users: Tensor, pos_items: Tensor,
     return out.global_ids(users, pos_items, neg_items)
 
 
+def id_pair_regularization(table: Tensor, num_users: int, users: Tensor,
+                           pos_items: Tensor, neg_items: Tensor
+                           ) -> Tuple[Tensor, Tensor]:
+    r"""MMRec's MMGCN / GRCN regulariser of a joint ``[U + I, d]`` ID table:
+    with every user repeated once per item of its pair (``user_t``, ``[2B]``)
+    and the items interleaved (positive, negative), the mean of
+    :math:`\mathbf{e}_{u}^2 + \mathbf{e}_{i}^2` over the ``[2B, d]``
+    entries. Returns ``(value, user_t)``."""
+    user_t = users.repeat_interleave(2)
+    item_t = num_users + torch.stack([pos_items, neg_items], 1).reshape(-1)
+    value = (take_rows(table, user_t).pow(2) +
+             take_rows(table, item_t).pow(2)).mean()
+    return value, user_t
+
+
 def check_reg_norm(reg_norm: str) -> str:
     if reg_norm not in REG_NORMS:
         raise ValueError(f"Unknown 'reg_norm' '{reg_norm}' (choose from "

@@ -11,6 +11,7 @@ from pyg_brmrs.nn.models._common import (
     check_feature_dims,
     feature_rows,
     global_batch,
+    id_pair_regularization,
     mmrec_modality_order,
 )
 from pyg_brmrs.nn.models.mgdn import check_rate
@@ -217,12 +218,8 @@ class GRCN(Recommender):
                        out: Optional[RecOutput] = None) -> Tensor:
         users, pos_items, neg_items = global_batch(out, users, pos_items,
                                                    neg_items)
-        e = self.id_embedding
-        user_t = users.repeat_interleave(2)
-        item_t = self.num_users + torch.stack([pos_items, neg_items],
-                                              1).reshape(-1)
-        reg = (take_rows(e, user_t).pow(2) +
-               take_rows(e, item_t).pow(2)).mean()
+        reg, user_t = id_pair_regularization(
+            self.id_embedding, self.num_users, users, pos_items, neg_items)
         if 'image' in self.content:
             reg = reg + self.content['image'].preference.pow(2).mean()
         for gcn in self.content.values():

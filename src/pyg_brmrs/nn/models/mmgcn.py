@@ -11,6 +11,7 @@ from pyg_brmrs.nn.models._common import (
     check_feature_dims,
     feature_rows,
     global_batch,
+    id_pair_regularization,
     mmrec_modality_order,
 )
 from pyg_brmrs.utils.cache import tensor_key
@@ -227,11 +228,8 @@ class MMGCN(Recommender):
                        out: Optional[RecOutput] = None) -> Tensor:
         users, pos_items, neg_items = global_batch(out, users, pos_items,
                                                    neg_items)
-        e = self.id_embedding
-        u = e.index_select(0, users)
-        items = self.num_users + torch.stack([pos_items, neg_items], 1)
-        i = e.index_select(0, items.reshape(-1))
-        reg = (u.pow(2).repeat_interleave(2, 0) + i.pow(2)).mean()
+        reg, _ = id_pair_regularization(
+            self.id_embedding, self.num_users, users, pos_items, neg_items)
         for m, gcn in self.gcn.items():
             if m in self.latent_dims:
                 reg = reg + gcn.preference.pow(2).mean()
