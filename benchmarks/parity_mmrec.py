@@ -24,7 +24,9 @@ reads its log:
     # 4. the table
     python benchmarks/parity_mmrec.py table
 
-``reference`` writes ``results/parity/<model>_reference.json`` (the metrics
+``reference`` runs one MMRec process per seed (a stopped run resumes at
+the first unfinished seed; ``--force`` reruns them) and writes
+``results/parity/<model>_reference.json`` (the metrics
 MMRec logs for every seed, four decimals, its command and the MMRec
 commit); ``table`` reads them and the ``parity_<model>`` quality summaries
 and writes ``results/parity_mmrec.md`` (the table, the commands and the
@@ -205,28 +207,54 @@ def parse_log(text: str) -> List[Dict]:
 
 
 def reference(args) -> int:
+    r"""MMRec at the parity point, one process per seed, so that a stopped
+    run resumes at the first unfinished seed: each finished seed's parsed
+    log is kept in ``results/parity/partial/<model>_seed<S>.json`` (MMRec
+    re-seeds every run of its grid with ``init_seed(seed)``, so one
+    process per seed trains what one process over the seed list does)."""
     point = POINTS[args.model]
-    config = {'gpu_id': 0, 'use_gpu': False, 'seed': SEEDS,
-              **point['reference']}
     src = args.mmrec / 'src'
     code = ('import json, sys; from utils.quick_start import quick_start; '
             f"quick_start(model={point['mmrec']!r}, dataset='tiktok', "
             f'config_dict=json.loads(sys.argv[1]), save_model=False)')
-    cmd = [str(args.python), '-c', code, json.dumps(config)]
-    log = args.logs / f'{args.model}_reference.log'
     args.logs.mkdir(parents=True, exist_ok=True)
+    partial = RESULTS / 'parity' / 'partial'
+    partial.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads),
                MKL_NUM_THREADS=str(args.threads))
-    start = time.time()
-    with open(log, 'w') as f:
-        rc = subprocess.run(cmd, cwd=src, stdout=f, stderr=subprocess.STDOUT,
-                            env=env).returncode
-    wall = time.time() - start
-    runs = parse_log(log.read_text())
-    print(f'{args.model}: rc {rc}, {len(runs)} run(s), {wall:.0f}s; log {log}')
-    if rc != 0 or len(runs) != len(SEEDS):
-        print(log.read_text()[-3000:])
-        return 1
+    runs, wall = [], 0.0
+    for seed in SEEDS:
+        done = partial / f'{args.model}_seed{seed}.json'
+        config = {'gpu_id': 0, 'use_gpu': False, 'seed': [seed],
+                  **point['reference']}
+        if done.is_file() and json.loads(done.read_text())[
+                'config'] == config and not args.force:
+            saved = json.loads(done.read_text())
+            print(f'{args.model} seed {seed}: reuse {done}', flush=True)
+            runs.append(saved['run'])
+            wall += saved['wall_time']
+            continue
+        log = args.logs / f'{args.model}_reference_seed{seed}.log'
+        start = time.time()
+        with open(log, 'w') as f:
+            rc = subprocess.run([str(args.python), '-c', code,
+                                 json.dumps(config)], cwd=src, stdout=f,
+                                stderr=subprocess.STDOUT,
+                                env=env).returncode
+        seconds = time.time() - start
+        parsed = parse_log(log.read_text())
+        print(f'{args.model} seed {seed}: rc {rc}, {len(parsed)} run(s), '
+              f'{seconds:.0f}s; log {log}', flush=True)
+        if rc != 0 or len(parsed) != 1:
+            print(log.read_text()[-3000:])
+            return 1
+        parsed[0]['seed'] = seed
+        done.write_text(json.dumps({'config': config, 'run': parsed[0],
+                                    'wall_time': seconds}, indent=1))
+        runs.append(parsed[0])
+        wall += seconds
+    config = {'gpu_id': 0, 'use_gpu': False, 'seed': SEEDS,
+              **point['reference']}
     out = {
         'model': args.model,
         'mmrec_model': point['mmrec'],
@@ -329,6 +357,8 @@ def main(argv=None) -> int:
                    'pins differ from this package\'s; default: this one)')
     r.add_argument('--logs', type=Path, default=Path('/tmp/mmrec_logs'),
                    help='where the full MMRec log goes (not committed)')
+    r.add_argument('--force', action='store_true',
+                   help='rerun seeds whose result is kept')
     o = sub.add_parser('ours', help='ours at the point (a quality run, tag '
                        'parity_<model>; other quality.py run options such '
                        'as --threads pass through)')
