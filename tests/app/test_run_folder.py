@@ -312,3 +312,44 @@ def test_leftover_temporary_files_of_run_files_are_removed(data, tmp_path):
     assert '.results.json.k3j2x.tmp' not in names
     assert '.last.pt.abc.tmp' not in names
     assert '.notes.txt.abc.tmp' in names
+
+
+class _Killed(Exception):
+    pass
+
+
+@pytest.mark.bad_input
+@pytest.mark.parametrize('writes_before_kill', [0, 2])
+def test_resume_of_a_killed_resume_agrees_with_its_manifest(
+        data, tmp_path, monkeypatch, writes_before_kill):
+    r"""A resumption killed before (0) or after (2: last.pt and best.pt of
+    one epoch) it wrote a checkpoint, then resumed again: results.json and
+    run.json hold the same resumption records, and each record's changes
+    are those against the checkpoint it continued from."""
+    from pyg_brmrs.training.state import Checkpoints
+    fit(data, tmp_path, epochs=3)
+    write = Checkpoints.write
+    count = {'n': 0}
+
+    def killing_write(self, name, state):
+        if count['n'] >= writes_before_kill:
+            raise _Killed()
+        count['n'] += 1
+        write(self, name, state)
+
+    monkeypatch.setattr(Checkpoints, 'write', killing_write)
+    with pytest.raises(_Killed):
+        fit(data, tmp_path, epochs=5, resume=True)
+    monkeypatch.setattr(Checkpoints, 'write', write)
+    result = fit(data, tmp_path, epochs=6, resume=True)
+    stored = json.loads((tmp_path / 'results.json').read_text())
+    manifest = json.loads((tmp_path / 'run.json').read_text())
+    assert manifest['resumed'] == stored['resumed'] == result.resumed
+    assert manifest['settings']['epochs'] == 6
+    records = [(r['at_epoch'], {k: (v['stored'], v['requested'])
+                                for k, v in r['changed'].items()})
+               for r in result.resumed]
+    if writes_before_kill == 0:  # the killed resumption left nothing
+        assert records == [(3, {'epochs': (3, 6)})]
+    else:
+        assert records == [(3, {'epochs': (3, 5)}), (4, {'epochs': (5, 6)})]

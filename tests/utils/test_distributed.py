@@ -91,9 +91,8 @@ def worker(rank, world, port, folder):
             run_folder.data_fingerprint(trainer.data), cfg.to_dict())
         opened = run_folder.open_run(path, manifest, resume=resume)
         trainer.checkpoints = opened.checkpoints()
-        entry = trainer.start()
-        if entry is not None:
-            opened.record_resume(manifest, entry)
+        if trainer.start() is not None:
+            opened.record_resume(manifest, trainer.loop.resumed)
         return trainer, opened
 
     data = small_data()

@@ -354,9 +354,8 @@ def train(name: str, data: HeteroData,
     try:  # the folder stays locked until its results are written
         if folder is not None:
             trainer.checkpoints = folder.checkpoints(save=checkpoint)
-            entry = trainer.start()
-            if entry is not None:
-                folder.record_resume(requested, entry)
+            if trainer.start() is not None:
+                folder.record_resume(requested, trainer.loop.resumed)
         result = trainer.fit()
         result.info['run'] = run_spec(name, params, source, label)
         found = None

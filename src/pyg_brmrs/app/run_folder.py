@@ -431,14 +431,17 @@ class RunFolder:
             on_write=lambda name: self.commit())
 
     def record_resume(self, requested: Dict[str, Any],
-                      entry: Dict[str, Any]) -> None:
+                      resumed: Sequence[Dict[str, Any]]) -> None:
         r"""Writes the manifest of the resumed run: the stored one with the
         :data:`~pyg_brmrs.training.RESUMABLE` settings of the
-        :obj:`requested` manifest and :obj:`entry` (the trainer's resume
-        record) appended to ``resumed``."""
+        :obj:`requested` manifest and :obj:`resumed` (the trainer's
+        resumption records, those of the checkpoint it continues from and
+        its own) as ``resumed``. A resumption that was stopped before it
+        wrote a checkpoint left nothing of its training, so it is not
+        among them: ``run.json`` and ``results.json`` always agree."""
         out = copy.deepcopy(self.manifest)
         out['settings'] = dict(requested.get('settings') or {})
-        out['resumed'] = list(out.get('resumed') or []) + [entry]
+        out['resumed'] = copy.deepcopy(list(resumed))
         write_file(self.folder, MANIFEST, out)
         self.manifest = out
 
