@@ -26,6 +26,7 @@ from pyg_brmrs.app import cli
 from pyg_brmrs.app.experiment import restore, train
 from pyg_brmrs.app.run_folder import RunFolderError
 from pyg_brmrs.data import from_interactions, make_synthetic, write_mmrec
+from pyg_brmrs.nn.conv import MultiModalLGConv
 from pyg_brmrs.training import TrainConfig
 from pyg_brmrs.utils.checkpoint import CheckpointError, UnsafeCheckpointError
 
@@ -226,6 +227,38 @@ cli_case('evaluate-missing-checkpoint',
          lambda t, m: ['evaluate', '--checkpoint', str(t / 'nope.pt')],
          ValueError, '{tmp}/nope.pt', 'does not exist')
 
+
+def edit_checkpoint_config(**change):
+    r"""A copy of the finished run whose best.pt holds :obj:`change` in
+    its training configuration."""
+    def make(tmp, material):
+        folder = copy(material, 'run', tmp)
+        state = torch.load(folder / 'best.pt', weights_only=True)
+        state['config'] = {**state['config'], **change}
+        torch.save(state, folder / 'best.pt')
+        return ['evaluate', '--run-dir', str(folder)]
+    return make
+
+
+cli_case('evaluate-checkpoint-with-a-negative-batch-size',
+         edit_checkpoint_config(batch_size=-5), CheckpointError,
+         "checkpoint '{tmp}/run/best.pt'", 'batch_size', '-5')
+cli_case('evaluate-checkpoint-with-a-non-numeric-lr',
+         edit_checkpoint_config(lr='abc'), CheckpointError,
+         "checkpoint '{tmp}/run/best.pt'", 'lr', 'abc')
+cli_case('evaluate-unknown-device',
+         lambda t, m: ['evaluate', '--run-dir', str(copy(m, 'run', t)),
+                       '--device', 'bogus'],
+         ValueError, '--device', 'bogus')
+cli_case('report-out-below-a-file',
+         lambda t, m: (t / 'afile').write_text('mine') and
+         ['report', str(copy(m, 'run', t)), '--out',
+          str(t / 'afile' / 'table.md')],
+         NotADirectoryError, "'{tmp}/afile' is a file")
+cli_case('report-of-a-checkpoint',
+         lambda t, m: ['report', str(copy(m, 'run', t) / 'best.pt')],
+         ValueError, "'{tmp}/run/best.pt' is not a results file")
+
 # -- arguments ----------------------------------------------------------
 def brmrs_argv(*extra, command='train'):
     r"""``<command> --model brmrs`` on the tiny data with :obj:`extra`."""
@@ -360,6 +393,28 @@ api_case('restore-malicious-checkpoint',
                                           'data': {'format': 'synthetic'}})),
          UnsafeCheckpointError, '{tmp}/best.pt', absent=[MARKER])
 
+api_case('conv-int64-features',
+         lambda t, m: lambda: MultiModalLGConv()(
+             torch.ones(3, 4, dtype=torch.long),
+             torch.tensor([[0, 1, 2], [1, 2, 0]])),
+         TypeError, "'x' must be a floating-point tensor", 'torch.int64')
+api_case('conv-int64-channel',
+         lambda t, m: lambda: MultiModalLGConv()(
+             {'image': torch.ones(3, 2),
+              'text': torch.ones(3, 2, dtype=torch.long)},
+             torch.tensor([[0, 1, 2], [1, 2, 0]])),
+         TypeError, "x['text']", 'floating-point')
+api_case('conv-inputs-on-two-devices',
+         lambda t, m: lambda: MultiModalLGConv()(
+             torch.ones(3, 4), torch.tensor([[0, 1, 2], [1, 2, 0]],
+                                            device='meta')),
+         ValueError, "'x' is on cpu but 'edge_index' on meta")
+api_case('conv-edge-weight-on-another-device',
+         lambda t, m: lambda: MultiModalLGConv()(
+             torch.ones(3, 4), torch.tensor([[0, 1, 2], [1, 2, 0]]),
+             torch.ones(3, device='meta')),
+         ValueError, "'edge_weight' is on meta")
+
 
 # ----------------------------------------------------------------------
 def snapshot(folder: Path) -> Dict[str, str]:
@@ -413,3 +468,35 @@ def test_bad_input(case, material, tmp_path, monkeypatch):
     assert not [k for k in after if k.endswith('.tmp')]
     for name in case.absent:
         assert not (tmp_path / name).exists(), f'{name} was created'
+
+
+@pytest.mark.bad_input
+def test_full_disk_at_the_first_checkpoint_keeps_the_overwritten_run(
+        material, tmp_path, monkeypatch):
+    r"""The disk fills while the first checkpoint of an ``--overwrite`` run
+    is written (:func:`torch.save` reports a short write as an
+    ``inline_container.cc`` RuntimeError): one line names the checkpoint
+    and the space, the old run is back as it was and no temporary file is
+    left."""
+    folder = copy(material, 'run', tmp_path)
+    before = snapshot(tmp_path)
+
+    def short_write(obj, f, *args, **kwargs):
+        f.write(b'PK')
+        raise RuntimeError('[enforce fail at inline_container.cc:672] . '
+                           'unexpected pos 64 vs 0')
+
+    free = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(torch, 'save', short_write)
+    monkeypatch.setattr(shutil, 'disk_usage',
+                        lambda p: free._replace(free=4096))
+    code, err = run_cli(['train', '--model', 'brmrs', *TINY, '--seed', '8',
+                         '--overwrite', '--output-dir', str(folder)])
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1, err
+    assert lines[0].startswith('pyg-brmrs train: error: cannot write '
+                               'checkpoint: the disk is full'), err
+    assert f"'{folder}/last.pt'" in lines[0] or \
+        f"'{folder}/best.pt'" in lines[0], err
+    assert snapshot(tmp_path) == before
+    assert not list(tmp_path.rglob('*.tmp'))

@@ -1,3 +1,4 @@
+import errno
 import json
 import math
 import os
@@ -64,9 +65,28 @@ def test_writing_onto_a_folder_fails_cleanly(tmp_path):
     with pytest.raises(IsADirectoryError, match='is a folder'):
         write_json({}, tmp_path)
     (tmp_path / 'file').write_text('x')
-    with pytest.raises(OSError):
-        write_json({}, tmp_path / 'file' / 'results.json')
+    for below in ('results.json', 'deeper/results.json'):
+        with pytest.raises(NotADirectoryError,
+                           match=f"'{tmp_path / 'file'}' is a file"):
+            write_json({}, tmp_path / 'file' / below)
     assert (tmp_path / 'file').read_text() == 'x'
+
+
+def test_a_full_disk_names_the_file_and_keeps_the_old_one(tmp_path,
+                                                          monkeypatch):
+    path = tmp_path / 'results.json'
+    path.write_text('{"old": 1}')
+
+    def no_space(fd):
+        raise OSError(errno.ENOSPC, 'No space left on device')
+
+    monkeypatch.setattr(os, 'fsync', no_space)
+    with pytest.raises(OSError) as info:
+        write_json({'new': 2}, path)
+    assert info.value.errno == errno.ENOSPC
+    assert info.value.filename == str(path)
+    assert path.read_text() == '{"old": 1}'
+    assert leftovers(tmp_path) == []
 
 
 def test_strict_json_has_no_nan_or_infinity(tmp_path):

@@ -672,6 +672,7 @@ def write_plots(res: experiment.RunResult, folder: Path, label: str) -> None:
 
 
 def cmd_evaluate(args) -> int:
+    check_device(args)
     if not args.run_dir and not args.checkpoint:
         raise CLIError('give --run-dir DIR or --checkpoint FILE')
     if args.run_dir:

@@ -545,9 +545,13 @@ def restore(checkpoint: PathLike, spec: Optional[Dict[str, Any]] = None, *,
     cfg = {k: v for k, v in state['config'].items()
            if k in TrainConfig.__dataclass_fields__}
     cfg['progress'] = False
+    try:
+        config = TrainConfig(**cfg)
+    except (ValueError, TypeError) as e:
+        raise CheckpointError(f"checkpoint '{checkpoint}' holds an invalid "
+                              f"training configuration: {e}") from None
     if device is not None:
-        cfg['device'] = device
-    config = TrainConfig(**cfg)
+        config = dataclasses.replace(config, device=device)
     name, params = spec['model'], dict(spec['params'])
     data = DataSource.from_dict(dict(spec['data'])).load()
     ensure_graphs(name, data, params)

@@ -139,11 +139,15 @@ def collect(inputs: Iterable[PathLike]) -> List[Record]:
     r"""Reads every results file :func:`find_results` finds."""
     records = []
     for path in find_results(inputs):
-        with open(path) as f:
+        with open(path, encoding='utf-8') as f:
             try:
                 result = json.load(f)
             except json.JSONDecodeError as e:
                 raise ValueError(f"'{path}' is not valid JSON ({e})") from None
+            except UnicodeDecodeError:
+                raise ValueError(f"'{path}' is not a results file (binary, "
+                                 f"not JSON text; a checkpoint is evaluated "
+                                 f"with 'evaluate --checkpoint')") from None
         records.append(to_record(result, path))
     return records
 

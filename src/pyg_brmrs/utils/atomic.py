@@ -66,11 +66,19 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
     Raises:
         NotADirectoryError: if a component of the folder is a file.
         IsADirectoryError: if :obj:`path` is a folder.
+        OSError: a failed write (*e.g.* a full disk), naming :obj:`path`.
     """
     path = Path(path)
     if path.is_dir():
         raise IsADirectoryError(f"cannot write '{path}': it is a folder")
     folder = path.parent
+    for above in (folder, *folder.parents):  # the nearest existing one
+        if above.exists() or above.is_symlink():
+            if not above.is_dir():
+                raise NotADirectoryError(
+                    f"cannot write '{path}': '{above}' is a file, not a "
+                    f"folder")
+            break
     folder.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f'.{path.name}.',
                                     suffix=TMP_SUFFIX, dir=folder)
@@ -82,6 +90,12 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
         with open(tmp, 'rb+') as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        if e.filename is None and e.errno is not None:
+            # a failed write ("No space left on device") names no file
+            raise OSError(e.errno, e.strerror or str(e), str(path)) from e
+        raise
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -9,7 +9,9 @@ global *before* calling it, so a file crafted to run code when unpickled
 running it. No extra type is allow-listed: random-number-generator states
 are stored as tensors and tuples of ints.
 """
+import errno
 import pickle
+import shutil
 import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Union
@@ -32,12 +34,45 @@ class UnsafeCheckpointError(CheckpointError):
     it was refused without unpickling them."""
 
 
+def _nbytes(obj: Any) -> int:
+    r"""The bytes of the tensors in a nested container."""
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(_nbytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(_nbytes(v) for v in obj)
+    return 0
+
+
 def save_checkpoint(obj: Dict[str, Any], path: PathLike) -> Path:
     r""":func:`torch.save` of :obj:`obj` to :obj:`path`, atomically (see
-    :func:`~pyg_brmrs.utils.atomic.atomic_write`). Returns the path."""
-    with atomic_write(path, 'wb') as f:
-        torch.save(obj, f)
-    return Path(path)
+    :func:`~pyg_brmrs.utils.atomic.atomic_write`). Returns the path.
+
+    Raises:
+        OSError: if the file cannot be written; the message names the file,
+            and for a full disk the space the checkpoint needs and the space
+            left (:func:`torch.save` itself reports a short write as
+            ``RuntimeError: [enforce fail at inline_container.cc]``).
+    """
+    path = Path(path)
+    try:
+        with atomic_write(path, 'wb') as f:
+            torch.save(obj, f)
+    except RuntimeError as e:
+        need = _nbytes(obj)
+        try:
+            free = shutil.disk_usage(path.parent).free
+        except OSError:
+            free = None
+        full = free is not None and free < need + 2**20
+        reason = (f'the disk is full (the checkpoint needs about '
+                  f'{need / 2**20:.1f} MiB, {free / 2**20:.1f} MiB are '
+                  f'free)' if full else _short(e))
+        raise OSError(errno.ENOSPC if full else errno.EIO,
+                      f'cannot write checkpoint: {reason}',
+                      str(path)) from e
+    return path
 
 
 def unsafe_globals(path: PathLike) -> List[str]:

@@ -15,6 +15,34 @@ from pyg_brmrs.utils.sparse import check_scale, layer_sum
 MultiChannel = Union[Tensor, Dict[str, Tensor]]
 
 
+def _device(t) -> torch.device:
+    return t.device() if isinstance(t, SparseTensor) else t.device
+
+
+def check_inputs(x: MultiChannel, edge_index, edge_weight: OptTensor) -> None:
+    r"""Refuses, with the argument named, channels that are not
+    floating-point (a propagation averages them) and inputs on different
+    devices."""
+    channels = x.items() if isinstance(x, dict) else [('x', x)]
+    device = _device(edge_index)
+    for name, t in channels:
+        where = 'x' if name == 'x' else f"x['{name}']"
+        if not isinstance(t, Tensor):
+            raise TypeError(f"'{where}' must be a tensor (got "
+                            f"{type(t).__name__})")
+        if not t.is_floating_point():
+            raise TypeError(f"'{where}' must be a floating-point tensor "
+                            f"(got {t.dtype}); convert it, e.g. with "
+                            f"x.float()")
+        if t.device != device:
+            raise ValueError(f"'{where}' is on {t.device} but 'edge_index' "
+                             f"on {device}: move both to one device")
+    if edge_weight is not None and edge_weight.device != device:
+        raise ValueError(f"'edge_weight' is on {edge_weight.device} but "
+                         f"'edge_index' on {device}: move both to one "
+                         f"device")
+
+
 class MultiModalLGConv(MessagePassing):
     r"""The Light Graph Convolution of `"LightGCN: Simplifying and Powering
     Graph Convolution Network for Recommendation"
@@ -125,6 +153,7 @@ class MultiModalLGConv(MessagePassing):
     def forward(self, x: MultiChannel, edge_index: Union[Tensor,
                                                           SparseTensor],
                 edge_weight: OptTensor = None) -> MultiChannel:
+        check_inputs(x, edge_index, edge_weight)
         if isinstance(x, dict):
             keys = list(x.keys())
             sizes = [x[k].size(-1) for k in keys]
