@@ -21,7 +21,7 @@ run that was stopped is resumed, not restarted; a run whose
         --params '{"lambda_s": 0, "bpr_weight": 1}' --tag abl_brmrs_paper_no_syn \
         --seeds 999 1000 1001 --subsets
 
-    # neighbour-sampled training (needs torch-sparse or pyg-lib):
+    # neighbour-sampled training (the pure-torch sampler, or pyg-lib):
     python benchmarks/quality.py run --dataset tiktok --model brmrs_paper \
         --params '{"num_layers": 2, "fusion": "mean"}' --batching neighbor \
         --num-neighbors 10 10 --tag neighbor_brmrs_paper --seeds 999
