@@ -231,12 +231,33 @@ class InfoBPRObjective(Objective):
         reg_weight (float, optional): :math:`\lambda`. (default: :obj:`1e-4`)
         reg_scope (str, optional): See :class:`Objective`.
             (default: :obj:`"batch"`)
+        scoring (str, optional): How the :math:`B (1 + S)` scores are
+            computed (the same values up to rounding): :obj:`"gather"`
+            gathers the :math:`B (1 + S)` item rows (:math:`O(B S d)`
+            memory traffic and a scatter in the backward pass),
+            :obj:`"dense"` scores the batch's users against the whole item
+            table in one matrix product (:math:`O(B I d)` arithmetic,
+            :math:`B \times I` scores in memory) and picks the candidates'
+            columns, :obj:`"auto"` takes :obj:`"dense"` when :math:`I \le
+            64 (1 + S)` and the :math:`B \times I` scores fit in
+            :math:`2^{26}` entries (on a CPU one gathered candidate, forward
+            and backward, costs about as much as 70 items of the product).
+            (default: :obj:`"auto"`)
     """
+    #: ``"auto"`` scores densely when items <= DENSE_RATIO * (1 + S) ...
+    DENSE_RATIO = 64
+    #: ... and batch * items <= DENSE_MAX_SCORES.
+    DENSE_MAX_SCORES = 2**26
+
     def __init__(self, sampler: UniformNegativeSampler,
                  num_negatives: int = 300, reduction: str = 'mean',
                  exclude_positives: bool = True, reg_weight: float = 1e-4,
-                 reg_scope: str = 'batch'):
+                 reg_scope: str = 'batch', scoring: str = 'auto'):
         super().__init__(sampler, reg_weight, reg_scope)
+        if scoring not in ('auto', 'gather', 'dense'):
+            raise ValueError(f"Unknown scoring {scoring!r} (choose from "
+                             f"['auto', 'gather', 'dense'])")
+        self.scoring = scoring
         if isinstance(num_negatives, bool) or \
                 not isinstance(num_negatives, int) or num_negatives < 1:
             raise ValueError(f"'num_negatives' must be a positive int (got "
@@ -268,9 +289,7 @@ class InfoBPRObjective(Objective):
         b = out.ranking_branch
         u = take_rows(out.user[b], users)  # [B, d]
         items = torch.cat([pos_items.view(-1, 1), neg_items], dim=1)
-        q = take_rows(out.item[b], items.reshape(-1)).view(
-            *items.shape, -1)  # [B, 1 + S, d]
-        logits = (q * u.unsqueeze(1)).sum(-1)
+        logits = self.scores(u, out.item[b], items)  # [B, 1 + S]
         nll = torch.logsumexp(logits, dim=1) - logits[:, 0]
         terms = {'info_bpr': nll.sum() if self.reduction == 'sum'
                  else nll.mean()}
@@ -285,11 +304,30 @@ class InfoBPRObjective(Objective):
         terms['loss'] = loss
         return terms
 
+    def dense(self, num_users: int, num_items: int) -> bool:
+        r"""Whether :meth:`scores` takes the dense product (see
+        :obj:`scoring`)."""
+        if self.scoring != 'auto':
+            return self.scoring == 'dense'
+        return (num_items <= self.DENSE_RATIO * (1 + self.num_negatives)
+                and num_users * num_items <= self.DENSE_MAX_SCORES)
+
+    def scores(self, u: Tensor, item_table: Tensor, items: Tensor) -> Tensor:
+        r"""``scores[b, j] = <u[b], item_table[items[b, j]]>`` for
+        :obj:`u` ``[B, d]``, :obj:`item_table` ``[I, d]`` and :obj:`items`
+        ``[B, C]``."""
+        if self.dense(u.size(0), item_table.size(0)):
+            return (u @ item_table.t()).gather(1, items)
+        q = take_rows(item_table, items.reshape(-1)).view(*items.shape, -1)
+        return (q * u.unsqueeze(1)).sum(-1)
+
     def __repr__(self) -> str:
+        scoring = '' if self.scoring == 'auto' else \
+            f', scoring={self.scoring!r}'
         return (f'{self.__class__.__name__}(num_negatives='
                 f'{self.num_negatives}, reduction={self.reduction!r}, '
                 f'exclude_positives={self.exclude_positives}, '
-                f'reg_weight={self.reg_weight}{self._reg_repr()})')
+                f'reg_weight={self.reg_weight}{self._reg_repr()}{scoring})')
 
 
 class NegativeFreeObjective(Objective):

@@ -115,12 +115,13 @@ def naive_info_bpr(model, data, users, pos, negs, reduction):
 
 @pytest.mark.parametrize('reduction', ['mean', 'sum'])
 @pytest.mark.parametrize('exclude', [True, False])
-def test_info_bpr_equals_its_formula(reduction, exclude):
+@pytest.mark.parametrize('scoring', ['gather', 'dense', 'auto'])
+def test_info_bpr_equals_its_formula(reduction, exclude, scoring):
     data = toy_data()
     model, objective = recipes.build('mgdn', data, embedding_dim=4,
                                      num_negatives=7, reduction=reduction,
                                      exclude_positives=exclude,
-                                     reg_weight=0.01)
+                                     reg_weight=0.01, scoring=scoring)
     model = model.double().eval()  # no dropout: one forward = another
     ei = data[RATES].edge_index
     users, pos = ei[0, :9], ei[1, :9]
@@ -148,11 +149,46 @@ def test_info_bpr_equals_its_formula(reduction, exclude):
     assert terms['info_bpr'].item() == pytest.approx(bpr.item(), rel=1e-9)
 
 
+def test_dense_and_gathered_scores_give_the_same_loss_and_gradients():
+    data = toy_data()
+    ei = data[RATES].edge_index
+    users, pos = ei[0, :11], ei[1, :11]
+    grads, losses = [], []
+    for scoring in ('gather', 'dense'):
+        torch.manual_seed(0)
+        model, objective = recipes.build('mgdn', data, embedding_dim=6,
+                                         num_negatives=5, scoring=scoring)
+        model = model.double().eval()
+        assert objective.dense(11, data['item'].num_nodes) == \
+            (scoring == 'dense')
+        negs = torch.randint(data['item'].num_nodes, (11, 5),
+                             generator=torch.Generator().manual_seed(1))
+        loss = objective(model, data, users, pos,
+                         negatives={'negatives': negs})['loss']
+        loss.backward()
+        losses.append(loss.item())
+        grads.append(model.embedding.weight.grad.clone())
+    assert losses[0] == pytest.approx(losses[1], rel=1e-12)
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-10, atol=1e-12)
+
+
+def test_auto_scoring_rule():
+    data = toy_data()
+    _, objective = recipes.build('mgdn', data, num_negatives=300)
+    assert objective.dense(8000, 6710)  # MGDCF on TikTok: I <= 64 * 301
+    assert not objective.dense(8000, 20000)
+    assert not objective.dense(20000, 6710)  # 1.3e8 scores > 2**26
+    _, objective = recipes.build('mgdn', data, num_negatives=1)
+    assert not objective.dense(8000, 6710)  # one negative: gather
+    assert objective.dense(8000, 64)
+
+
 def test_info_bpr_checks_its_arguments():
     data = toy_data()
     for kw, msg in [(dict(num_negatives=0), 'num_negatives'),
                     (dict(num_negatives=True), 'num_negatives'),
-                    (dict(reduction='max'), 'reduction')]:
+                    (dict(reduction='max'), 'reduction'),
+                    (dict(scoring='sparse'), 'scoring')]:
         with pytest.raises(ValueError, match=msg):
             recipes.build('mgdn', data, **kw)
 

@@ -1,0 +1,343 @@
+r"""Parity of the baselines ported from their authors' own repositories
+(not MMRec) with that code, on the shared TikTok split.
+
+The authors' model and loss code is imported from a checkout *outside*
+this repository (``--repo DIR``) and run under its own interpreter
+(``--python``: an environment with its dependencies, e.g. dgl, plus
+torch_geometric so that the split and the metrics are the package's);
+nothing of it is copied here. The authors' training scripts are loops over
+their model and loss with a fixed number of epochs and test metrics logged
+as they go; this script runs the same loop (their optimiser, learning-rate
+schedule, batch size, initialisation, loss and regulariser, each named in
+:data:`POINTS`) with the package's protocol around it: validation Recall@20
+after every epoch, early stopping after 20 epochs without improvement, test
+metrics at the best validation epoch, the same evaluator as the package's
+runs. Ours runs the package's recipe at the same point through
+``quality.py run`` (tag ``parity_<model>``).
+
+    # the reference: one process per seed, each finished seed kept
+    python benchmarks/parity_authors.py reference --model mgdn \
+        --repo ~/Torch-MGDCF --python ~/dgl-env/bin/python
+    # ours at the same point
+    python benchmarks/parity_authors.py ours --model mgdn --threads 1
+    # the table -> results/parity_authors.md
+    python benchmarks/parity_authors.py table
+
+Parity as in ``parity_mmrec.py``: our three-seed mean of test Recall@20
+and NDCG@20 within 5 % of the reference's, or within two of our seed
+standard deviations, whichever is wider.
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Dict, List
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import RESULTS, load_tiktok, machine_info  # noqa: E402
+
+SEEDS = [999, 1000, 1001]
+PATIENCE = 20
+MAX_EPOCHS = 1000
+
+#: Every model's parity point: the authors' repository, the settings of
+#: their training script (their defaults, which are their published
+#: commands), and our recipe's parameters at that point (the recipe's
+#: defaults are the same settings).
+POINTS: Dict[str, Dict] = {
+    'mgdn': dict(
+        repo='CrawlScript/Torch-MGDCF',
+        reference={'embedding_size': 64, 'lr': 1e-2, 'l2_coef': 1e-4,
+                   'lr_decay': 0.98, 'k': 4, 'alpha': 0.1, 'beta': 0.9,
+                   'x_drop_rate': 0.3, 'edge_drop_rate': 0.5,
+                   'z_drop_rate': 0.1, 'num_negs': 300,
+                   'batch_size': 8000},
+        ours={}),
+}
+
+
+# ----------------------------------------------------------------------
+# The reference loops (run in the child process, under --python).
+def mgdn_reference(data, settings: Dict, seed: int) -> Callable:
+    r"""``main_mgdcf.py`` of Torch-MGDCF: embeddings ``randn / sqrt(d)``
+    (numpy), their ``MGDCF`` layer on their homogeneous graph (self loops,
+    both directions, duplicates merged), Adam on the embeddings only, their
+    InfoBPR (negatives from all items) summed over a batch plus
+    ``l2_coef`` times their L2 of the full outputs, the learning rate
+    multiplied by ``lr_decay`` after every epoch, shuffled batches of
+    ``batch_size`` training pairs (the last one partial). Returns one
+    epoch's step and the scorer."""
+    import numpy as np
+    import torch
+    from torch_mgdcf.layers.mgdcf import MGDCF
+    from torch_mgdcf.losses import compute_info_bpr_loss, compute_l2_loss
+    from torch_mgdcf.utils import create_tensor_dataloader
+
+    s = settings
+    store = data['user', 'rates', 'item']
+    num_users, num_items = data['user'].num_nodes, data['item'].num_nodes
+    edges = store.edge_index.t().numpy()
+    g = MGDCF.build_homo_graph(edges, num_users=num_users,
+                               num_items=num_items)
+    dim = s['embedding_size']
+    embeddings = torch.tensor(
+        np.random.randn(g.num_nodes(), dim) / np.sqrt(dim),
+        dtype=torch.float32, requires_grad=True)
+    model = MGDCF(k=s['k'], alpha=s['alpha'], beta=s['beta'],
+                  x_drop_rate=s['x_drop_rate'],
+                  edge_drop_rate=s['edge_drop_rate'],
+                  z_drop_rate=s['z_drop_rate'])
+    loader = create_tensor_dataloader(torch.tensor(edges),
+                                      batch_size=s['batch_size'],
+                                      shuffle=True)
+    optimizer = torch.optim.Adam([embeddings], lr=s['lr'])
+
+    def forward():
+        h = model(g, embeddings)
+        return h[:num_users], h[num_users:]
+
+    def epoch():
+        model.train()
+        for batch in loader:
+            user_h, item_h = forward()
+            loss = compute_info_bpr_loss(user_h, item_h, batch,
+                                         num_negs=s['num_negs'],
+                                         reduction='none').sum() + \
+                compute_l2_loss([user_h, item_h]) * s['l2_coef']
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        for group in optimizer.param_groups:
+            group['lr'] = group['lr'] * s['lr_decay']
+
+    @torch.no_grad()
+    def embed():
+        model.eval()
+        return forward()
+
+    return epoch, embed
+
+
+REFERENCES = {'mgdn': mgdn_reference}
+
+
+def child(args) -> int:
+    r"""One seed of the reference (under the reference's interpreter)."""
+    import random
+
+    import numpy as np
+    import torch
+
+    from pyg_brmrs.evaluation import RankingEvaluator
+
+    sys.path.insert(0, str(args.repo))
+    torch.set_num_threads(args.threads)
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    data = load_tiktok()
+    store = data['user', 'rates', 'item']
+    num_items = data['item'].num_nodes
+    valid = RankingEvaluator(store.edge_index, store.val_edge_index,
+                             num_items)
+    test = RankingEvaluator(store.edge_index, store.test_edge_index,
+                            num_items)
+    settings = POINTS[args.model]['reference']
+    epoch, embed = REFERENCES[args.model](data, settings, args.seed)
+    best, best_epoch, history = None, -1, []
+    start = time.time()
+    for e in range(args.max_epochs):
+        t = time.time()
+        epoch()
+        train_time = time.time() - t
+        user, item = embed()
+        v = valid(user, item)
+        history.append({'epoch': e, 'valid_recall@20': v['recall@20'],
+                        'train_time': train_time})
+        print(f"epoch {e}: valid R@20 {v['recall@20']:.4f} "
+              f'({train_time:.1f}s)', flush=True)
+        if best is None or v['recall@20'] > best['valid']['recall@20']:
+            best = {'valid': v, 'test': test(user, item)}
+            best_epoch = e
+        elif e - best_epoch >= PATIENCE:
+            break
+    out = {'seed': args.seed, 'best_epoch': best_epoch,
+           'epochs_run': len(history), 'valid': best['valid'],
+           'test': best['test'], 'history': history,
+           'wall_time': time.time() - start, 'settings': settings}
+    args.out.write_text(json.dumps(out, indent=1))
+    return 0
+
+
+# ----------------------------------------------------------------------
+def repo_commit(repo: Path) -> str:
+    r"""The checkout's commit (its ``COMMIT`` file for an exported tree)."""
+    if (repo / 'COMMIT').is_file():
+        return (repo / 'COMMIT').read_text().strip()
+    try:
+        return subprocess.run(['git', '-C', str(repo), 'rev-parse', 'HEAD'],
+                              capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return 'unknown'
+
+
+def reference(args) -> int:
+    r"""The reference at the point, one child process per seed; a stopped
+    run resumes at its first unfinished seed."""
+    point = POINTS[args.model]
+    partial = RESULTS / 'parity' / 'partial'
+    partial.mkdir(parents=True, exist_ok=True)
+    args.logs.mkdir(parents=True, exist_ok=True)
+    src = Path(__file__).resolve().parents[1] / 'src'
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads),
+               MKL_NUM_THREADS=str(args.threads),
+               PYTHONPATH=os.pathsep.join([str(src), str(args.repo)]))
+    runs = []
+    for seed in SEEDS:
+        done = partial / f'{args.model}_authors_seed{seed}.json'
+        if done.is_file() and not args.force and json.loads(
+                done.read_text())['settings'] == point['reference']:
+            print(f'{args.model} seed {seed}: reuse {done}', flush=True)
+            runs.append(json.loads(done.read_text()))
+            continue
+        log = args.logs / f'{args.model}_authors_seed{seed}.log'
+        with open(log, 'w') as f:
+            rc = subprocess.run(
+                [str(args.python), __file__, '_child', '--model',
+                 args.model, '--repo', str(args.repo), '--seed', str(seed),
+                 '--threads', str(args.threads), '--out', str(done)],
+                stdout=f, stderr=subprocess.STDOUT, env=env).returncode
+        if rc != 0 or not done.is_file():
+            print(f'{args.model} seed {seed}: rc {rc}; log {log}')
+            print(log.read_text()[-3000:])
+            return 1
+        run = json.loads(done.read_text())
+        print(f"{args.model} seed {seed}: best epoch {run['best_epoch']}/"
+              f"{run['epochs_run']}, test R@20 {run['test']['recall@20']:.4f}"
+              f" N@20 {run['test']['ndcg@20']:.4f} "
+              f"({run['wall_time']:.0f}s)", flush=True)
+        runs.append(run)
+    out = {
+        'model': args.model, 'repo': point['repo'],
+        'commit': repo_commit(args.repo), 'settings': point['reference'],
+        'seeds': SEEDS, 'runs': [{k: v for k, v in r.items()
+                                  if k != 'history'} for r in runs],
+        'wall_time': sum(r['wall_time'] for r in runs),
+        'threads': args.threads,
+        'machine': machine_info('cpu', threads=args.threads),
+    }
+    path = RESULTS / 'parity' / f'{args.model}_authors.json'
+    path.write_text(json.dumps(out, indent=1))
+    print(f'wrote {path}')
+    return 0
+
+
+def ours(args, extra: List[str]) -> int:
+    import quality
+    return quality.main([
+        'run', '--dataset', 'tiktok', '--model', args.model,
+        '--tag', f'parity_{args.model}',
+        '--params', json.dumps(POINTS[args.model]['ours']),
+        '--seeds', *map(str, SEEDS), *extra])
+
+
+def mean_std(values: List[float]):
+    return statistics.mean(values), (statistics.stdev(values)
+                                     if len(values) > 1 else 0.0)
+
+
+def table(args) -> int:
+    rows = ['| model | authors\' code | seeds | reference R@20 | ours R@20 | '
+            'ref N@20 | ours N@20 | R@20 gap | N@20 gap | parity |',
+            '|---|---|---|---|---|---|---|---|---|---|']
+    notes = []
+    for model, point in POINTS.items():
+        ref_file = RESULTS / 'parity' / f'{model}_authors.json'
+        ours_file = RESULTS / 'quality' / 'tiktok' / f'parity_{model}' / \
+            'summary.json'
+        if not ref_file.is_file() or not ours_file.is_file():
+            rows.append(f"| {model} | {point['repo']} (not run yet) |" +
+                        ' |' * 8)
+            continue
+        ref = json.loads(ref_file.read_text())
+        ours_ = json.loads(ours_file.read_text())
+        cells, gaps, ok = [], [], True
+        for metric in ('recall@20', 'ndcg@20'):
+            r_mean, r_std = mean_std([r['test'][metric] for r in ref['runs']])
+            o_mean, o_std = ours_['mean'][metric], ours_['std'][metric]
+            ok = ok and abs(o_mean - r_mean) <= max(0.05 * r_mean,
+                                                    2 * o_std)
+            cells.append((f'{r_mean:.4f} ± {r_std:.4f}',
+                          f'{o_mean:.4f} ± {o_std:.4f}'))
+            gaps.append(f'{100 * (o_mean / r_mean - 1):+.1f} %')
+        rows.append(f"| {model} | {point['repo']}@{ref['commit'][:10]} | "
+                    f"{'/'.join(map(str, ref['seeds']))} | {cells[0][0]} | "
+                    f"{cells[0][1]} | {cells[1][0]} | {cells[1][1]} | "
+                    f"{gaps[0]} | {gaps[1]} | "
+                    f"{'within' if ok else 'outside'} |")
+        epochs = '/'.join(str(r['epochs_run']) for r in ref['runs'])
+        notes.append(f"- `{model}`: reference settings "
+                     f"`{json.dumps(ref['settings'])}` "
+                     f"({ref['wall_time'] / 60:.0f} min, {ref['threads']} "
+                     f"thread(s), epochs {epochs}); "
+                     f"ours `{ours_['machine']['command']}`")
+    text = '\n'.join([
+        "# Parity with the authors' own code, TikTok", '',
+        "The authors' model and loss code, imported from their repository "
+        'and trained by their script\'s loop (optimiser, schedule, batch, '
+        'initialisation, loss, regulariser), with the package\'s protocol '
+        'around it: validation Recall@20 every epoch, early stopping after '
+        f'{PATIENCE} epochs, test at the best validation epoch, the '
+        "package's evaluator; ours is the package's recipe at the same "
+        'point. Test Recall@20 / NDCG@20, mean ± std over seeds '
+        f"{'/'.join(map(str, SEEDS))}. Parity: our mean within 5 % of the "
+        "reference's or within two of our seed standard deviations, "
+        'whichever is wider.', '', *rows, '', '## Commands', '', *notes])
+    out = RESULTS / 'parity_authors.md'
+    out.write_text(text + '\n')
+    print(text)
+    print(f'\nwrote {out}')
+    return 0
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    sub = p.add_subparsers(dest='cmd', required=True)
+    r = sub.add_parser('reference', help="the authors' code at the point")
+    r.add_argument('--model', choices=sorted(POINTS), required=True)
+    r.add_argument('--repo', type=Path, required=True,
+                   help="the checkout of the authors' repository")
+    r.add_argument('--python', type=Path, default=Path(sys.executable),
+                   help='the interpreter of an environment with its '
+                   'dependencies and torch_geometric')
+    r.add_argument('--threads', type=int, default=1)
+    r.add_argument('--logs', type=Path, default=Path('/tmp/authors_logs'))
+    r.add_argument('--force', action='store_true',
+                   help='rerun seeds whose result is kept')
+    c = sub.add_parser('_child')
+    c.add_argument('--model', choices=sorted(POINTS), required=True)
+    c.add_argument('--repo', type=Path, required=True)
+    c.add_argument('--seed', type=int, required=True)
+    c.add_argument('--threads', type=int, default=1)
+    c.add_argument('--out', type=Path, required=True)
+    c.add_argument('--max-epochs', type=int, default=MAX_EPOCHS)
+    o = sub.add_parser('ours', help='ours at the point (a quality run, tag '
+                       'parity_<model>; quality.py run options pass through)')
+    o.add_argument('--model', choices=sorted(POINTS), required=True)
+    sub.add_parser('table', help='the parity table')
+    args, extra = p.parse_known_args(argv)
+    if args.cmd == 'ours':
+        return ours(args, extra)
+    if extra:
+        p.error(f"unrecognized arguments: {' '.join(extra)}")
+    return {'reference': reference, '_child': child,
+            'table': table}[args.cmd](args)
+
+
+if __name__ == '__main__':
+    sys.exit(main())
