@@ -57,6 +57,31 @@ POINTS: Dict[str, Dict] = {
                    'z_drop_rate': 0.1, 'num_negs': 300,
                    'batch_size': 8000},
         ours={}),
+    # ApeGNN_HT as run.sh runs it (--pool sum --e 1e-7) with the parser's
+    # defaults (dim 64, l2 1e-4, lr 1e-3, batch 1024, 3 hops, rns, no
+    # dropouts; cuda off here)
+    'apegnn': dict(
+        repo='THUDM/ApeGNN',
+        reference={'dim': 64, 'l2': 1e-4, 'lr': 1e-3, 'batch_size': 1024,
+                   'context_hops': 3, 'pool': 'sum', 'e': 1e-7,
+                   'mess_dropout': False, 'mess_dropout_rate': 0.1,
+                   'edge_dropout': False, 'edge_dropout_rate': 0.1,
+                   'ns': 'rns', 'K': 1, 'n_negs': 64, 'heatkernel': False,
+                   't_u': 2, 't_i': 2, 'cuda': False},
+        ours={'kernel': 'heat', 'num_layers': 3}),
+    # MIG-GT's Baby configuration (the recipe's defaults)
+    'miggt': dict(
+        repo='CrawlScript/MIG-GT',
+        reference={'lr': 1e-2, 'lr_decay': 0.99, 'lr_decay_min': 0.0,
+                   'l2_coef': 1e-5, 'batch_size': 8000, 'num_negs': 1,
+                   'embedding_size': 64, 'feat_hidden_units': 512,
+                   'k_e': 4, 'k_t': 2, 'k_v': 1, 'alpha': 0.1, 'beta': 0.9,
+                   'input_feat_drop_rate': 0.3, 'feat_drop_rate': 0.3,
+                   'user_x_drop_rate': 0.3, 'item_x_drop_rate': 0.3,
+                   'edge_drop_rate': 0.2, 'z_drop_rate': 0.2,
+                   'use_rp': True, 'bn': True, 'use_item_emb': False,
+                   'num_clusters': 5, 'num_samples': 10},
+        ours={}),
 }
 
 
@@ -122,7 +147,171 @@ def mgdn_reference(data, settings: Dict, seed: int) -> Callable:
     return epoch, embed
 
 
-REFERENCES = {'mgdn': mgdn_reference}
+def apegnn_reference(data, settings: Dict, seed: int) -> Callable:
+    r"""``main.py`` of THUDM/ApeGNN with ``--gnn ApeGNN_HT`` (their
+    ``run.sh``: ``--pool sum --e 1e-7``, the parser's defaults otherwise):
+    their graph (``build_sparse_graph``: both directions, D^-1/2 A D^-1/2,
+    the degrees for the diffusion times), their ``HeatKernel`` model and
+    its BPR + L2 loss, Adam, the training pairs shuffled every epoch in
+    batches of ``batch_size`` (the last partial batch skipped, as theirs),
+    one negative per pair drawn by their ``get_feed_dict`` rule (uniform
+    over the items the user has no training interaction with); scores
+    ``model.generate()`` (pooled, no dropout)."""
+    import argparse
+    import random
+
+    import numpy as np
+    import torch
+    from ApeGNN_HT import HeatKernel
+    from utils import data_loader
+
+    store = data['user', 'rates', 'item']
+    num_users, num_items = data['user'].num_nodes, data['item'].num_nodes
+    train_cf = store.edge_index.t().numpy().astype(np.int64)
+    data_loader.n_users, data_loader.n_items = num_users, num_items
+    norm_mat, deg, _ = data_loader.build_sparse_graph(train_cf)
+    train_set = {}
+    for u, i in train_cf:
+        train_set.setdefault(int(u), set()).add(int(i))
+    args = argparse.Namespace(**settings)
+    model = HeatKernel({'n_users': num_users, 'n_items': num_items}, args,
+                       norm_mat, deg)
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+    pairs = torch.from_numpy(train_cf)
+
+    def negatives(users):
+        out = []
+        for u in users.tolist():
+            while True:
+                j = random.choice(range(num_items))
+                if j not in train_set[u]:
+                    break
+            out.append([j])
+        return torch.LongTensor(out)
+
+    def epoch():
+        model.train()
+        index = np.arange(len(pairs))
+        np.random.shuffle(index)
+        shuffled = pairs[index]
+        start = 0
+        while start + args.batch_size <= len(shuffled):
+            batch = shuffled[start:start + args.batch_size]
+            loss, _, _ = model({'users': batch[:, 0],
+                                'pos_items': batch[:, 1],
+                                'neg_items': negatives(batch[:, 0])})
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            start += args.batch_size
+
+    @torch.no_grad()
+    def embed():
+        model.eval()
+        return model.generate()
+
+    return epoch, embed
+
+
+def miggt_reference(data, settings: Dict, seed: int) -> Callable:
+    r"""``main.py --method mig_gt`` of CrawlScript/MIG-GT with its Baby
+    configuration (``load_masked_mm_mgdcf_default_config('baby')``; there
+    is none for TikTok): MMRec's mapping (image as ``v_feat``, audio as
+    ``t_feat``), ``v_feat`` randomly projected to ``t_feat``'s width
+    (``use_rp``), their sorted homogeneous graph, user and item embeddings
+    ``randn / sqrt(d)`` (numpy), their ``MIGGT`` layer, Adam over the
+    embeddings and the layer, their InfoBPR (``num_negs`` from all items)
+    summed plus ``l2_coef`` times the L2 of the full outputs plus the
+    unsmooth term, the learning rate times ``lr_decay`` after every epoch
+    while it stays above ``lr_decay_min``, shuffled batches of
+    ``batch_size``."""
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+    from mig_gt.layers.mgdcf import MGDCF
+    from mig_gt.layers.mirf_gt import MIGGT
+    from mig_gt.layers.sign import random_project
+    from mig_gt.losses import compute_info_bpr_loss, compute_l2_loss
+    from mig_gt.utils.data_loader_utils import create_tensors_dataloader
+
+    c = settings
+    store = data['user', 'rates', 'item']
+    num_users, num_items = data['user'].num_nodes, data['item'].num_nodes
+    edges = store.edge_index.t().numpy()
+    v_feat = data['item'].x_image.float()
+    t_feat = data['item'].x_audio.float()
+    if c['use_rp']:
+        v_feat = random_project(v_feat, t_feat.size(-1))
+    g = MGDCF.build_sorted_homo_graph(edges, num_users=num_users,
+                                      num_items=num_items)
+    dim = c['embedding_size']
+    user_emb = torch.tensor(np.random.randn(num_users, dim) / np.sqrt(dim),
+                            dtype=torch.float32, requires_grad=True)
+    item_emb = torch.tensor(np.random.randn(num_items, dim) / np.sqrt(dim),
+                            dtype=torch.float32, requires_grad=True)
+    hidden = c['feat_hidden_units']
+    model = MIGGT(
+        k_e=c['k_e'], k_t=c['k_t'], k_v=c['k_v'], alpha=c['alpha'],
+        beta=c['beta'], input_feat_drop_rate=c['input_feat_drop_rate'],
+        feat_drop_rate=c['feat_drop_rate'],
+        user_x_drop_rate=c['user_x_drop_rate'],
+        item_x_drop_rate=c['item_x_drop_rate'],
+        edge_drop_rate=c['edge_drop_rate'], z_drop_rate=c['z_drop_rate'],
+        user_in_channels=dim, item_v_in_channels=v_feat.size(-1),
+        item_v_hidden_channels_list=[hidden, dim],
+        item_t_in_channels=t_feat.size(-1),
+        item_t_hidden_channels_list=[hidden, dim], bn=c['bn'],
+        num_clusters=c['num_clusters'], num_samples=c['num_samples'])
+    loader = create_tensors_dataloader(torch.arange(len(edges)),
+                                       torch.tensor(edges),
+                                       batch_size=c['batch_size'],
+                                       shuffle=True)
+    optimizer = torch.optim.Adam([user_emb, item_emb] +
+                                 list(model.parameters()), lr=c['lr'])
+
+    def forward(return_all=False):
+        out = model(g, user_emb, v_feat, t_feat,
+                    item_embeddings=item_emb if c['use_item_emb'] else None,
+                    return_all=return_all)
+        h = out[0] if return_all else out
+        return h[:num_users], h[num_users:], out
+
+    def epoch():
+        model.train()
+        for _, batch in loader:
+            with g.local_scope():
+                user_h, item_h, out = forward(return_all=True)
+                z_memory_h = out[-1]
+                loss = compute_info_bpr_loss(
+                    user_h, item_h, batch, num_negs=c['num_negs'],
+                    reduction='none').sum() + \
+                    compute_l2_loss([user_h, item_h]) * c['l2_coef']
+                pos_user_h = user_h[batch[:, 0]]
+                pos_z = z_memory_h[batch[:, 1] + num_users]
+                logits = (pos_user_h.unsqueeze(1) @
+                          pos_z.permute(0, 2, 1)).squeeze(1)
+                loss = loss + F.cross_entropy(
+                    logits, torch.zeros(batch.size(0), dtype=torch.long),
+                    reduction='none').sum()
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+        for group in optimizer.param_groups:
+            lr = group['lr'] * c['lr_decay']
+            if lr >= c['lr_decay_min']:
+                group['lr'] = lr
+
+    @torch.no_grad()
+    def embed():
+        model.eval()
+        user_h, item_h, _ = forward()
+        return user_h, item_h
+
+    return epoch, embed
+
+
+REFERENCES = {'mgdn': mgdn_reference, 'apegnn': apegnn_reference,
+              'miggt': miggt_reference}
 
 
 def child(args) -> int:
