@@ -82,6 +82,15 @@ POINTS: Dict[str, Dict] = {
                    'use_rp': True, 'bn': True, 'use_item_emb': False,
                    'num_clusters': 5, 'num_samples': 10},
         ours={}),
+    # MICRO's parser defaults (its README's command)
+    'micro': dict(
+        repo='CRIPAC-DIG/MICRO',
+        reference={'lr': 5e-4, 'batch_size': 1024, 'regs': '[1e-5,1e-5,1e-2]',
+                   'embed_size': 64, 'weight_size': '[64,64]', 'topk': 10,
+                   'lambda_coeff': 0.9, 'cf_model': 'lightgcn', 'layers': 1,
+                   'mess_dropout': '[0.1, 0.1]', 'sparse': 1,
+                   'loss_ratio': 0.03, 'norm_type': 'sym'},
+        ours={}),
 }
 
 
@@ -310,8 +319,91 @@ def miggt_reference(data, settings: Dict, seed: int) -> Callable:
     return epoch, embed
 
 
+def micro_reference(data, settings: Dict, seed: int) -> Callable:
+    r"""``codes/main.py`` of CRIPAC-DIG/MICRO with its parser's defaults
+    (its README's command, ``cf_model`` lightgcn): the split written in its
+    layout (``<tmp>/tiktok/5-core/{train,val,test}.json``) and read by its
+    ``Data`` (adjacency, sampler: one positive and one negative per user,
+    users drawn without replacement, ``n_train // batch_size + 1`` batches
+    per epoch), its ``MICRO`` model on the image and audio features (audio
+    in the text slot), its ``Trainer.bpr_loss`` plus ``loss_ratio`` times
+    the two contrastive terms, Adam with its ``0.96 ** (epoch / 50)``
+    schedule, the item graphs rebuilt at the first batch of every epoch.
+    MICRO moves tensors with ``.cuda()``; on this CPU run ``.cuda()`` is
+    the identity."""
+    import json as _json
+    import tempfile
+    import types
+
+    import numpy as np
+    import torch
+
+    torch.Tensor.cuda = lambda self, *a, **k: self
+    torch.nn.Module.cuda = lambda self, *a, **k: self
+    store = data['user', 'rates', 'item']
+    root = Path(tempfile.mkdtemp(prefix='micro_'))
+    folder = root / 'tiktok' / '5-core'
+    folder.mkdir(parents=True)
+    for name, key in (('train', 'edge_index'), ('val', 'val_edge_index'),
+                      ('test', 'test_edge_index')):
+        lists: Dict[str, List[int]] = {}
+        for u, i in store[key].t().tolist():
+            lists.setdefault(str(u), []).append(i)
+        (folder / f'{name}.json').write_text(_json.dumps(lists))
+    sys.argv = ['main.py', '--dataset', 'tiktok', '--data_path',
+                f'{root}/', *[x for k, v in settings.items()
+                              for x in (f'--{k}', str(v))]]
+    from main import Trainer
+    from Models import MICRO
+    from utility.load_data import Data
+    from utility.parser import parse_args
+
+    args = parse_args()
+    gen = Data(path=args.data_path + args.dataset,
+               batch_size=args.batch_size)
+    _, norm_adj, _ = gen.get_adj_mat()
+    adj = Trainer.sparse_mx_to_torch_sparse_tensor(None, norm_adj).float()
+    image = data['item'].x_image.numpy()
+    audio = data['item'].x_audio.numpy()
+    model = MICRO(gen.n_users, gen.n_items, args.embed_size,
+                  eval(args.weight_size), eval(args.mess_dropout), image,
+                  audio)
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lr_lambda=lambda e: 0.96 ** (e / 50))
+    loss_self = types.SimpleNamespace(batch_size=args.batch_size,
+                                      decay=eval(args.regs)[0])
+
+    def epoch():
+        build = True
+        for _ in range(gen.n_train // args.batch_size + 1):
+            model.train()
+            optimizer.zero_grad()
+            users, pos, neg = gen.sample()
+            ua, ia, image_emb, text_emb, fusion = model(
+                adj, build_item_graph=build)
+            build = False
+            mf, emb, reg = Trainer.bpr_loss(loss_self, ua[users], ia[pos],
+                                            ia[neg])
+            contrastive = (model.batched_contrastive_loss(image_emb, fusion)
+                           + model.batched_contrastive_loss(text_emb,
+                                                            fusion))
+            loss = mf + emb + reg + contrastive * args.loss_ratio
+            loss.backward()
+            optimizer.step()
+        scheduler.step()
+
+    @torch.no_grad()
+    def embed():
+        model.eval()
+        ua, ia, *_ = model(adj, build_item_graph=True)
+        return ua, ia
+
+    return epoch, embed
+
+
 REFERENCES = {'mgdn': mgdn_reference, 'apegnn': apegnn_reference,
-              'miggt': miggt_reference}
+              'miggt': miggt_reference, 'micro': micro_reference}
 
 
 def child(args) -> int:
