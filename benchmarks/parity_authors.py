@@ -335,7 +335,6 @@ def micro_reference(data, settings: Dict, seed: int) -> Callable:
     import tempfile
     import types
 
-    import numpy as np
     import torch
 
     torch.Tensor.cuda = lambda self, *a, **k: self
