@@ -134,8 +134,8 @@ repository with these edits and nothing else:
   `dok_matrix._update`), pandas 2.1; no torchvision, so the import in
   `utils/data_utils.py` (used only for raw images) is guarded.
 - **Device**: `mgcn.py` and `lattice.py` move two tensors each with
-  `.cuda()`; they are moved to the configured device instead
-  (`.to(self.device)`). `dragon.py` and `dualgnn.py` register their
+  `.cuda()`, `grcn.py` one (its content regulariser's zero); they are
+  moved to the configured device instead (`.to(self.device)`). `dragon.py` and `dualgnn.py` register their
   result embedding as an `nn.Parameter` that they then overwrite with a
   plain tensor, which fails on the CPU in current torch; it is kept a
   plain tensor, which is what the GPU run trains.
