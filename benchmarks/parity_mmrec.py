@@ -135,8 +135,8 @@ repository with these edits and nothing else:
   `utils/data_utils.py` (used only for raw images) is guarded.
 - **Device**: `mgcn.py` and `lattice.py` move two tensors each with
   `.cuda()`, `grcn.py` one (its content regulariser's zero); they are
-  moved to the configured device instead (`.to(self.device)`). `dragon.py` and `dualgnn.py` register their
-  result embedding as an `nn.Parameter` that they then overwrite with a
+  moved to the configured device instead (`.to(self.device)`).
+  `dragon.py` and `dualgnn.py` register their result embedding as an `nn.Parameter` that they then overwrite with a
   plain tensor, which fails on the CPU in current torch; it is kept a
   plain tensor, which is what the GPU run trains.
   `use_gpu: False` in the run's config.
@@ -287,6 +287,30 @@ def mean_std(values: List[float]):
                                      if len(values) > 1 else 0.0)
 
 
+def pending_row(model: str, ref_file: Path, ours_file: Path) -> str:
+    r"""A row for a model whose reference or ours has not finished: what
+    has (ours' three-seed mean, the reference's finished seeds)."""
+    seeds = [RESULTS / 'parity' / 'partial' / f'{model}_seed{seed}.json'
+             for seed in SEEDS]
+    done = [json.loads(f.read_text()) for f in seeds if f.is_file()]
+    ref = ('pending' if not done else
+           f"{len(done)}/{len(SEEDS)} seeds: " + ', '.join(
+               f"{r.get('run', r)['test']['recall@20']:.4f}" for r in done))
+    ref_n = '' if not done else ', '.join(
+        f"{r.get('run', r)['test']['ndcg@20']:.4f}" for r in done)
+    ours_r = ours_n = 'pending'
+    if ours_file.is_file():
+        summary = json.loads(ours_file.read_text())
+        ours_r = (f"{summary['mean']['recall@20']:.4f} ± "
+                  f"{summary['std']['recall@20']:.4f}")
+        ours_n = (f"{summary['mean']['ndcg@20']:.4f} ± "
+                  f"{summary['std']['ndcg@20']:.4f}")
+    if not done and not ours_file.is_file():
+        return f'| {model} | (not run yet) |' + ' |' * 8
+    return (f'| {model} | (in progress) | | {ref} | {ours_r} | {ref_n} | '
+            f'{ours_n} | | | pending |')
+
+
 def table(args) -> int:
     rows = ['| model | MMRec point (reference config) | seeds | '
             'reference R@20 | ours R@20 | ref N@20 | ours N@20 | '
@@ -298,7 +322,7 @@ def table(args) -> int:
         ours_file = RESULTS / 'quality' / 'tiktok' / f'parity_{model}' / \
             'summary.json'
         if not ref_file.is_file() or not ours_file.is_file():
-            rows.append(f'| {model} | (not run yet) |' + ' |' * 8)
+            rows.append(pending_row(model, ref_file, ours_file))
             continue
         ref = json.loads(ref_file.read_text())
         ours = json.loads(ours_file.read_text())
