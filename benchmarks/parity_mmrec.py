@@ -136,8 +136,8 @@ repository with these edits and nothing else:
 - **Device**: `mgcn.py` and `lattice.py` move two tensors each with
   `.cuda()`, `grcn.py` one (its content regulariser's zero); they are
   moved to the configured device instead (`.to(self.device)`).
-  `dragon.py` and `dualgnn.py` register their result embedding as an `nn.Parameter` that they then overwrite with a
-  plain tensor, which fails on the CPU in current torch; it is kept a
+  `dragon.py` and `dualgnn.py` register their result embedding as an
+  `nn.Parameter` that they then overwrite with a plain tensor, which fails on the CPU in current torch; it is kept a
   plain tensor, which is what the GPU run trains.
   `use_gpu: False` in the run's config.
 - **Data**: the split is exported by `parity_mmrec.py export` (image
