@@ -137,8 +137,9 @@ repository with these edits and nothing else:
   `.cuda()`, `grcn.py` one (its content regulariser's zero); they are
   moved to the configured device instead (`.to(self.device)`).
   `dragon.py` and `dualgnn.py` register their result embedding as an
-  `nn.Parameter` that they then overwrite with a plain tensor, which fails on the CPU in current torch; it is kept a
-  plain tensor, which is what the GPU run trains.
+  `nn.Parameter` that they then overwrite with a plain tensor, which
+  fails on the CPU in current torch; it is kept a plain tensor, which is
+  what the GPU run trains.
   `use_gpu: False` in the run's config.
 - **Data**: the split is exported by `parity_mmrec.py export` (image
   feature as `v_feat`, audio as `t_feat`; the text-feature slot holds the
