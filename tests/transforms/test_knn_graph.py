@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from pyg_brmrs.transforms import (
+    cooccurrence_knn_graph,
     cosine_knn_graph,
     default_modality_weights,
     mixed_cosine_knn_graph,
@@ -152,3 +153,85 @@ def test_mixed_graph_zero_weight_and_bad_input():
     with pytest.raises(ValueError, match='modality_weights'):
         mixed_cosine_knn_graph({'image': x, 'text': y}, 3,
                                {'image': 0.5, 'text': 0.6})
+
+
+def dense_cooccurrence(ei, U, I, k, rank):
+    R = torch.zeros(U, I, dtype=torch.float64)
+    R[ei[0], ei[1]] = 1.0
+    C = R @ R.t()
+    C.fill_diagonal_(0)
+    W = torch.zeros(U, U, dtype=torch.float64)
+    for u in range(U):
+        cand = sorted((v for v in range(U) if C[u, v] > 0),
+                      key=lambda v: (-C[u, v].item(), int(rank[v])))[:k]
+        z = sum(math.exp(C[u, v].item()) for v in cand)
+        for v in cand:
+            W[u, v] = math.exp(C[u, v].item()) / z
+    return W
+
+
+@pytest.mark.parametrize('ties', ['index', 'random'])
+@pytest.mark.parametrize('k', [1, 3, 50])  # 50 >= n: every candidate
+def test_cooccurrence_graph_matches_dense(ties, k):
+    gen = torch.Generator().manual_seed(k)
+    U, I = 12, 6
+    ei = torch.stack([torch.randint(U - 1, (30,), generator=gen),
+                      torch.randint(I, (30,), generator=gen)])  # user 11:
+    # no interaction, no neighbour
+    rank = (torch.arange(U) if ties == 'index' else
+            torch.randperm(U, generator=torch.Generator().manual_seed(5)))
+    out, w = cooccurrence_knn_graph(ei, U, I, k, ties=ties, seed=5)
+    got = torch.zeros(U, U, dtype=torch.float64)
+    got[out[1], out[0]] = w.double()
+    torch.testing.assert_close(got, dense_cooccurrence(ei, U, I, k, rank),
+                               atol=1e-6, rtol=0)
+    assert not bool((out[1] == 11).any())
+
+
+def test_cooccurrence_ties_random_spreads_index_does_not():
+    # user 0 shares one item with each of users 1..8: eight candidates, all
+    # with count 1, three kept
+    U, I = 9, 8
+    ei = torch.tensor([[0] * 8 + list(range(1, 9)),
+                       list(range(8)) * 2])
+    kept_index = set()
+    picks = torch.zeros(U)
+    for seed in range(400):
+        out, _ = cooccurrence_knn_graph(ei, U, I, 3, ties='index', seed=seed)
+        kept_index.add(tuple(sorted(out[0][out[1] == 0].tolist())))
+        out, _ = cooccurrence_knn_graph(ei, U, I, 3, seed=seed)
+        picks[out[0][out[1] == 0]] += 1
+    assert kept_index == {(1, 2, 3)}  # the lowest ids win every tie
+    share = picks[1:] / 400  # each tied candidate: 3/8 = 0.375
+    assert float(share.min()) > 0.3 and float(share.max()) < 0.45
+    with pytest.raises(ValueError, match="'ties'"):
+        cooccurrence_knn_graph(ei, U, I, 3, ties='first')
+
+
+@pytest.mark.parametrize('mode', ['jaccard', 'count'])
+def test_cooccurrence_topk_tie_rank_orders_equal_scores(mode):
+    from pyg_brmrs.transforms._cooccurrence import (
+        binary_csr,
+        cooccurrence_topk,
+    )
+    gen = torch.Generator().manual_seed(11)
+    U, I, k = 14, 5, 4
+    ei = torch.stack([torch.randint(U, (35,), generator=gen),
+                      torch.randint(I, (35,), generator=gen)])
+    A = binary_csr(ei[0], ei[1], (U, I))
+    At = binary_csr(ei[1], ei[0], (I, U))
+    rank = torch.randperm(U, generator=gen)
+    row, col, _ = cooccurrence_topk(A, At, k, mode, False, 1024,
+                                    tie_rank=rank)
+    R = torch.zeros(U, I, dtype=torch.float64)
+    R[ei[0], ei[1]] = 1.0
+    C = R @ R.t()
+    size = R.sum(1)
+    for u in range(U):
+        def score(v):
+            c = C[u, v].item()
+            return c / (size[u] + size[v] - c).item() if mode == 'jaccard' \
+                else c
+        cand = sorted((v for v in range(U) if v != u and C[u, v] > 0),
+                      key=lambda v: (-score(v), int(rank[v])))[:k]
+        assert col[row == u].tolist() == cand

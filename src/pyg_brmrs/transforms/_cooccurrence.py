@@ -62,6 +62,7 @@ def cooccurrence_topk(
     mode: str = 'softmax',
     loop: bool = False,
     chunk_size: int = 1024,
+    tie_rank: Optional[Tensor] = None,
 ) -> Tuple[Tensor, Tensor, Tensor]:
     r"""Per-row top-:math:`k` co-occurrence neighbours of the rows of
     :obj:`mat` and their normalised weights.
@@ -94,6 +95,11 @@ def cooccurrence_topk(
             :math:`c_{ii} = |N_i|`, :math:`J_{ii} = O_{ii} = 1`).
         chunk_size (int): Memory scale: blocks hold at most
             :math:`\text{chunk} \cdot n / 4` entries.
+        tie_rank (torch.Tensor, optional): A permutation of the candidates
+            ``[n]``: equal scores are ordered by ``tie_rank[j]`` ascending
+            instead of :math:`j` (a random permutation spreads the ties
+            over the candidates; by index, the lowest ids win every tie).
+            (default: :obj:`None`: by :math:`j`)
 
     Returns:
         ``(row, col, weight)`` of the kept pairs (``row`` = :math:`i`, the
@@ -132,7 +138,7 @@ def cooccurrence_topk(
         ratio = seen if start == 0 else max(ratio, seen)
         if col.numel() > 0:
             for out in _padded_topk(crow, col, count, start, deg, k, mode,
-                                    loop, budget):
+                                    loop, budget, tie_rank):
                 rows.append(out[0])
                 cols.append(out[1])
                 weights.append(out[2])
@@ -145,7 +151,8 @@ def cooccurrence_topk(
 
 
 def _padded_topk(crow: Tensor, col: Tensor, count: Tensor, offset: int,
-                 deg: Tensor, k: int, mode: str, loop: bool, budget: int):
+                 deg: Tensor, k: int, mode: str, loop: bool, budget: int,
+                 tie_rank: Optional[Tensor] = None):
     r"""Top-:math:`k` and weights of the CSR rows ``offset + r`` given by
     ``(crow, col, count)``. Rows are taken in order of their length and
     padded to ``[rows, longest row]`` sub-blocks of at most :obj:`budget`
@@ -173,6 +180,7 @@ def _padded_topk(crow: Tensor, col: Tensor, count: Tensor, offset: int,
         pos = torch.arange(row.numel(), device=device) - first[row]
         src = crow[nodes][row] + pos
         c, n_ij = col[src], count[src]
+        key = c if tie_rank is None else tie_rank[c]  # the tie order
         width = int(lens.max())
         node = nodes + offset  # the centre node of each row
         flat = row * width + pos
@@ -183,17 +191,22 @@ def _padded_topk(crow: Tensor, col: Tensor, count: Tensor, offset: int,
         else:
             # Distinct keys count * n + (n - 1 - j) (exact in float64) order
             # by (count desc, j asc): no tie is left to `torch.topk`.
-            score = n_ij.double() * num_cols + (num_cols - 1 - c)
+            score = n_ij.double() * num_cols + (num_cols - 1 - key)
         padded = score.new_full((nodes.numel(), width), float('-inf'))
         padded.view(-1)[flat] = score
         if not loop:  # n_ii = |N_i| > 0 is always stored: drop it
             padded.view(-1)[flat[c == node[row]]] = float('-inf')
         if fraction:
             index = c.new_full(padded.shape, num_cols)
-            index.view(-1)[flat] = c
+            index.view(-1)[flat] = key
             del flat, row, pos, src, score
             val, idx = row_topk(padded, k, index)
             del index
+            if tie_rank is not None:  # back from tie ranks to ids
+                inverse = torch.empty_like(tie_rank)
+                inverse[tie_rank] = torch.arange(num_cols, device=device)
+                idx = torch.cat([inverse, inverse.new_full((1,), num_cols)]
+                                )[idx.clamp(max=num_cols)]
         else:
             del flat, row, pos, src, score
             val, p = row_topk(padded, k)

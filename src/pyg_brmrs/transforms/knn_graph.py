@@ -200,12 +200,14 @@ def cooccurrence_knn_graph(
     k: int = 40,
     node_type: str = 'user',
     chunk_size: int = 1024,
+    ties: str = 'random',
+    seed: int = 0,
 ) -> Tuple[Tensor, Tensor]:
     r"""The co-occurrence :math:`k`-NN graph of the users (or items) of the
     interactions :obj:`edge_index`, as DRAGON's (and DualGNN's) user graph:
     the neighbours of user :math:`u` are the :math:`k` users :math:`v \ne
     u` sharing the most training items, :math:`c_{uv} = |\mathcal{N}_u
-    \cap \mathcal{N}_v| > 0` (ties by the smaller index), with softmax
+    \cap \mathcal{N}_v| > 0` (ties as :obj:`ties` says), with softmax
     weights :math:`w_{uv} = \exp(c_{uv}) / \sum_{v' \in K_u}
     \exp(c_{uv'})`. Computed with sparse products a block of rows at a
     time: no :math:`n \times n` matrix (the reference fills a dense count
@@ -221,13 +223,25 @@ def cooccurrence_knn_graph(
             :obj:`"item"` (shared users). (default: :obj:`"user"`)
         chunk_size (int, optional): Memory scale of the blocks.
             (default: :obj:`1024`)
+        ties (str, optional): Which of the candidates with equal counts are
+            kept when they do not all fit: :obj:`"random"` (a seeded random
+            order of the nodes: every tied candidate equally likely, as the
+            reference's dense ``torch.topk`` leaves them spread) or
+            :obj:`"index"` (the smaller index first: on real data most
+            counts are 1 or 2, so the lowest ids fill most lists — on
+            TikTok's training users the top 1 % of users then hold 59 % of
+            all neighbour slots and 2,200 users are nobody's neighbour,
+            against 35 % and 417 with MMRec's lists). (default:
+            :obj:`"random"`)
+        seed (int, optional): The seed of the random order.
+            (default: :obj:`0`)
 
     Returns:
         ``(edge_index, edge_weight)``: ``edge_index[1]`` the node :math:`u`,
         ``edge_index[0]`` its neighbour :math:`v` (PyG's
         ``source_to_target`` flow), sorted by :math:`u`, then by
-        :math:`c_{uv}` descending and :math:`v` ascending; the softmax
-        weights (float32).
+        :math:`c_{uv}` descending and the tie order; the softmax weights
+        (float32).
     """
     from pyg_brmrs.transforms._cooccurrence import (
         binary_csr,
@@ -236,12 +250,21 @@ def cooccurrence_knn_graph(
     if node_type not in ('user', 'item'):
         raise ValueError(f"'node_type' must be 'user' or 'item' (got "
                          f"{node_type!r})")
+    if ties not in ('random', 'index'):
+        raise ValueError(f"'ties' must be 'random' or 'index' (got "
+                         f"{ties!r})")
     k = check_int(k, 'k')
     user, item = edge_index.long()
     A = binary_csr(user, item, (num_users, num_items))
     A_t = binary_csr(item, user, (num_items, num_users))
     mat, mat_t = (A, A_t) if node_type == 'user' else (A_t, A)
+    tie_rank = None
+    if ties == 'random':
+        gen = torch.Generator().manual_seed(check_int(seed, 'seed', 0))
+        tie_rank = torch.randperm(mat.size(0), generator=gen).to(
+            mat.device)
     row, col, weight = cooccurrence_topk(mat, mat_t, k, 'softmax', False,
-                                         check_int(chunk_size, 'chunk_size'))
+                                         check_int(chunk_size, 'chunk_size'),
+                                         tie_rank=tie_rank)
     order = torch.sort(row, stable=True).indices  # keeps each row's order
     return torch.stack([col[order], row[order]]), weight[order]

@@ -43,8 +43,10 @@ def test_padding_is_a_polya_urn():
 
 def dense_user_graph(ei, U, I, k, multiplicity=None):
     r"""The reference: counts C = R R^T (no diagonal), each user's k most
-    shared users (ties: smaller index), softmax over the padded list, a
-    neighbour drawn m times counting m times."""
+    shared users (ties in the seeded random order that
+    ``cooccurrence_knn_graph(ties="random", seed=0)`` documents), softmax
+    over the padded list, a neighbour drawn m times counting m times."""
+    rank = torch.randperm(U, generator=torch.Generator().manual_seed(0))
     R = torch.zeros(U, I, dtype=torch.float64)
     R[ei[0], ei[1]] = 1.0
     C = R @ R.t()
@@ -53,7 +55,7 @@ def dense_user_graph(ei, U, I, k, multiplicity=None):
     pos = 0
     for u in range(U):
         cand = [v for v in range(U) if C[u, v] > 0]
-        cand.sort(key=lambda v: (-C[u, v].item(), v))
+        cand.sort(key=lambda v: (-C[u, v].item(), int(rank[v])))
         kept = cand[:k]
         mult = [1.0] * len(kept)
         if multiplicity is not None:

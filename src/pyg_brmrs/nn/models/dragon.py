@@ -121,7 +121,10 @@ class DRAGON(Recommender):
     built. It ranks with the representations of the last training batch
     (one optimiser step old), here with the current parameters. The user
     graph comes from sparse products (the reference: a dense
-    :math:`|\mathcal{U}|^2` count matrix), ties by the smaller index; the
+    :math:`|\mathcal{U}|^2` count matrix), ties among equal counts in a
+    seeded random order (the reference's dense ``torch.topk`` leaves them
+    spread over the candidates; by index the lowest ids would fill most
+    lists, see :func:`~pyg_brmrs.transforms.cooccurrence_knn_graph`); the
     :math:`\log_2\sigma` is computed stably. Any number of modalities
     (MMRec: image and text; its ``mm_image_weight`` 0.1 is the default
     weight of image for {image, text}, equal weights otherwise).
@@ -388,7 +391,7 @@ class DualGNN(DRAGON):
     parameters; its item weights ``weight_i`` enter no score (only their
     own penalty) and its ``MLP_v``, ``MLP_t``, ``MLP_user`` and
     edge-dropped graphs are never used: all left out. The user graph
-    comes from sparse products, ties by the smaller index (as
+    comes from sparse products, ties in a seeded random order (as
     :class:`DRAGON`). Any number of modalities (MMRec: image, then text).
 
     Args:
