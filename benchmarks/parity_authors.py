@@ -30,7 +30,6 @@ standard deviations, whichever is wider.
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -39,6 +38,7 @@ from typing import Callable, Dict, List
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, load_tiktok, machine_info  # noqa: E402
+from parity_mmrec import mean_std, pending_row  # noqa: E402
 
 SEEDS = [999, 1000, 1001]
 PATIENCE = 20
@@ -526,35 +526,6 @@ def ours(args, extra: List[str]) -> int:
         '--seeds', *map(str, SEEDS), *extra])
 
 
-def mean_std(values: List[float]):
-    return statistics.mean(values), (statistics.stdev(values)
-                                     if len(values) > 1 else 0.0)
-
-
-def pending_row(model: str, ref_file: Path, ours_file: Path) -> str:
-    r"""A row for a model whose reference or ours has not finished: what
-    has (ours' three-seed mean, the reference's finished seeds)."""
-    seeds = [RESULTS / 'parity' / 'partial' / f'{model}_authors_seed{seed}.json'
-             for seed in SEEDS]
-    done = [json.loads(f.read_text()) for f in seeds if f.is_file()]
-    ref = ('pending' if not done else
-           f"{len(done)}/{len(SEEDS)} seeds: " + ', '.join(
-               f"{r.get('run', r)['test']['recall@20']:.4f}" for r in done))
-    ref_n = '' if not done else ', '.join(
-        f"{r.get('run', r)['test']['ndcg@20']:.4f}" for r in done)
-    ours_r = ours_n = 'pending'
-    if ours_file.is_file():
-        summary = json.loads(ours_file.read_text())
-        ours_r = (f"{summary['mean']['recall@20']:.4f} ± "
-                  f"{summary['std']['recall@20']:.4f}")
-        ours_n = (f"{summary['mean']['ndcg@20']:.4f} ± "
-                  f"{summary['std']['ndcg@20']:.4f}")
-    if not done and not ours_file.is_file():
-        return f'| {model} | (not run yet) |' + ' |' * 8
-    return (f'| {model} | (in progress) | | {ref} | {ours_r} | {ref_n} | '
-            f'{ours_n} | | | pending |')
-
-
 def table(args) -> int:
     rows = ['| model | authors\' code | seeds | reference R@20 | ours R@20 | '
             'ref N@20 | ours N@20 | R@20 gap | N@20 gap | parity |',
@@ -565,7 +536,7 @@ def table(args) -> int:
         ours_file = RESULTS / 'quality' / 'tiktok' / f'parity_{model}' / \
             'summary.json'
         if not ref_file.is_file() or not ours_file.is_file():
-            rows.append(pending_row(model, ref_file, ours_file))
+            rows.append(pending_row(model, ref_file, ours_file, '_authors'))
             continue
         ref = json.loads(ref_file.read_text())
         ours_ = json.loads(ours_file.read_text())

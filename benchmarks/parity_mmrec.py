@@ -311,10 +311,12 @@ def mean_std(values: List[float]):
                                      if len(values) > 1 else 0.0)
 
 
-def pending_row(model: str, ref_file: Path, ours_file: Path) -> str:
+def pending_row(model: str, ref_file: Path, ours_file: Path,
+                kind: str = '') -> str:
     r"""A row for a model whose reference or ours has not finished: what
-    has (ours' three-seed mean, the reference's finished seeds)."""
-    seeds = [RESULTS / 'parity' / 'partial' / f'{model}_seed{seed}.json'
+    has (ours' three-seed mean, the reference's finished seeds, kept as
+    ``partial/<model><kind>_seed<S>.json``)."""
+    seeds = [RESULTS / 'parity' / 'partial' / f'{model}{kind}_seed{seed}.json'
              for seed in SEEDS]
     done = [json.loads(f.read_text()) for f in seeds if f.is_file()]
     ref = ('pending' if not done else
