@@ -156,6 +156,7 @@ def test_mixed_graph_zero_weight_and_bad_input():
 
 
 def dense_cooccurrence(ei, U, I, k, rank):
+    # rank(u, v): the tie order of candidate v in row u (smaller first)
     R = torch.zeros(U, I, dtype=torch.float64)
     R[ei[0], ei[1]] = 1.0
     C = R @ R.t()
@@ -163,7 +164,7 @@ def dense_cooccurrence(ei, U, I, k, rank):
     W = torch.zeros(U, U, dtype=torch.float64)
     for u in range(U):
         cand = sorted((v for v in range(U) if C[u, v] > 0),
-                      key=lambda v: (-C[u, v].item(), int(rank[v])))[:k]
+                      key=lambda v: (-C[u, v].item(), rank(u, v)))[:k]
         z = sum(math.exp(C[u, v].item()) for v in cand)
         for v in cand:
             W[u, v] = math.exp(C[u, v].item()) / z
@@ -178,8 +179,16 @@ def test_cooccurrence_graph_matches_dense(ties, k):
     ei = torch.stack([torch.randint(U - 1, (30,), generator=gen),
                       torch.randint(I, (30,), generator=gen)])  # user 11:
     # no interaction, no neighbour
-    rank = (torch.arange(U) if ties == 'index' else
-            torch.randperm(U, generator=torch.Generator().manual_seed(5)))
+    if ties == 'index':
+        def rank(u, v):
+            return v
+    else:  # the documented order: a seeded permutation, rotated per row
+        g = torch.Generator().manual_seed(5)
+        perm = torch.randperm(U, generator=g)
+        shift = torch.randint(U, (U,), generator=g)
+
+        def rank(u, v):
+            return int(perm[(v + shift[u]) % U])
     out, w = cooccurrence_knn_graph(ei, U, I, k, ties=ties, seed=5)
     got = torch.zeros(U, U, dtype=torch.float64)
     got[out[1], out[0]] = w.double()
@@ -208,8 +217,30 @@ def test_cooccurrence_ties_random_spreads_index_does_not():
         cooccurrence_knn_graph(ei, U, I, 3, ties='first')
 
 
+def test_cooccurrence_random_ties_differ_between_rows():
+    # users 0..7 each share one item with each of users 8..15 (item u for
+    # user u): every count is 1, two of eight kept per row. One global tie
+    # order would hand every row of users 0..7 the same two winners.
+    U, I = 16, 8
+    ei = torch.tensor([list(range(8)) + [v for v in range(8, 16)
+                                         for _ in range(8)],
+                       list(range(8)) + list(range(8)) * 8])
+    winners = set()
+    for seed in range(3):
+        out, _ = cooccurrence_knn_graph(ei, U, I, 2, seed=seed)
+        for u in range(8):
+            kept = out[0][out[1] == u].tolist()
+            assert len(kept) == 2 and all(8 <= v < 16 for v in kept)
+            winners.update(kept)
+        heads = {tuple(sorted(out[0][out[1] == u].tolist()))
+                 for u in range(8)}
+        assert len(heads) > 1  # not the same pair in every row
+    assert winners == set(range(8, 16))
+
+
+@pytest.mark.parametrize('shifted', [False, True])
 @pytest.mark.parametrize('mode', ['jaccard', 'count'])
-def test_cooccurrence_topk_tie_rank_orders_equal_scores(mode):
+def test_cooccurrence_topk_tie_rank_orders_equal_scores(mode, shifted):
     from pyg_brmrs.transforms._cooccurrence import (
         binary_csr,
         cooccurrence_topk,
@@ -221,8 +252,11 @@ def test_cooccurrence_topk_tie_rank_orders_equal_scores(mode):
     A = binary_csr(ei[0], ei[1], (U, I))
     At = binary_csr(ei[1], ei[0], (I, U))
     rank = torch.randperm(U, generator=gen)
+    shift = (torch.randint(U, (U,), generator=gen) if shifted
+             else torch.zeros(U, dtype=torch.long))
     row, col, _ = cooccurrence_topk(A, At, k, mode, False, 1024,
-                                    tie_rank=rank)
+                                    tie_rank=rank,
+                                    tie_shift=shift if shifted else None)
     R = torch.zeros(U, I, dtype=torch.float64)
     R[ei[0], ei[1]] = 1.0
     C = R @ R.t()
@@ -233,5 +267,8 @@ def test_cooccurrence_topk_tie_rank_orders_equal_scores(mode):
             return c / (size[u] + size[v] - c).item() if mode == 'jaccard' \
                 else c
         cand = sorted((v for v in range(U) if v != u and C[u, v] > 0),
-                      key=lambda v: (-score(v), int(rank[v])))[:k]
+                      key=lambda v: (-score(v),
+                                     int(rank[(v + shift[u]) % U])))[:k]
         assert col[row == u].tolist() == cand
+    with pytest.raises(ValueError, match="'tie_shift' needs 'tie_rank'"):
+        cooccurrence_topk(A, At, k, mode, False, 1024, tie_shift=shift)

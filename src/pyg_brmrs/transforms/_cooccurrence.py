@@ -63,6 +63,7 @@ def cooccurrence_topk(
     loop: bool = False,
     chunk_size: int = 1024,
     tie_rank: Optional[Tensor] = None,
+    tie_shift: Optional[Tensor] = None,
 ) -> Tuple[Tensor, Tensor, Tensor]:
     r"""Per-row top-:math:`k` co-occurrence neighbours of the rows of
     :obj:`mat` and their normalised weights.
@@ -100,6 +101,12 @@ def cooccurrence_topk(
             instead of :math:`j` (a random permutation spreads the ties
             over the candidates; by index, the lowest ids win every tie).
             (default: :obj:`None`: by :math:`j`)
+        tie_shift (torch.Tensor, optional): Per-row offsets ``[n]`` (with
+            :obj:`tie_rank`): row :math:`i` orders its ties by
+            ``tie_rank[(j + tie_shift[i]) % n]``, a different order in every
+            row (each still a permutation of the candidates), so that no
+            candidate wins the ties of every row. (default: :obj:`None`:
+            the same order ``tie_rank[j]`` in every row)
 
     Returns:
         ``(row, col, weight)`` of the kept pairs (``row`` = :math:`i`, the
@@ -109,6 +116,8 @@ def cooccurrence_topk(
     """
     num_rows = mat.size(0)
     device = mat.device
+    if tie_shift is not None and tie_rank is None:
+        raise ValueError("'tie_shift' needs 'tie_rank'")
     deg = mat.crow_indices().diff()
     budget = max(1, chunk_size * num_rows // 4)
     # Upper bound on the non-zeros of row i of C (sum of the degrees of its
@@ -138,7 +147,7 @@ def cooccurrence_topk(
         ratio = seen if start == 0 else max(ratio, seen)
         if col.numel() > 0:
             for out in _padded_topk(crow, col, count, start, deg, k, mode,
-                                    loop, budget, tie_rank):
+                                    loop, budget, tie_rank, tie_shift):
                 rows.append(out[0])
                 cols.append(out[1])
                 weights.append(out[2])
@@ -152,7 +161,8 @@ def cooccurrence_topk(
 
 def _padded_topk(crow: Tensor, col: Tensor, count: Tensor, offset: int,
                  deg: Tensor, k: int, mode: str, loop: bool, budget: int,
-                 tie_rank: Optional[Tensor] = None):
+                 tie_rank: Optional[Tensor] = None,
+                 tie_shift: Optional[Tensor] = None):
     r"""Top-:math:`k` and weights of the CSR rows ``offset + r`` given by
     ``(crow, col, count)``. Rows are taken in order of their length and
     padded to ``[rows, longest row]`` sub-blocks of at most :obj:`budget`
@@ -180,9 +190,14 @@ def _padded_topk(crow: Tensor, col: Tensor, count: Tensor, offset: int,
         pos = torch.arange(row.numel(), device=device) - first[row]
         src = crow[nodes][row] + pos
         c, n_ij = col[src], count[src]
-        key = c if tie_rank is None else tie_rank[c]  # the tie order
         width = int(lens.max())
         node = nodes + offset  # the centre node of each row
+        if tie_rank is None:  # the tie order
+            key = c
+        elif tie_shift is None:
+            key = tie_rank[c]
+        else:
+            key = tie_rank[(c + tie_shift[node][row]) % num_cols]
         flat = row * width + pos
         fraction = mode in ('jaccard', 'overlap')
         if fraction:
@@ -205,8 +220,11 @@ def _padded_topk(crow: Tensor, col: Tensor, count: Tensor, offset: int,
             if tie_rank is not None:  # back from tie ranks to ids
                 inverse = torch.empty_like(tie_rank)
                 inverse[tie_rank] = torch.arange(num_cols, device=device)
-                idx = torch.cat([inverse, inverse.new_full((1,), num_cols)]
-                                )[idx.clamp(max=num_cols)]
+                pad = idx >= num_cols
+                idx = inverse[idx.clamp(max=num_cols - 1)]
+                if tie_shift is not None:
+                    idx = (idx - tie_shift[node].unsqueeze(1)) % num_cols
+                idx = idx.masked_fill(pad, num_cols)
         else:
             del flat, row, pos, src, score
             val, p = row_topk(padded, k)

@@ -46,7 +46,9 @@ def dense_user_graph(ei, U, I, k, multiplicity=None):
     shared users (ties in the seeded random order that
     ``cooccurrence_knn_graph(ties="random", seed=0)`` documents), softmax
     over the padded list, a neighbour drawn m times counting m times."""
-    rank = torch.randperm(U, generator=torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(0)
+    perm = torch.randperm(U, generator=g)
+    shift = torch.randint(U, (U,), generator=g)  # a rotation per row
     R = torch.zeros(U, I, dtype=torch.float64)
     R[ei[0], ei[1]] = 1.0
     C = R @ R.t()
@@ -55,7 +57,8 @@ def dense_user_graph(ei, U, I, k, multiplicity=None):
     pos = 0
     for u in range(U):
         cand = [v for v in range(U) if C[u, v] > 0]
-        cand.sort(key=lambda v: (-C[u, v].item(), int(rank[v])))
+        cand.sort(key=lambda v: (-C[u, v].item(),
+                                 int(perm[(v + shift[u]) % U])))
         kept = cand[:k]
         mult = [1.0] * len(kept)
         if multiplicity is not None:

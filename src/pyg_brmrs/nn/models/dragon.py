@@ -122,10 +122,11 @@ class DRAGON(Recommender):
     (one optimiser step old), here with the current parameters. The user
     graph comes from sparse products (the reference: a dense
     :math:`|\mathcal{U}|^2` count matrix), ties among equal counts in a
-    seeded random order (the reference's dense ``torch.topk`` leaves them
-    spread over the candidates; by index the lowest ids would fill most
-    lists, see :func:`~pyg_brmrs.transforms.cooccurrence_knn_graph`); the
-    :math:`\log_2\sigma` is computed stably. Any number of modalities
+    seeded random order that differs from row to row (the reference's
+    per-row dense ``torch.topk`` leaves them spread over the candidates;
+    by index, or by one order shared by every row, a few users would win
+    most ties, see :func:`~pyg_brmrs.transforms.cooccurrence_knn_graph`);
+    the :math:`\log_2\sigma` is computed stably. Any number of modalities
     (MMRec: image and text; its ``mm_image_weight`` 0.1 is the default
     weight of image for {image, text}, equal weights otherwise).
 
