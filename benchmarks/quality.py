@@ -764,7 +764,12 @@ def commands(root: Path) -> List[str]:
                     '`"id_mode": "add"` to `--params` to reproduce it')
         if cmd.count('--seeds') > 1:
             note += ' — the last `--seeds` is the one that applies'
-        rows.append(f"- `{s['dataset']}/{s['tag']}`: `python benchmarks/{cmd}`"
+        folder = summary.parent.name
+        if folder != s['tag']:  # a superseded run kept under another name
+            note += (f' — ran as `{s["tag"]}` with the code of its date, '
+                     f'kept as `{folder}` (its notes say what changed '
+                     f'since)')
+        rows.append(f"- `{s['dataset']}/{folder}`: `python benchmarks/{cmd}`"
                     f" ({s.get('machine', {}).get('date', '?')[:16]}){note}")
     return rows
 
