@@ -72,7 +72,8 @@ def cooccurrence_topk(
     :math:`c_{ij} = |N_i \cap N_j|`. Candidates of row :math:`i` are the
     :math:`j` with :math:`c_{ij} > 0` (and :math:`j \neq i` unless
     :obj:`loop`). The kept set :math:`K_i` is the first :math:`k` candidates
-    by (score descending, :math:`j` ascending), where the score is
+    by (score descending, then the tie order: :math:`j` ascending unless
+    :obj:`tie_rank` is given), where the score is
     :math:`c_{ij}` (:obj:`"softmax"`, :obj:`"count"`) or the Jaccard index
     :math:`J_{ij} = c_{ij} / (|N_i| + |N_j| - c_{ij})` (:obj:`"jaccard"`)
     or the overlap coefficient :math:`O_{ij} = c_{ij} / \min(|N_i|, |N_j|)`
@@ -111,7 +112,7 @@ def cooccurrence_topk(
     Returns:
         ``(row, col, weight)`` of the kept pairs (``row`` = :math:`i`, the
         row whose list it is; rows in no particular order, each row's
-        entries by score descending, then :math:`j` ascending); ``weight`` is
+        entries by score descending, then the tie order); ``weight`` is
         float32.
     """
     num_rows = mat.size(0)
@@ -204,8 +205,9 @@ def _padded_topk(crow: Tensor, col: Tensor, count: Tensor, offset: int,
             score = overlap_score(n_ij.double(), deg[node][row].double(),
                                   deg[c].double(), mode)
         else:
-            # Distinct keys count * n + (n - 1 - j) (exact in float64) order
-            # by (count desc, j asc): no tie is left to `torch.topk`.
+            # Distinct keys count * n + (n - 1 - key) (exact in float64)
+            # order by (count desc, tie key asc): no tie is left to
+            # `torch.topk`.
             score = n_ij.double() * num_cols + (num_cols - 1 - key)
         padded = score.new_full((nodes.numel(), width), float('-inf'))
         padded.view(-1)[flat] = score
